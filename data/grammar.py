@@ -1,0 +1,185 @@
+"""The answer grammar, the prompts and temporal IoU: the one module that owns them.
+
+Rewards (vtg.train), metrics (vtg.eval) and the server (vtg.serve) import from here; nothing else parses answers.
+
+Canonical output (DESIGN.md §4):
+    <think>reasoning</think> starts at 12.5s, ends at 17.0s
+    <think>reasoning</think> starts at 3.0s, ends at 7.5s; starts at 40.0s, ends at 44.0s
+    <think>reasoning</think> not present
+The parser is tolerant: it also reads `12.5 to 17.0`, `12.5 - 17.0`, `[12.5, 17.0]`, `<answer>…</answer>` and
+`<time>…</time>` wrappers, with or without a `<think>` block. `strict` says whether the text followed the canonical
+form exactly (the format reward uses it); `ok` says whether an answer (moments or "not present") was found at all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+NOT_PRESENT = "not present"
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+Moment = tuple[float, float]
+
+_NUM = r"[-+]?\d+(?:\.\d+)?"
+_CANON_ONE = rf"starts at ({_NUM})s, ends at ({_NUM})s"
+_CANON_RE = re.compile(rf"^{_CANON_ONE}(?:; {_CANON_ONE})*$")
+_CANON_ITER = re.compile(_CANON_ONE)
+_STRICT_RE = re.compile(rf"^(?:<think>(?:(?!</think>).)*</think> )?(?:{_CANON_ONE}(?:; {_CANON_ONE})*|{NOT_PRESENT})$", re.S)
+# Lenient pair forms, tried in order on the answer text: "starts at a(s), ends at b(s)", "[a, b]", "a to b", "a - b".
+_LENIENT_PAIRS = [
+    re.compile(rf"start(?:s)?(?: at)?\s*({_NUM})\s*s?(?:econds?)?\s*,?\s*(?:and\s+)?end(?:s)?(?: at)?\s*({_NUM})", re.I),
+    re.compile(rf"\[\s*({_NUM})\s*s?\s*,\s*({_NUM})\s*s?\s*\]"),
+    re.compile(rf"({_NUM})\s*s?(?:econds?)?\s*(?:to|until|till|-|–|—|~)\s*({_NUM})", re.I),
+]
+_THINK_RE = re.compile(r"<think>(.*?)</think>", re.S)
+_WRAPPER_RE = re.compile(r"<(answer|time)>(.*?)</\1>", re.S | re.I)
+_NOT_PRESENT_RE = re.compile(r"\b(not present|not in the video|does not (?:appear|happen|occur)|no such (?:event|moment))\b", re.I)
+
+
+@dataclass
+class ParsedAnswer:
+    """What a model's text says: moments in seconds (as written, not clamped), the reasoning, and flags."""
+
+    moments: list[Moment] = field(default_factory=list)
+    think: str | None = None
+    answer: str = ""  # the answer text after the reasoning
+    not_present: bool = False  # the model said the event is absent
+    ok: bool = False  # an answer was found (moments or "not present")
+    strict: bool = False  # canonical form, exactly
+    reversed_pairs: int = 0  # pairs written end-first; kept as written in `moments`, fixed by `normalized()`
+
+    def normalized(self) -> list[Moment]:
+        """Moments with each reversed pair swapped (start <= end)."""
+        return [(min(s, e), max(s, e)) for s, e in self.moments]
+
+
+def format_time(t: float, decimals: int = 1) -> str:
+    return f"{t:.{decimals}f}"
+
+
+def format_moments(moments: Sequence[Sequence[float]], decimals: int = 1) -> str:
+    """The canonical answer for a list of moments; [] means the query is not in the video."""
+    if not moments:
+        return NOT_PRESENT
+    return "; ".join(
+        f"starts at {format_time(s, decimals)}s, ends at {format_time(e, decimals)}s" for s, e in moments
+    )
+
+
+def format_answer(moments: Sequence[Sequence[float]], think: str | None = None, decimals: int = 1) -> str:
+    """Full target text: `<think>…</think> ` (when reasoning is given) + the canonical answer."""
+    answer = format_moments(moments, decimals)
+    if think is None:
+        return answer
+    return f"{THINK_OPEN}{think}{THINK_CLOSE} {answer}"
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """(reasoning, answer text). A `<think>` without its closing tag leaves no answer (generation was cut)."""
+    m = _THINK_RE.search(text)
+    if m:
+        return m.group(1).strip(), text[m.end():].strip()
+    if THINK_OPEN in text:
+        return text.split(THINK_OPEN, 1)[1].strip(), ""
+    return None, text.strip()
+
+
+def parse_answer(text: str | None) -> ParsedAnswer:
+    """Parse a model completion. Never raises; an unparseable text gives `ok=False` and no moments."""
+    if not text:
+        return ParsedAnswer()
+    think, answer = split_reasoning(text)
+    out = ParsedAnswer(think=think, answer=answer)
+    body = answer
+    wrapped = _WRAPPER_RE.search(answer)
+    if wrapped:
+        body = wrapped.group(2).strip()
+    if _CANON_RE.match(body) and not wrapped:
+        out.moments = [(float(a), float(b)) for a, b in _CANON_ITER.findall(body)]
+    elif body.strip().rstrip(".").lower() == NOT_PRESENT:
+        out.not_present = True
+    else:
+        for pattern in _LENIENT_PAIRS:
+            pairs = pattern.findall(body)
+            if pairs:
+                out.moments = [(float(a), float(b)) for a, b in pairs]
+                break
+        if not out.moments and _NOT_PRESENT_RE.search(body):
+            out.not_present = True
+    out.moments = [m for m in out.moments if all(math.isfinite(x) for x in m)]
+    out.reversed_pairs = sum(1 for s, e in out.moments if s > e)
+    out.ok = bool(out.moments) or out.not_present
+    out.strict = out.ok and _STRICT_RE.match(text.strip()) is not None
+    return out
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Temporal IoU of two [start, end] intervals.
+
+    IoU = max(0, min(e1, e2) - max(s1, s2)) / (max(e1, e2) - min(s1, s2)). Edge cases, defined rather than crashing:
+    a reversed pair is swapped first; a zero union (two identical points) gives 1.0 if they coincide, else 0.0.
+    """
+    s1, e1 = sorted((float(a[0]), float(a[1])))
+    s2, e2 = sorted((float(b[0]), float(b[1])))
+    union = max(e1, e2) - min(s1, s2)
+    if union <= 0:
+        return 1.0 if (s1, e1) == (s2, e2) else 0.0
+    return max(0.0, min(e1, e2) - max(s1, s2)) / union
+
+
+def clamp_moment(m: Sequence[float], duration: float) -> Moment:
+    return (min(max(float(m[0]), 0.0), duration), min(max(float(m[1]), 0.0), duration))
+
+
+def match_moments(pred: Sequence[Sequence[float]], gt: Sequence[Sequence[float]]) -> list[tuple[int, int, float]]:
+    """One-to-one matching of predicted and true moments, greedy by IoU (highest first): [(i_pred, j_gt, iou)]."""
+    pairs = sorted(
+        ((iou(p, g), i, j) for i, p in enumerate(pred) for j, g in enumerate(gt)), key=lambda t: (-t[0], t[1], t[2])
+    )
+    used_p, used_g, out = set(), set(), []
+    for v, i, j in pairs:
+        if v <= 0 or i in used_p or j in used_g:
+            continue
+        used_p.add(i)
+        used_g.add(j)
+        out.append((i, j, v))
+    return out
+
+
+def moment_f1(pred: Sequence[Sequence[float]], gt: Sequence[Sequence[float]], threshold: float = 0.5) -> float:
+    """F1 of one-to-one matched moments at an IoU threshold (`>=`). Both empty: 1.0 (correctly "not present")."""
+    if not pred and not gt:
+        return 1.0
+    if not pred or not gt:
+        return 0.0
+    hits = sum(1 for _, _, v in match_moments(pred, gt) if v >= threshold)
+    precision, recall = hits / len(pred), hits / len(gt)
+    return 0.0 if hits == 0 else 2 * precision * recall / (precision + recall)
+
+
+# ---- prompts -----------------------------------------------------------------------------------------------------
+
+_TASK = {
+    "single": "Find the moment in the video that matches the query.",
+    "multi": "Find every moment in the video that matches the query; there may be one, several, or none.",
+}
+
+
+def grounding_prompt(query: str, duration: float, *, mode: str = "multi", think: bool = True) -> str:
+    """The user turn that goes after the video. Training, eval and serving all use this one text."""
+    if mode not in _TASK:
+        raise ValueError(f"mode must be one of {sorted(_TASK)}, got {mode!r}")
+    fmt = "'starts at Xs, ends at Ys' (several moments separated by '; ')"
+    fmt += f", or '{NOT_PRESENT}' if it does not happen" if mode == "multi" else ""
+    reasoning = "First think inside <think></think>, then answer " if think else "Answer "
+    return (
+        f"The video lasts {duration:.1f} seconds. {_TASK[mode]} Query: \"{query.strip()}\". "
+        f"{reasoning}in the form {fmt}."
+    )
+
+
+def moments_as_lists(moments: Iterable[Sequence[float]]) -> list[list[float]]:
+    return [[float(s), float(e)] for s, e in moments]

@@ -1,0 +1,2 @@
+"""vtg: video temporal grounding."""
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from vtg.cli import main
+
+sys.exit(main())
