@@ -1,0 +1,132 @@
+"""Server settings: one typed dataclass, filled from `recipes/serve/*.yaml` and then from command-line flags.
+
+Every limit lives here so that the HTTP layer and the serving logic read the same numbers. Impossible settings are
+rejected when the config is built, with a message that says how to fix them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vtg.errors import UserError
+
+
+class ServeConfigError(UserError, ValueError):
+    """A bad server setting (flag or recipe key)."""
+
+
+@dataclass
+class Limits:
+    """Per-request limits. Anything over them gets a 4xx naming the limit, before the engine sees the request."""
+
+    max_video_duration_s: float = 600.0
+    max_video_bytes: int = 512 * 1024 * 1024
+    max_upload_bytes: int = 256 * 1024 * 1024
+    max_frames: int = 256  # caps the model's sampling (the time scale stays the recipe's fps until this cap)
+    max_videos_per_request: int = 1
+    max_tokens: int = 1024
+    max_samples: int = 16  # `n` for chat, candidate samples for /v1/grounding
+    request_timeout_s: float = 300.0
+    max_concurrency: int = 8  # requests running in the engine at once
+    max_queue: int = 64  # requests waiting for a slot; beyond this: 429
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                if not (f.name == "max_queue" and v == 0):
+                    raise ServeConfigError(f"limits.{f.name} must be a positive number, got {v!r}")
+
+
+@dataclass
+class ServeConfig:
+    model: str = ""
+    served_model_name: str | None = None  # the `model` name clients send; defaults to the model folder's name
+    host: str = "127.0.0.1"
+    port: int = 8000
+    allowed_local_media_path: list[str] = field(default_factory=list)
+    upload_dir: str | None = None  # where the web page's uploads go (an allowed root); None: no uploads
+    api_key: str | None = None
+    lora: dict[str, str] = field(default_factory=dict)  # adapter name -> folder
+    max_lora_rank: int = 64
+    allow_url_fetch: bool = False  # http(s) video URLs; off by default
+    allow_private_urls: bool = False  # when fetching, allow loopback/private/link-local addresses
+    max_model_len: int = 8192
+    gpu_memory_utilization: float | None = None  # None: vtg.engine's device default
+    default_think: bool = True
+    grounding_samples: int = 8  # candidates sampled for /v1/grounding when mode=multi or top_k > 1
+    grounding_temperature: float = 1.0
+    nms_iou: float = 0.5
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limits, dict):
+            self.limits = _build(Limits, self.limits, "limits.")
+        if not (0 < int(self.port) < 65536):
+            raise ServeConfigError(f"port must be in 1..65535, got {self.port}")
+        if not (0.0 < self.nms_iou <= 1.0):
+            raise ServeConfigError(f"nms_iou must be in (0, 1], got {self.nms_iou}")
+        if self.grounding_samples < 1 or self.grounding_samples > self.limits.max_samples:
+            raise ServeConfigError(
+                f"grounding_samples must be in 1..limits.max_samples ({self.limits.max_samples}), "
+                f"got {self.grounding_samples}"
+            )
+        if self.grounding_temperature < 0:
+            raise ServeConfigError(f"grounding_temperature must be >= 0, got {self.grounding_temperature}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ServeConfigError("api_key is empty: give a key or leave it out to serve without one")
+        for name, path in self.lora.items():
+            if not name or "=" in name or name == self.model_name:
+                raise ServeConfigError(f"bad LoRA name {name!r}: use --lora NAME=PATH with a NAME unlike the base model")
+            if not Path(path, "adapter_config.json").is_file():
+                raise ServeConfigError(f"LoRA {name!r}: {path}/adapter_config.json not found (a peft adapter folder?)")
+        for root in self.media_roots():
+            if not os.path.isdir(root):
+                raise ServeConfigError(f"allowed media root {root!r} is not a folder")
+
+    @property
+    def model_name(self) -> str:
+        return self.served_model_name or Path(self.model.rstrip("/")).name or "model"
+
+    def media_roots(self) -> list[str]:
+        """Allowed roots as real paths (symlinks resolved), uploads folder included."""
+        roots = list(self.allowed_local_media_path)
+        if self.upload_dir:
+            roots.append(self.upload_dir)
+        return [os.path.realpath(r) for r in roots]
+
+
+def _build(cls, data: dict[str, Any], prefix: str = ""):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ServeConfigError(f"unknown serve setting(s) {', '.join(prefix + u for u in unknown)}; "
+                               f"known: {', '.join(sorted(names))}")
+    return cls(**data)
+
+
+def load_config(path: str | None, overrides: dict[str, Any]) -> ServeConfig:
+    """A recipe (YAML, optional) with flag overrides on top (None values are "not given")."""
+    data: dict[str, Any] = {}
+    if path:
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ServeConfigError(f"cannot read serve config {path}: {e}") from e
+        if not isinstance(data, dict):
+            raise ServeConfigError(f"{path}: expected a mapping of settings at the top level")
+        data = data.get("serve", data)  # a recipe may nest the settings under `serve:`
+    for k, v in overrides.items():
+        if v is None or v == [] or v == {}:
+            continue
+        if k == "limits":
+            data["limits"] = {**(data.get("limits") or {}), **v}
+        else:
+            data[k] = v
+    return _build(ServeConfig, data)

@@ -1,0 +1,249 @@
+"""Request and response models of the HTTP API (OpenAI chat completions + our grounding endpoint).
+
+Requests are validated here, before any media is touched or the engine sees them; a validation failure becomes a
+400 with the OpenAI error envelope naming the offending field (see `errors.py`).
+Extra response fields (`moments`, `reasoning`) ride along in OpenAI's objects: the `openai` client keeps them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- chat messages ---------------------------------------------------------------------------------------------
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class VideoURL(_Strict):
+    url: str = Field(min_length=1, max_length=4096)
+
+
+class VideoPart(_Strict):
+    type: Literal["video_url"]
+    video_url: VideoURL
+
+
+ContentPart = Annotated[Union[TextPart, VideoPart], Field(discriminator="type")]
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[ContentPart]
+    name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _known_parts(cls, v):
+        # Name the unknown part type ourselves: pydantic's union error is long and unclear.
+        if isinstance(v, list):
+            for i, part in enumerate(v):
+                t = part.get("type") if isinstance(part, dict) else None
+                if t not in ("text", "video_url"):
+                    raise ValueError(f"content[{i}]: unknown content part type {t!r}; expected 'text' or 'video_url'")
+        return v
+
+    def videos(self) -> list[str]:
+        return [p.video_url.url for p in self.content if isinstance(p, VideoPart)] if isinstance(self.content, list) else []
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+    continuous_usage_stats: bool = False
+
+
+class SamplingFields(_Strict):
+    """Sampling parameters shared by both endpoints; ranges are checked here (bad values → 400)."""
+
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class ChatCompletionRequest(SamplingFields):
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1)
+    top_k: int | None = Field(default=None, ge=-1)  # sampling top-k, as vLLM's extension
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    user: str | None = None
+    # vtg extension: the video's duration is told to the model by the prompt; clamp parsed moments to it.
+    clamp_moments: bool = True
+
+    @model_validator(mode="after")
+    def _one_user_turn(self):
+        if self.messages[-1].role != "user":
+            raise ValueError("messages: the last message must have role 'user'")
+        return self
+
+    def token_budget(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    def video_urls(self) -> list[str]:
+        return [u for m in self.messages for u in m.videos()]
+
+
+class GroundingRequest(SamplingFields):
+    model: str | None = None
+    video: str = Field(min_length=1, max_length=4096, description="file:// URL or path under an allowed root")
+    query: str = Field(min_length=1, max_length=2000)
+    mode: Literal["single", "multi"] = "multi"
+    # Here `top_k` is the number of ranked moments returned (R@K style), not the sampling top-k.
+    top_k: int = Field(default=5, ge=1, le=100, description="ranked moments to return")
+    samples: int | None = Field(default=None, ge=1, description="candidate generations merged by NMS")
+    think: bool | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query is blank")
+        return v
+
+
+# ---- responses -------------------------------------------------------------------------------------------------
+
+class MomentOut(BaseModel):
+    start: float
+    end: float
+    score: float
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatMessageOut
+    finish_reason: str | None = None
+    logprobs: None = None
+    moments: list[MomentOut] = []
+    reasoning: str | None = None
+    not_present: bool = False
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str = Field(default_factory=lambda: _id("chatcmpl"))
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageInfo
+
+
+class DeltaMessage(BaseModel):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: DeltaMessage
+    finish_reason: str | None = None
+    logprobs: None = None
+    moments: list[MomentOut] | None = None  # on the last chunk of each choice
+    reasoning: str | None = None
+    not_present: bool | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: UsageInfo | None = None
+
+
+class GroundingSample(BaseModel):
+    text: str
+    moments: list[list[float]]
+    not_present: bool
+    parsed: bool
+
+
+class GroundingResponse(BaseModel):
+    id: str = Field(default_factory=lambda: _id("grd"))
+    object: Literal["grounding"] = "grounding"
+    model: str
+    video: str
+    duration: float
+    query: str
+    mode: str
+    moments: list[MomentOut]
+    reasoning: str | None
+    not_present_score: float = Field(description="share of samples that answered 'not present'")
+    samples: list[GroundingSample]
+    usage: UsageInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    owned_by: str = "vtg"
+    root: str | None = None
+    parent: str | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: int | str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorInfo
+
+
+class VideoEntry(BaseModel):
+    url: str
+    name: str
+    root: str
+    bytes: int
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VideoEntry]

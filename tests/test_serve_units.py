@@ -1,0 +1,205 @@
+"""Fast unit tests of the serving parts that need no engine: request validation, media path checks, NMS, the
+streaming reasoning splitter, and server settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from pydantic import ValidationError
+
+from vtg.data.grammar import format_answer, split_reasoning
+from vtg.serve.config import Limits, ServeConfigError, load_config
+from vtg.serve.errors import APIError
+from vtg.serve.media import MediaPolicy
+from vtg.serve.nms import ScoredMoment, consensus_scores, merge_samples, temporal_nms
+from vtg.serve.protocol import ChatCompletionRequest, GroundingRequest
+from vtg.serve.reasoning import ReasoningSplitter, split_completion
+
+
+# ---- protocol --------------------------------------------------------------------------------------------------
+
+def _chat(**kw):
+    base = {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "video_url", "video_url": {"url": "file:///x.mp4"}}, {"type": "text", "text": "when?"}]}]}
+    base.update(kw)
+    return ChatCompletionRequest.model_validate(base)
+
+
+def test_chat_request_parses_parts():
+    r = _chat()
+    assert r.video_urls() == ["file:///x.mp4"]
+    assert r.messages[0].text() == "when?"
+
+
+@pytest.mark.parametrize("bad, needle", [
+    ({"temperature": -1}, "temperature"),
+    ({"temperature": 9}, "temperature"),
+    ({"top_p": 0}, "top_p"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"n": 0}, "n"),
+    ({"frobnicate": 1}, "frobnicate"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "image_url"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+    ({"messages": [{"role": "assistant", "content": "hi"}]}, "last message"),
+])
+def test_chat_request_rejects(bad, needle):
+    with pytest.raises(ValidationError) as e:
+        _chat(**bad)
+    assert needle in str(e.value)
+
+
+def test_grounding_request_validation():
+    g = GroundingRequest.model_validate({"video": "a.mp4", "query": "door opens", "mode": "single", "top_k": 3})
+    assert g.top_k == 3 and g.mode == "single"
+    for bad in ({"query": "  "}, {"mode": "both"}, {"top_k": 0}, {"samples": 0}, {"video": ""}):
+        with pytest.raises(ValidationError):
+            GroundingRequest.model_validate({"video": "a.mp4", "query": "q", **bad})
+
+
+# ---- media -----------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def media(tmp_path):
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.mp4").write_bytes(b"x" * 10)
+    (root / "big.mp4").write_bytes(b"x" * 100)
+    outside = tmp_path / "secret.mp4"
+    outside.write_bytes(b"s" * 10)
+    os.symlink(outside, root / "escape.mp4")
+    os.symlink(tmp_path, root / "up")
+    return MediaPolicy([str(root)], max_bytes=50), root, outside
+
+
+def _status(fn, *a):
+    with pytest.raises(APIError) as e:
+        fn(*a)
+    return e.value.status, e.value.message
+
+
+def test_media_allows_files_under_root(media):
+    pol, root, _ = media
+    real = str((root / "sub" / "a.mp4").resolve())
+    assert pol.resolve_local(f"file://{root}/sub/a.mp4") == real
+    assert pol.resolve_local(str(root / "sub" / "a.mp4")) == real
+    assert pol.resolve_local("sub/a.mp4") == real  # relative to a root
+    names = [v.name for v in pol.list_videos()]
+    assert "sub/a.mp4" in names and "escape.mp4" not in names
+
+
+def test_media_refuses_escapes(media):
+    pol, root, outside = media
+    assert _status(pol.resolve_local, f"{root}/../secret.mp4")[0] == 403
+    assert _status(pol.resolve_local, f"file://{root}/sub/../../secret.mp4")[0] == 403
+    assert _status(pol.resolve_local, str(outside))[0] == 403
+    status, msg = _status(pol.resolve_local, str(root / "escape.mp4"))  # symlink pointing outside
+    assert status == 403 and "outside" in msg
+    assert _status(pol.resolve_local, "up/secret.mp4")[0] == 404  # symlinked dir escape is not "found"
+    assert _status(pol.resolve_local, f"{root}/up/secret.mp4")[0] == 403
+    assert all("secret" not in v.url for v in pol.list_videos())
+
+
+def test_media_other_failures(media):
+    pol, root, _ = media
+    assert _status(pol.resolve_local, str(root / "missing.mp4"))[0] == 404
+    assert _status(pol.resolve_local, str(root / "sub"))[0] == 400
+    assert _status(pol.resolve_local, str(root / "big.mp4"))[0] == 413
+    assert _status(pol.resolve_local, "ftp://h/x.mp4")[0] == 400
+    assert _status(pol.resolve_local, "file://otherhost/x.mp4")[0] == 400
+    assert _status(MediaPolicy([], max_bytes=1).resolve_local, "/x.mp4")[0] == 403
+
+
+def test_url_fetch_off_by_default_and_private_refused(media):
+    pol, root, _ = media
+    with pytest.raises(APIError) as e:
+        asyncio.run(pol.resolve("http://example.com/a.mp4"))
+    assert e.value.status == 403 and "disabled" in e.value.message
+    on = MediaPolicy([str(root)], max_bytes=50, allow_url_fetch=True)
+    for url in ("http://127.0.0.1:1/a.mp4", "http://localhost/a.mp4", "http://10.0.0.1/a.mp4",
+                "http://169.254.169.254/latest", "http://[::1]/a.mp4"):
+        with pytest.raises(APIError) as e:
+            asyncio.run(on.resolve(url))
+        assert e.value.status == 403 and "non-public" in e.value.message, url
+
+
+# ---- NMS -------------------------------------------------------------------------------------------------------
+
+def test_consensus_and_nms():
+    samples = [[(10, 20)], [(11, 20)], [(10, 19), (40, 45)], []]
+    merged = merge_samples(samples, top_k=5, iou_threshold=0.5)
+    assert [(m.start, m.end) for m in merged][:1] in ([(10, 20)], [(11, 20)], [(10, 19)])
+    assert len(merged) == 2  # the three near-duplicates collapse to one
+    top, other = merged
+    assert top.score > 0.6 and abs(other.score - 0.25) < 1e-9  # one sample out of four proposed 40-45
+    assert (other.start, other.end) == (40.0, 45.0)
+
+
+def test_nms_top_k_and_threshold():
+    cands = [ScoredMoment(0, 10, 0.9, 0), ScoredMoment(1, 10, 0.8, 1), ScoredMoment(20, 30, 0.5, 2)]
+    assert [c.start for c in temporal_nms(cands, 0.5, 5)] == [0, 20]
+    assert [c.start for c in temporal_nms(cands, 0.95, 5)] == [0, 1, 20]
+    assert len(temporal_nms(cands, 0.5, 1)) == 1
+    with pytest.raises(ValueError):
+        temporal_nms(cands, 0.0, 1)
+
+
+@given(st.lists(st.lists(st.tuples(st.floats(0, 100), st.floats(0.1, 20)).map(lambda t: (t[0], t[0] + t[1])),
+                         max_size=3), min_size=1, max_size=6))
+@settings(max_examples=60, deadline=None)
+def test_consensus_bounds(samples):
+    for c in consensus_scores(samples):
+        assert 1.0 / len(samples) - 1e-9 <= c.score <= 1.0 + 1e-9  # its own sample always agrees fully
+    merged = merge_samples(samples, top_k=3)
+    assert len(merged) <= 3 and [m.score for m in merged] == sorted((m.score for m in merged), reverse=True)
+
+
+# ---- reasoning splitter ----------------------------------------------------------------------------------------
+
+@given(st.text(alphabet="<>/thinkabc s.0123", max_size=40), st.lists(st.integers(0, 40), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_splitter_chunking_invariant(text, cuts):
+    whole = split_completion(text)
+    sp = ReasoningSplitter()
+    pieces, last = [], 0
+    for c in sorted(set(min(c, len(text)) for c in cuts)) + [len(text)]:
+        pieces.append(text[last:c])
+        last = c
+    r = a = ""
+    for p in pieces:
+        dr, da = sp.feed(p)
+        r, a = r + dr, a + da
+    dr, da = sp.finish()
+    r, a = r + dr, a + da
+    assert (r if whole[0] is not None else None, a) == whole
+
+
+def test_splitter_agrees_with_grammar_on_canonical_text():
+    text = format_answer([(1.0, 2.5)], think="the door opens")
+    reasoning, answer = split_completion(text)
+    assert (reasoning.strip(), answer) == split_reasoning(text)
+    assert split_completion("starts at 1.0s, ends at 2.0s") == (None, "starts at 1.0s, ends at 2.0s")
+    sp = ReasoningSplitter()
+    assert sp.feed("<thi") == ("", "")  # a half tag is held back, not emitted as content
+    assert sp.feed("nk>abc</th") == ("abc", "")
+    assert sp.feed("ink> x") == ("", "x")
+
+
+# ---- config ----------------------------------------------------------------------------------------------------
+
+def test_config_rejects_bad_settings(tmp_path):
+    with pytest.raises(ServeConfigError, match="limits.max_frames"):
+        Limits(max_frames=0)
+    with pytest.raises(ServeConfigError, match="unknown serve setting"):
+        load_config(None, {"model": "m", "nonsense": 1})
+    with pytest.raises(ServeConfigError, match="not a folder"):
+        load_config(None, {"model": "m", "allowed_local_media_path": [str(tmp_path / "nope")]})
+    with pytest.raises(ServeConfigError, match="adapter_config.json"):
+        load_config(None, {"model": "m", "lora": {"a": str(tmp_path)}})
+    rec = tmp_path / "s.yaml"
+    rec.write_text("serve:\n  port: 9001\n  limits:\n    max_frames: 8\n")
+    cfg = load_config(str(rec), {"model": "/x/tiny", "limits": {"max_tokens": 7}})
+    assert (cfg.port, cfg.limits.max_frames, cfg.limits.max_tokens, cfg.model_name) == (9001, 8, 7, "tiny")
