@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from vtg.errors import UserError
 
@@ -27,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--didemo-consensus", choices=["mode", "all"], default="mode",
                    help="DiDeMo: 'mode' keeps the most frequent annotator pair (ties: earliest, then shortest); "
                    "'all' keeps every distinct annotator pair as a moment")
+    c.add_argument("--durations", default=None,
+                   help="DiDeMo: CSV (video,duration) or JSON {video: seconds} of the videos' durations; without it "
+                   "a video is assumed to last 5 s x num_segments (30 s for 6 segments), capped at 30 s")
     c.add_argument("--fix-reversed", action="store_true", help="swap reversed moments instead of rejecting them")
     c.add_argument("--check-video", action="store_true", help="reject records whose video file does not exist")
     c.set_defaults(func=_convert)
@@ -59,6 +63,7 @@ def _convert(args: argparse.Namespace) -> int:
     records, report = convert_files(
         args.format, args.files, video_dir=args.video_dir, video_ext=args.video_ext, split=args.split,
         didemo_consensus=args.didemo_consensus, fix_reversed=args.fix_reversed, check_video=args.check_video,
+        durations=args.durations, video_root=Path(args.out).parent,  # relative videos resolve next to the output
     )
     print(report.summary())
     if not records:

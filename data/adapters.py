@@ -1,0 +1,564 @@
+"""Adapters from the public data sets' official release files (read UNCHANGED) to vtg records (DESIGN.md §2–3).
+
+Every entry a release holds becomes one raw record dict that goes through `vtg.data.records.validate`, so the same
+rules apply everywhere: ends past the duration are clamped and counted, reversed/zero-length moments are rejected
+(or swapped with `fix_reversed`), and each rejected entry is reported with its FILE and LINE (or JSON key).
+
+Formats and what each assumes:
+- charades-sta: `charades_sta_{train,test}.txt` lines `VIDEOID START END##sentence` plus the Charades CSV(s)
+  (`Charades_v1_{train,test}.csv`, column `length`) for durations. A video id not in the CSVs rejects that line.
+  Id `charades-sta/<split>/<line number, 6 digits>`.
+- activitynet: `train.json`, `val_1.json`, `val_2.json`; split from the file name (val_1 and val_2 stay distinct).
+  Id `activitynet/<split>/<video key>/<sentence index>`.
+- tacos (2D-TAN release): `{"s13-d21.avi": {"timestamps": FRAME indices, "sentences", "fps", "num_frames"}}`;
+  seconds = frame / fps, duration = num_frames / fps; the video keeps the release's file name.
+- didemo: `{train,val,test}_data.json`; `times` are 5-s segment indices [first, last], one pair per annotator,
+  a pair covers [5·first, 5·(last+1)] s. Consensus `mode` (default): the most frequent annotator pair, ties broken
+  by the earliest start, then the shortest span; `all`: every distinct annotator pair is a moment (sorted).
+  The release has no durations: unless `durations` (CSV `video,duration` or JSON `{video: seconds}`) is given, a
+  video is assumed to last 5 s × num_segments (30 s for the usual 6 segments, 30 s when num_segments is absent);
+  durations are capped at 30 s (DiDeMo videos were cut to 30 s). The report says how many records used the guess.
+- qvhighlights: `highlight_{train,val,test}_release.jsonl`; moments = `relevant_windows`; `qid`, `vid`,
+  `relevant_clip_ids`, `saliency_scores` kept. Test files carry no windows: those records get `moments: []` and
+  `has_labels: False` (unlabelled, NOT "absent"); labelled records get `has_labels: True`.
+- timerft (Time-R1 release): a JSON list (or JSONL) of `{"video", "duration", "timestamp": [s, e], "sentence"}`,
+  and TVGBench's `{"path", "question", "answer": "13.4-28.1", "duration"}`. Clip offsets `video_start`/`video_end`
+  (the files are already cut; timestamps are relative to the clip) are kept as `clip_start`/`clip_end`.
+- jsonl: records already in the vtg schema, validated.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from vtg.data.records import Record, RecordError, ValidationReport, validate
+from vtg.errors import UserError
+
+DIDEMO_SEGMENT_S = 5.0
+DIDEMO_MAX_S = 30.0
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
+
+
+@dataclass
+class ConvertOptions:
+    video_dir: str = ""
+    video_ext: str = ".mp4"
+    split: str | None = None
+    didemo_consensus: str = "mode"
+    fix_reversed: bool = False
+    check_video: bool = False
+    durations: str | None = None  # DiDeMo only: CSV/JSON of source durations
+
+    def __post_init__(self) -> None:
+        if self.didemo_consensus not in ("mode", "all"):
+            raise UserError(f"didemo consensus must be 'mode' or 'all', got {self.didemo_consensus!r}")
+        if self.video_ext and not self.video_ext.startswith("."):
+            raise UserError(f"--video-ext must start with a dot (e.g. .mp4), got {self.video_ext!r}")
+        if self.split is not None and not self.split.strip():
+            raise UserError("--split must be a non-empty name (or leave it out to guess it from the file name)")
+
+
+@dataclass
+class Raw:
+    """One release entry turned into a record dict, or the reason it could not be."""
+
+    where: str  # the file, plus the JSON key/index when there is no line number
+    line: int | None
+    record: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+@dataclass
+class ConversionReport(ValidationReport):
+    """A ValidationReport plus notes on assumptions the conversion made (printed in the summary)."""
+
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self, max_lines: int = 10) -> str:
+        return "\n".join([super().summary(max_lines)] + [f"  note: {n}" for n in self.notes])
+
+
+Converter = Callable[[list[Path], ConvertOptions, ConversionReport], Iterator[Raw]]
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    help: str
+    convert: Converter
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _guess_split(path: Path, opts: ConvertOptions) -> str:
+    if opts.split:
+        return opts.split
+    stem = path.stem.lower()
+    m = re.search(r"(?<![a-z0-9])(val_1|val_2|train|val|test)(?![a-z0-9])", stem)
+    return m.group(1) if m else stem
+
+
+def _video(opts: ConvertOptions, name: str, *, keep_name: bool = False) -> str:
+    """`video_dir/<name><ext>`; a release file name that already has a video extension is kept as is."""
+    if not (keep_name and Path(name).suffix.lower() in VIDEO_EXTS):
+        name = name + opts.video_ext
+    return os.path.join(opts.video_dir, name)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # -sig: some releases carry a BOM
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+
+
+def _load_json(path: Path, expected: str) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                        f"expected {expected}") from None
+
+
+def _expect_dict_of(path: Path, data: Any, keys: tuple[str, ...], expected: str) -> dict:
+    """The release must be an object of objects carrying `keys`; anything else is the wrong file."""
+    first = next(iter(data.values()), None) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(first, dict) or not all(k in first for k in keys):
+        got = type(data).__name__ if not isinstance(data, dict) else f"an object whose first value is {first!r:.80}"
+        raise UserError(f"{path}: expected {expected}; got {got}")
+    return data
+
+
+def _jsonl_lines(path: Path, expected: str) -> Iterator[tuple[int, Any, str | None]]:
+    """(line number, parsed object or None, problem) for each non-empty line of a JSONL file."""
+    text = _read_text(path)
+    if text.lstrip().startswith("["):
+        raise UserError(f"{path}: this is a JSON array; expected JSONL ({expected}, one object a line)")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield n, json.loads(line), None
+        except json.JSONDecodeError as e:
+            yield n, None, f"not valid JSON ({e.msg} at column {e.colno})"
+
+
+def _number(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and not isinstance(x, bool) else None
+
+
+def _mismatch(entry: dict, a: str, b: str) -> str | None:
+    if not isinstance(entry.get(a), list) or not isinstance(entry.get(b), list):
+        return f"'{a}' and '{b}' must be lists"
+    if len(entry[a]) != len(entry[b]):
+        return f"{len(entry[a])} {a} but {len(entry[b])} {b}: they must pair up"
+    return None
+
+
+# ---------------------------------------------------------------- charades-sta
+
+_CHARADES_EXPECTED = ("charades_sta_{train,test}.txt (lines 'VIDEOID START END##sentence') and "
+                      "Charades_v1_{train,test}.csv (for the 'length' column)")
+
+
+def _charades_durations(path: Path) -> tuple[dict[str, float], dict[str, str]]:
+    durations: dict[str, float] = {}
+    bad: dict[str, str] = {}
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        if "id" not in cols or "length" not in cols:
+            raise UserError(f"{path}: expected the Charades CSV with columns id,…,length; found columns {cols}")
+        for row in reader:
+            vid, length = (row.get("id") or "").strip(), row.get("length")
+            v = _number(length)
+            if v is None:
+                bad[vid] = f"{path.name} line {reader.line_num}: length {length!r} is not a number"
+            else:
+                durations[vid] = v
+    return durations, bad
+
+
+def _parse_charades_line(text: str) -> tuple[str, float, float, str] | str:
+    head, sep, sentence = text.partition("##")
+    parts = head.split()
+    if not sep or len(parts) != 3:
+        return f"expected 'VIDEOID START END##sentence', got {text[:80]!r}"
+    start, end = _number(parts[1]), _number(parts[2])
+    if start is None or end is None:
+        return f"START and END must be numbers of seconds, got {parts[1]!r} {parts[2]!r}"
+    return parts[0], start, end, sentence.strip()
+
+
+def convert_charades(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    csvs = [p for p in files if p.suffix.lower() == ".csv"]
+    txts = [p for p in files if p.suffix.lower() != ".csv"]
+    if not csvs or not txts:
+        raise UserError(f"charades-sta needs {_CHARADES_EXPECTED}; got {[str(p) for p in files]}")
+    durations: dict[str, float] = {}
+    bad: dict[str, str] = {}
+    for p in csvs:
+        d, b = _charades_durations(p)
+        durations.update(d)
+        bad.update(b)
+    for path in txts:
+        text = _read_text(path)
+        if text.lstrip()[:1] in ("{", "["):
+            raise UserError(f"{path}: this is JSON; charades-sta expects {_CHARADES_EXPECTED}")
+        split = _guess_split(path, opts)
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            parsed = _parse_charades_line(line)
+            if isinstance(parsed, str):
+                yield Raw(str(path), n, problem=parsed)
+                continue
+            vid, start, end, sentence = parsed
+            if vid not in durations:
+                why = bad.get(vid) or f"not in the Charades CSV(s) {[p.name for p in csvs]}"
+                yield Raw(str(path), n, problem=f"video id {vid!r}: no duration ({why})")
+                continue
+            yield Raw(str(path), n, {
+                "id": f"charades-sta/{split}/{n:06d}", "video": _video(opts, vid), "duration": durations[vid],
+                "query": sentence, "moments": [[start, end]], "source": "charades-sta", "split": split, "vid": vid,
+            })
+
+
+# ---------------------------------------------------------------- activitynet
+
+_ANET_EXPECTED = 'ActivityNet Captions JSON {"v_id": {"duration", "timestamps", "sentences"}}'
+
+
+def convert_activitynet(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    for path in files:
+        data = _expect_dict_of(path, _load_json(path, _ANET_EXPECTED), ("timestamps", "sentences"), _ANET_EXPECTED)
+        split = _guess_split(path, opts)
+        for vid, entry in data.items():
+            where = f"{path} key {vid!r}"
+            problem = _mismatch(entry, "timestamps", "sentences") if isinstance(entry, dict) else "not an object"
+            if problem:
+                yield Raw(where, None, problem=problem)
+                continue
+            for i, (ts, sentence) in enumerate(zip(entry["timestamps"], entry["sentences"])):
+                yield Raw(f"{where} sentence {i}", None, {
+                    "id": f"activitynet/{split}/{vid}/{i}", "video": _video(opts, vid),
+                    "duration": entry.get("duration"), "query": str(sentence).strip(), "moments": [ts],
+                    "source": "activitynet", "split": split, "vid": vid,
+                })
+
+
+# ---------------------------------------------------------------- tacos
+
+_TACOS_EXPECTED = 'the 2D-TAN TACoS JSON {"s13-d21.avi": {"timestamps" (frames), "sentences", "fps", "num_frames"}}'
+
+
+def convert_tacos(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    for path in files:
+        data = _expect_dict_of(path, _load_json(path, _TACOS_EXPECTED), ("timestamps", "fps", "num_frames"),
+                               _TACOS_EXPECTED)
+        split = _guess_split(path, opts)
+        for vid, entry in data.items():
+            where = f"{path} key {vid!r}"
+            fps, frames = _number(entry.get("fps")), _number(entry.get("num_frames"))
+            problem = _mismatch(entry, "timestamps", "sentences")
+            if not problem and (fps is None or fps <= 0 or frames is None):
+                problem = f"fps {entry.get('fps')!r} must be > 0 and num_frames a number ({entry.get('num_frames')!r})"
+            if problem:
+                yield Raw(where, None, problem=problem)
+                continue
+            for i, (ts, sentence) in enumerate(zip(entry["timestamps"], entry["sentences"])):
+                pair = [_number(x) for x in ts] if isinstance(ts, list) else []
+                if len(pair) != 2 or None in pair:
+                    yield Raw(f"{where} sentence {i}", None, problem=f"timestamp must be [start_frame, end_frame], got {ts!r}")
+                    continue
+                yield Raw(f"{where} sentence {i}", None, {
+                    "id": f"tacos/{split}/{Path(vid).stem}/{i}", "video": _video(opts, vid, keep_name=True),
+                    "duration": frames / fps, "query": str(sentence).strip(),
+                    "moments": [[pair[0] / fps, pair[1] / fps]], "source": "tacos", "split": split,
+                    "vid": vid, "fps": fps, "frames": ts,
+                })
+
+
+# ---------------------------------------------------------------- didemo
+
+_DIDEMO_EXPECTED = 'DiDeMo {train,val,test}_data.json: a list of {"video", "description", "times", "annotation_id"}'
+
+
+def _load_durations(path: str) -> dict[str, float]:
+    """`video,duration` CSV (also `id`/`vid` and `length` column names) or a JSON object {video: seconds}."""
+    p = _existing(path)
+    if p.suffix.lower() == ".json":
+        data = _load_json(p, "a JSON object {video: seconds}")
+        if not isinstance(data, dict):
+            raise UserError(f"{p}: expected a JSON object {{video: seconds}}, got a {type(data).__name__}")
+        items = data.items()
+    else:
+        with open(p, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            cols = reader.fieldnames or []
+            name = next((c for c in ("video", "id", "vid") if c in cols), None)
+            dur = next((c for c in ("duration", "length") if c in cols), None)
+            if not name or not dur:
+                raise UserError(f"{p}: expected a CSV with columns video,duration; found columns {cols}")
+            items = [(r[name], r[dur]) for r in reader]
+    out = {}
+    for k, v in items:
+        sec = _number(v)
+        if sec is None or sec <= 0:
+            raise UserError(f"{p}: duration of {k!r} must be a positive number of seconds, got {v!r}")
+        out[str(k).strip()] = sec
+    return out
+
+
+def _didemo_pairs(times: Any, opts: ConvertOptions, report: ConversionReport, where: str) -> list[tuple[int, int]] | str:
+    if not isinstance(times, list) or not times:
+        return f"'times' must be a non-empty list of [first, last] segment pairs, got {times!r}"
+    pairs = []
+    for k, t in enumerate(times):
+        ok = isinstance(t, list) and len(t) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in t)
+        if not ok or min(t) < 0:
+            return f"annotator pair {k} must be two segment indices >= 0, got {t!r}"
+        first, last = t
+        if first > last:
+            if not opts.fix_reversed:
+                return f"annotator pair {k} {t!r} is reversed (first > last); convert with --fix-reversed to swap"
+            first, last = last, first
+            report.add_fix("swapped reversed DiDeMo segment pair", where)
+        pairs.append((first, last))
+    return pairs
+
+
+def didemo_consensus(pairs: list[tuple[int, int]], rule: str = "mode") -> list[tuple[int, int]]:
+    """`mode`: the most frequent annotator pair; ties → earliest first segment, then shortest span.
+    `all`: every distinct pair, sorted by (first, last)."""
+    counts = Counter(pairs)
+    if rule == "all":
+        return sorted(counts)
+    best = min(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] - kv[0][0]))
+    return [best[0]]
+
+
+def _didemo_duration(entry: dict, durations: dict[str, float] | None) -> tuple[float, bool]:
+    """(duration, guessed). Capped at 30 s; guessed from num_segments when no durations file names the video."""
+    if durations is not None:
+        video = str(entry.get("video", ""))
+        d = durations.get(video, durations.get(Path(video).stem))
+        if d is not None:
+            return min(DIDEMO_MAX_S, d), False
+    n = entry.get("num_segments")
+    segs = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 6
+    return min(DIDEMO_MAX_S, DIDEMO_SEGMENT_S * segs), True
+
+
+def convert_didemo(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    durations = _load_durations(opts.durations) if opts.durations else None
+    guessed = 0
+    for path in files:
+        data = _load_json(path, _DIDEMO_EXPECTED)
+        if not isinstance(data, list) or (data and not (isinstance(data[0], dict) and "times" in data[0])):
+            raise UserError(f"{path}: expected {_DIDEMO_EXPECTED}; got {type(data).__name__}")
+        split = _guess_split(path, opts)
+        for i, entry in enumerate(data):
+            aid = entry.get("annotation_id", i) if isinstance(entry, dict) else i
+            where = f"{path} index {i} (annotation_id {aid})"
+            if not isinstance(entry, dict) or not isinstance(entry.get("video"), str):
+                yield Raw(where, None, problem="expected an object with a 'video' file name")
+                continue
+            pairs = _didemo_pairs(entry.get("times"), opts, report, where)
+            if isinstance(pairs, str):
+                yield Raw(where, None, problem=pairs)
+                continue
+            duration, was_guessed = _didemo_duration(entry, durations)
+            guessed += was_guessed
+            chosen = didemo_consensus(pairs, opts.didemo_consensus)
+            yield Raw(where, None, {
+                "id": f"didemo/{split}/{aid}", "video": _video(opts, entry["video"], keep_name=True),
+                "duration": duration, "query": str(entry.get("description", "")),
+                "moments": [[DIDEMO_SEGMENT_S * f, DIDEMO_SEGMENT_S * (l + 1)] for f, l in chosen],
+                "source": "didemo", "split": split, "annotation_id": aid, "times": entry["times"],
+                "num_segments": entry.get("num_segments"), "didemo_consensus": opts.didemo_consensus,
+            })
+    if guessed:
+        report.notes.append(f"DiDeMo has no durations: {guessed} record(s) assume 5 s × num_segments "
+                            "(30 s for 6 segments); pass --durations (CSV video,duration or JSON) for real ones")
+
+
+# ---------------------------------------------------------------- qvhighlights
+
+_QVH_EXPECTED = 'QVHighlights highlight_{train,val,test}_release.jsonl lines {"qid", "query", "duration", "vid", ...}'
+
+
+def convert_qvhighlights(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    unlabelled = 0
+    for path in files:
+        split = _guess_split(path, opts)
+        for n, d, problem in _jsonl_lines(path, _QVH_EXPECTED):
+            if problem is None and not (isinstance(d, dict) and "qid" in d and "vid" in d):
+                problem = f"expected an object with 'qid' and 'vid' ({_QVH_EXPECTED})"
+            if problem:
+                yield Raw(str(path), n, problem=problem)
+                continue
+            labelled = "relevant_windows" in d
+            unlabelled += not labelled
+            yield Raw(str(path), n, {
+                "id": f"qvhighlights/{split}/{d['qid']}", "video": _video(opts, str(d["vid"])),
+                "duration": d.get("duration"), "query": d.get("query"),
+                "moments": d["relevant_windows"] if labelled else [], "source": "qvhighlights", "split": split,
+                "qid": d["qid"], "vid": d["vid"], "has_labels": labelled,
+                # same columns labelled or not, so an HF dataset of mixed files keeps every field
+                "relevant_clip_ids": d.get("relevant_clip_ids", []), "saliency_scores": d.get("saliency_scores", []),
+            })
+    if unlabelled:
+        report.notes.append(f"QVHighlights: {unlabelled} record(s) have no labels (test release): moments [] with "
+                            "has_labels=False means unlabelled, not absent; use them for submissions, not scoring")
+
+
+# ---------------------------------------------------------------- timerft / tvgbench
+
+_TIMERFT_EXPECTED = ('a Time-R1 JSON list (or JSONL) of {"video", "duration", "timestamp": [s, e], "sentence"} or '
+                     'TVGBench {"path", "question", "answer": "s-e", "duration"}')
+_ANSWER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
+# kept as extras; video_start/video_end are renamed: the files are already cut, timestamps are clip-relative
+_TIMERFT_EXTRAS = {"qid": "qid", "difficulty": "difficulty", "dataset_name": "dataset_name", "qsemtype": "qsemtype",
+                   "question_type": "question_type", "video_start": "clip_start", "video_end": "clip_end"}
+
+
+def _timerft_entries(path: Path) -> Iterator[tuple[str, int | None, Any, str | None]]:
+    text = _read_text(path)
+    if text.lstrip().startswith("["):
+        data = _load_json(path, _TIMERFT_EXPECTED)
+        for i, d in enumerate(data):
+            yield f"{path} index {i}", None, d, None
+    else:
+        for n, d, problem in _jsonl_lines(path, _TIMERFT_EXPECTED):
+            yield str(path), n, d, problem
+
+
+def _timerft_moment(d: dict) -> list | str:
+    if "timestamp" in d:
+        return d["timestamp"]
+    m = _ANSWER_RE.match(str(d.get("answer", "")))
+    if not m:
+        return f"'answer' must be 'START-END' seconds like '13.4-28.1', got {d.get('answer')!r}"
+    return [float(m.group(1)), float(m.group(2))]
+
+
+def convert_timerft(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    for path in files:
+        split = opts.split or ("test" if "tvgbench" in path.stem.lower() else _guess_split(path, opts))
+        for k, (where, n, d, problem) in enumerate(_timerft_entries(path)):
+            video = d.get("video", d.get("path")) if isinstance(d, dict) else None
+            if problem is None and not isinstance(video, str):
+                problem = f"expected {_TIMERFT_EXPECTED}"
+            moment = _timerft_moment(d) if problem is None else None
+            if isinstance(moment, str):
+                problem = moment
+            if problem:
+                yield Raw(where, n, problem=problem)
+                continue
+            rec = {
+                "id": f"timerft/{split}/{(n if n is not None else k):06d}",
+                "video": os.path.join(opts.video_dir, os.path.basename(video)) if opts.video_dir else video,
+                "duration": d.get("duration"), "query": d.get("sentence", d.get("question")),
+                "moments": [moment], "source": "timerft", "split": split,
+            }
+            rec.update({new: d[old] for old, new in _TIMERFT_EXTRAS.items() if d.get(old) is not None})
+            yield Raw(where, n, rec)
+
+
+# ---------------------------------------------------------------- jsonl (our own records)
+
+
+def convert_jsonl(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    for path in files:
+        for n, d, problem in _jsonl_lines(path, "vtg records"):
+            if problem is None and not isinstance(d, dict):
+                problem = f"expected a JSON object, got {type(d).__name__}"
+            if problem:
+                yield Raw(str(path), n, problem=problem)
+                continue
+            if opts.split:
+                d["split"] = opts.split
+            if opts.video_dir and isinstance(d.get("video"), str) and "://" not in d["video"]:
+                d["video"] = os.path.join(opts.video_dir, d["video"])
+            yield Raw(str(path), n, d)
+
+
+FORMATS: dict[str, FormatSpec] = {
+    "charades-sta": FormatSpec("charades_sta_*.txt + Charades_v1_*.csv", convert_charades),
+    "activitynet": FormatSpec("ActivityNet Captions train.json / val_1.json / val_2.json", convert_activitynet),
+    "tacos": FormatSpec("2D-TAN TACoS {train,val,test}.json, frame indices", convert_tacos),
+    "didemo": FormatSpec("{train,val,test}_data.json; --didemo-consensus mode|all", convert_didemo),
+    "qvhighlights": FormatSpec("highlight_{train,val,test}_release.jsonl", convert_qvhighlights),
+    "timerft": FormatSpec("Time-R1 TimeRFT train JSON / TVGBench JSON", convert_timerft),
+    "jsonl": FormatSpec("vtg records JSONL, validated", convert_jsonl),
+}
+
+
+def get_format(name: str) -> FormatSpec:
+    if name not in FORMATS:
+        raise UserError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}")
+    return FORMATS[name]
+
+
+def _existing(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: file not found" if not p.exists() else f"{p}: not a file")
+    return p
+
+
+def convert_files(
+    fmt: str,
+    files: list[str | os.PathLike],
+    *,
+    video_dir: str = "",
+    video_ext: str = ".mp4",
+    split: str | None = None,
+    didemo_consensus: str = "mode",
+    fix_reversed: bool = False,
+    check_video: bool = False,
+    durations: str | None = None,
+    video_root: str | os.PathLike | None = None,
+) -> tuple[list[Record], ConversionReport]:
+    """Convert official release files of `fmt` to validated records.
+
+    Bad entries are listed in the report (file and line or JSON key); the rest are converted. Raises UserError for
+    an unknown format, a missing file, or a file that is not what the format expects. `video_root`: the folder
+    relative video paths resolve against for `check_video` (the output file's folder; default: the working dir).
+    """
+    spec = get_format(fmt)
+    if not files:
+        raise UserError(f"no input files given for {fmt!r} ({spec.help})")
+    paths = [_existing(f) for f in files]
+    opts = ConvertOptions(video_dir=video_dir, video_ext=video_ext, split=split, didemo_consensus=didemo_consensus,
+                          fix_reversed=fix_reversed, check_video=check_video, durations=durations)
+    report = ConversionReport()
+    records: list[Record] = []
+    for raw in spec.convert(paths, opts, report):
+        report.n_read += 1
+        try:
+            if raw.problem is not None:
+                raise RecordError(f"line {raw.line}: {raw.problem}" if raw.line is not None else raw.problem)
+            records.append(validate(raw.record, line=raw.line, report=report, check_video=check_video,
+                                    video_root=video_root, fix_reversed=fix_reversed))
+            report.n_ok += 1
+        except RecordError as e:
+            report.errors.append(f"{raw.where}: {e}")
+    dup = sorted(k for k, n in Counter(r.id for r in records).items() if n > 1)
+    if dup:
+        report.errors.append(f"duplicate ids (the same file given twice?): {dup[:5]}{' …' if len(dup) > 5 else ''}")
+    return records, report
