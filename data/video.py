@@ -1,0 +1,435 @@
+"""Video reading for every part of vtg: decode with PyAV, sample frames like qwen-vl-utils, keep the true time scale.
+
+Why this module exists (DESIGN.md §7): stacks go silently wrong on time. Frames are sampled once here, and the
+metadata that carries the time scale (source fps, sampled frame indices, their pts timestamps) travels with them
+to transformers' Qwen-VL processors (`hf_processor_kwargs`) and to vLLM (`vllm_video`).
+
+Sampling follows qwen-vl-utils 0.0.14 (`fps`/`nframes`, `min_frames`/`max_frames`, an even frame count,
+`smart_resize` within the min/max/total pixel budgets, `video_start`/`video_end`); its pure functions are reused.
+One deliberate difference: qwen-vl-utils picks `linspace(first, last, n)` frame indices, so the same clip encoded
+at 2 and 4 fps yields different sampled times. We pick the frame on screen at each time of an even grid
+(`first + floor(k * count / n)`), so the sampled times depend on the clip, not on its encoding. The frame count and
+size are identical to qwen-vl-utils'.
+
+Decoder: PyAV (its wheel bundles FFmpeg; torchcodec needs system FFmpeg, decord is absent, torchvision 0.28 has
+no read_video). Timestamps come from each frame's pts, relative to the first frame. For processors, frame times
+are `index / fps` (that is what transformers and vLLM compute), which equals the pts for constant-frame-rate video.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import threading
+import urllib.parse
+import urllib.request
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from vtg.errors import UserError
+
+# qwen-vl-utils' budgets, in tokens of one merged patch (image_factor² pixels); see its vision_process.py.
+VIDEO_MIN_TOKEN_NUM = 128
+VIDEO_MAX_TOKEN_NUM = 768
+FRAME_FACTOR = 2  # frames are paired by the temporal patch: the count is always even
+MAX_DOWNLOAD_BYTES = int(os.environ.get("VTG_MAX_VIDEO_BYTES", 2 << 30))
+CACHE_SIZE = 8
+
+# Processor kwargs for frames sampled here: don't resample frames, and don't resize them again (the processors'
+# own default budget would upscale a 56×56 frame to ~100k pixels and silently override FrameSampling).
+PRESAMPLED_VIDEO_KWARGS = {"do_sample_frames": False, "do_resize": False}
+
+
+class VideoError(UserError):
+    """A video that cannot be read (missing, not a video, corrupt, too short, unsupported URL); names the file."""
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """How frames are taken from a video; keys spelled as qwen-vl-utils spells them.
+
+    `nframes`, when set, replaces `fps` (exactly that many frames, rounded to even). Pixel budgets left as None
+    take qwen-vl-utils' defaults for this `image_factor` (28 = patch 14 × merge 2 for Qwen2.5-VL, 32 for Qwen3-VL).
+    """
+
+    fps: float = 2.0
+    nframes: int | None = None
+    min_frames: int = 4
+    max_frames: int = 768
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    total_pixels: int | None = None
+    video_start: float | None = None
+    video_end: float | None = None
+    image_factor: int = 28
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.fps, (int, float)) and self.fps > 0 and math.isfinite(self.fps)):
+            raise UserError(f"FrameSampling: fps must be a positive number of frames per second, got {self.fps!r}")
+        if self.nframes is not None and (not isinstance(self.nframes, int) or self.nframes < FRAME_FACTOR):
+            raise UserError(f"FrameSampling: nframes must be an integer >= 2 (or unset to use fps), got {self.nframes!r}")
+        if not (isinstance(self.min_frames, int) and isinstance(self.max_frames, int)) or self.min_frames < 1:
+            raise UserError(f"FrameSampling: min_frames must be an integer >= 1, got {self.min_frames!r}")
+        if self.max_frames < max(self.min_frames, FRAME_FACTOR):
+            raise UserError(f"FrameSampling: max_frames ({self.max_frames}) must be >= min_frames "
+                            f"({self.min_frames}) and >= 2; raise max_frames")
+        if not isinstance(self.image_factor, int) or self.image_factor < 1:
+            raise UserError(f"FrameSampling: image_factor must be a positive integer (28 for Qwen2.5-VL, "
+                            f"32 for Qwen3-VL), got {self.image_factor!r}")
+        for key in ("min_pixels", "max_pixels", "total_pixels"):
+            v = getattr(self, key)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+                raise UserError(f"FrameSampling: {key} must be a positive number of pixels or unset, got {v!r}")
+        if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
+            raise UserError(f"FrameSampling: min_pixels ({self.min_pixels}) > max_pixels ({self.max_pixels}); "
+                            "lower min_pixels or raise max_pixels")
+        if self.video_start is not None and self.video_start < 0:
+            raise UserError(f"FrameSampling: video_start must be >= 0 seconds, got {self.video_start!r}")
+        if (self.video_start is not None and self.video_end is not None and self.video_end <= self.video_start):
+            raise UserError(f"FrameSampling: video_end ({self.video_end}) must be after video_start "
+                            f"({self.video_start})")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "frame sampling") -> "FrameSampling":
+        """Build from a config/recipe dict; unknown keys (and fps together with nframes) are rejected by name."""
+        if not isinstance(d, dict):
+            raise UserError(f"{where}: expected a mapping of sampling keys, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        if d.get("nframes") is not None and d.get("fps") is not None:
+            raise UserError(f"{where}: give either 'fps' or 'nframes', not both (as in qwen-vl-utils)")
+        return cls(**{k: v for k, v in d.items() if not (k == "fps" and v is None)})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def qwen_ele(self) -> dict[str, Any]:
+        """The same settings as a qwen-vl-utils video element (without the 'video' key)."""
+        ele = {k: v for k, v in asdict(self).items() if v is not None and k != "image_factor"}
+        if self.nframes is not None:
+            ele.pop("fps")
+            ele.pop("min_frames")
+            ele.pop("max_frames")
+        return ele
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration: float  # seconds = num_frames / fps
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+
+
+@dataclass
+class VideoMetadata:
+    """Time scale of a sampled video. `frames_indices` index the whole stream; `timestamps` are their pts (s)."""
+
+    fps: float  # the source stream's average frame rate
+    total_num_frames: int  # frames in the whole stream
+    duration: float  # seconds of the whole stream
+    frames_indices: list[int]
+    timestamps: list[float]
+    sampled_fps: float  # frames taken per second of the sampled window
+    width: int  # source frame size (the delivered frames are resized, see DecodedVideo.frames)
+    height: int
+    window_start: int = 0  # first and last stream frame of the video_start/video_end window
+    window_end: int = 0
+
+    @property
+    def window_num_frames(self) -> int:
+        return self.window_end - self.window_start + 1
+
+    def processor_dict(self) -> dict[str, Any]:
+        """Keys of transformers' VideoMetadata. total_num_frames is the window's count, as qwen-vl-utils passes it,
+        so the processors' `sampled_fps = len(indices) / total_num_frames * fps` is the true sampling rate."""
+        n = self.window_num_frames
+        return {"fps": self.fps, "total_num_frames": n, "duration": n / self.fps,
+                "frames_indices": list(self.frames_indices), "width": self.width, "height": self.height,
+                "video_backend": "pyav"}
+
+
+@dataclass
+class DecodedVideo:
+    """Sampled frames (uint8 [T, C, H, W], T even, H and W multiples of image_factor) and their time scale.
+
+    Cached instances are shared: never modify `frames` in place.
+    """
+
+    frames: Any  # torch.Tensor
+    metadata: VideoMetadata
+    source: str
+    sampling: FrameSampling
+
+    def hf_metadata(self):
+        from transformers.video_utils import VideoMetadata as HFVideoMetadata
+
+        return HFVideoMetadata(**self.metadata.processor_dict())
+
+    def hf_processor_kwargs(self) -> dict[str, Any]:
+        """Splat into a transformers Qwen2.5-VL / Qwen3-VL processor call (with `text=`): frames + metadata."""
+        return {"videos": [self.frames], "video_metadata": [self.hf_metadata()], **PRESAMPLED_VIDEO_KWARGS}
+
+    def vllm_video(self):
+        """(frames ndarray [T, H, W, C] uint8, metadata dict) for vLLM's `multi_modal_data={"video": [...]}`.
+        vLLM's Qwen-VL processors read fps/frames_indices/total_num_frames and `do_sample_frames`; pass
+        PRESAMPLED_VIDEO_KWARGS as mm_processor_kwargs so frames are not resized again."""
+        arr = self.frames.permute(0, 2, 3, 1).contiguous().numpy()
+        return arr, {**self.metadata.processor_dict(), "do_sample_frames": False}
+
+
+# ---------------------------------------------------------------- opening sources
+
+
+def _local_path(source: str) -> str | None:
+    """The local path of `source`, or None for http(s); VideoError for other schemes."""
+    if source.startswith("file://"):
+        return urllib.parse.unquote(urllib.parse.urlparse(source).path)
+    if "://" in source:
+        scheme = source.split("://", 1)[0].lower()
+        if scheme in ("http", "https"):
+            return None
+        raise VideoError(f"{source}: unsupported video URL scheme {scheme!r}; use a local path, file://, http(s)://")
+    return source
+
+
+def _download(url: str, max_bytes: int = MAX_DOWNLOAD_BYTES) -> str:
+    """Fetch a URL to a temporary file (caller deletes it), refusing files larger than max_bytes."""
+    suffix = Path(urllib.parse.urlparse(url).path).suffix or ".mp4"
+    fd, tmp = tempfile.mkstemp(prefix="vtg-video-", suffix=suffix)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, os.fdopen(fd, "wb") as out:
+            size = 0
+            while chunk := resp.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise VideoError(f"{url}: larger than the {max_bytes} byte download limit (VTG_MAX_VIDEO_BYTES)")
+                out.write(chunk)
+    except VideoError:
+        os.unlink(tmp)
+        raise
+    except Exception as e:  # network errors of every kind become one clear message
+        os.unlink(tmp)
+        raise VideoError(f"{url}: download failed: {e}") from None
+    return tmp
+
+
+def _open_container(path: str, source: str):
+    import av
+
+    if not os.path.exists(path):
+        raise VideoError(f"{source}: video file not found")
+    if os.path.isdir(path):
+        raise VideoError(f"{source}: is a folder, not a video file")
+    try:
+        container = av.open(path)
+    except av.FFmpegError as e:
+        raise VideoError(f"{source}: not a readable video ({e})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{source}: contains no video stream")
+    return container
+
+
+def _stream_info(container, source: str) -> VideoInfo:
+    """fps and frame count of the first video stream; the count falls back to counting packets (no decode)."""
+    import av
+
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    n = stream.frames
+    if not n:
+        try:
+            n = sum(1 for p in container.demux(stream) if p.size)
+        except av.FFmpegError as e:
+            raise VideoError(f"{source}: corrupt video ({e})") from None
+        container.seek(0)
+    if not n:
+        raise VideoError(f"{source}: the video stream has zero frames")
+    if not rate:
+        dur = float(stream.duration * stream.time_base) if stream.duration else 0.0
+        if dur <= 0:
+            raise VideoError(f"{source}: cannot tell the frame rate (no rate, no duration in the stream)")
+        rate = n / dur
+    fps = float(rate)
+    return VideoInfo(duration=n / fps, fps=fps, num_frames=int(n), width=stream.width, height=stream.height)
+
+
+def probe_video(source: str) -> VideoInfo:
+    """Duration, fps, frame count and size without decoding frames."""
+    path = _local_path(source)
+    tmp = None
+    if path is None:
+        path = tmp = _download(source)
+    try:
+        with _open_container(path, source) as c:
+            return _stream_info(c, source)
+    finally:
+        if tmp:
+            os.unlink(tmp)
+
+
+# ---------------------------------------------------------------- sampling (pure)
+
+
+def sample_plan(info: VideoInfo, sampling: FrameSampling) -> tuple[int, int, list[int]]:
+    """(window_start, window_end, frame indices) for a video, with qwen-vl-utils' window and frame-count rules."""
+    from qwen_vl_utils.vision_process import calculate_video_frame_range, smart_nframes
+
+    ele = sampling.qwen_ele()
+    try:
+        start, end, count = calculate_video_frame_range(ele, info.num_frames, info.fps)
+        n = smart_nframes(ele, total_frames=count, video_fps=info.fps)
+    except (ValueError, AssertionError) as e:
+        raise UserError(f"cannot sample {info.num_frames} frames at {info.fps:g} fps with {ele}: {e}") from None
+    # the frame on screen at each of n evenly spaced times of the window (see the module docstring)
+    return start, end, [start + (k * count) // n for k in range(n)]
+
+
+def frame_size(height: int, width: int, nframes: int, sampling: FrameSampling) -> tuple[int, int]:
+    """(height, width) of the sampled frames: qwen-vl-utils' fetch_video pixel budget, then smart_resize."""
+    from qwen_vl_utils.vision_process import MODEL_SEQ_LEN, smart_resize
+
+    f = sampling.image_factor
+    min_pixels = sampling.min_pixels if sampling.min_pixels is not None else VIDEO_MIN_TOKEN_NUM * f * f
+    total_pixels = sampling.total_pixels if sampling.total_pixels is not None else MODEL_SEQ_LEN * f * f * 0.9
+    max_pixels = max(min(VIDEO_MAX_TOKEN_NUM * f * f, total_pixels / nframes * FRAME_FACTOR), int(min_pixels * 1.05))
+    if sampling.max_pixels is not None:
+        max_pixels = min(sampling.max_pixels, max_pixels)
+    try:
+        return smart_resize(height, width, factor=f, min_pixels=min_pixels, max_pixels=max_pixels)
+    except (ValueError, AssertionError) as e:
+        raise UserError(f"cannot resize {width}x{height} frames with {sampling}: {e}") from None
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _decode_indices(container, wanted: list[int], source: str):
+    """Decode the stream up to the last wanted index; returns (rgb arrays, pts seconds, frames decoded)."""
+    import av
+
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    want = set(wanted)
+    last = wanted[-1]
+    arrays, times, t0, i = [], [], None, -1
+    try:
+        for i, frame in enumerate(container.decode(stream)):
+            t = frame.time if frame.time is not None else None
+            if t0 is None:
+                t0 = t if t is not None else 0.0
+            if i in want:
+                arrays.append(frame.to_ndarray(format="rgb24"))
+                times.append((t - t0) if t is not None else i / float(stream.average_rate or 1))
+            if i >= last:
+                break
+    except av.FFmpegError as e:
+        if not arrays:
+            raise VideoError(f"{source}: corrupt video, decoding failed ({e})") from None
+    return arrays, times, i + 1
+
+
+def _to_frames(arrays, height: int, width: int):
+    import numpy as np
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    video = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    if video.shape[2:] != (height, width):
+        video = F.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return video
+
+
+def _read_local(path: str, source: str, sampling: FrameSampling) -> DecodedVideo:
+    with _open_container(path, source) as container:
+        info = _stream_info(container, source)
+        try:
+            start, end, idx = sample_plan(info, sampling)
+        except UserError as e:
+            raise VideoError(f"{source}: {e}") from None
+        arrays, times, decoded = _decode_indices(container, idx, source)
+    if len(arrays) < len(idx):
+        # the container promised more frames than decode: sample again from what really decodes
+        if decoded < FRAME_FACTOR:
+            raise VideoError(f"{source}: corrupt or truncated video, only {decoded} frame(s) decode")
+        info = VideoInfo(decoded / info.fps, info.fps, decoded, info.width, info.height)
+        with _open_container(path, source) as container:
+            try:
+                start, end, idx = sample_plan(info, sampling)
+            except UserError as e:
+                raise VideoError(f"{source}: {e}") from None
+            arrays, times, decoded = _decode_indices(container, idx, source)
+        if len(arrays) < len(idx):
+            raise VideoError(f"{source}: corrupt video, frames stop decoding at {decoded}")
+    h, w = frame_size(info.height, info.width, len(idx), sampling)
+    frames = _to_frames(arrays, h, w)
+    count = end - start + 1
+    meta = VideoMetadata(fps=info.fps, total_num_frames=info.num_frames, duration=info.duration,
+                         frames_indices=idx, timestamps=[round(t, 6) for t in times],
+                         sampled_fps=len(idx) / count * info.fps, width=info.width, height=info.height,
+                         window_start=start, window_end=end)
+    return DecodedVideo(frames=frames, metadata=meta, source=source, sampling=sampling)
+
+
+def read_video(source: str | os.PathLike, sampling: FrameSampling | None = None) -> DecodedVideo:
+    """Decode and sample a video from a local path, file:// or http(s) URL. VideoError names the file."""
+    source = str(source)
+    sampling = sampling or FrameSampling()
+    path = _local_path(source)
+    if path is not None:
+        return _read_local(path, source, sampling)
+    tmp = _download(source)
+    try:
+        return _read_local(tmp, source, sampling)
+    finally:
+        os.unlink(tmp)
+
+
+# ---------------------------------------------------------------- decode-once cache
+
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_key(source: str, sampling: FrameSampling):
+    path = _local_path(source)
+    if path is None:
+        return (source, sampling)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # read_video raises the clear error
+    return (os.path.realpath(path), st.st_mtime_ns, st.st_size, sampling)
+
+
+def read_video_cached(source: str | os.PathLike, sampling: FrameSampling | None = None) -> DecodedVideo:
+    """read_video with a small LRU (CACHE_SIZE entries) keyed by (path, mtime, size, sampling): decode once and
+    reuse the same DecodedVideo for all rollouts and the loss pass. A changed file is decoded again."""
+    source = str(source)
+    sampling = sampling or FrameSampling()
+    key = _cache_key(source, sampling)
+    if key is not None:
+        with _cache_lock:
+            if key in _cache:
+                _cache.move_to_end(key)
+                return _cache[key]
+    video = read_video(source, sampling)
+    if key is not None:
+        with _cache_lock:
+            _cache[key] = video
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return video
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

@@ -1,0 +1,22 @@
+"""Shared session fixtures. Each block belongs to one area; keep blocks self-contained."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# --- synth_world (owner: video/synth) -------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def synth_world(tmp_path_factory):
+    """A tiny synthetic world (12 videos, 8–16 s, 2 fps, 56×56, all four query kinds): videos/, {train,val,test}.jsonl,
+    scenes.jsonl, world.json. Read-only for tests: copy it before changing anything."""
+    from vtg.data.synth import SynthConfig, generate
+
+    out = tmp_path_factory.mktemp("synth_world")
+    generate(SynthConfig(n_videos=12, seed=0, fps=2.0, size=56, min_duration=8.0, max_duration=16.0), out, workers=1)
+    return out
+# --- end synth_world ------------------------------------------------------------------------------------------
