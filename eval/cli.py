@@ -93,9 +93,23 @@ def _merge(args: argparse.Namespace) -> int:
         path = args.records or EvalConfig.load(args.config, split=args.split).records_path
         ids = [r.id for r in load_records(path)]
     info = merge(args.inputs, ids, args.out)
+    _carry_run_meta(args.inputs, args.out)
     print(f"merged {info['lines']} predictions from {info['files']} file(s) into {args.out}/predictions.jsonl"
           + ("" if ids is not None else " (no --config/--records: completeness not checked)"))
     return 0
+
+
+def _carry_run_meta(inputs: list[str], out: str) -> None:
+    """The merged folder gets the shards' run.json (as one unsharded run) so `vtg eval report` can read it."""
+    from pathlib import Path
+
+    for x in map(Path, inputs):
+        meta = x / "run.json" if x.is_dir() else x.parent / "run.json"
+        if meta.exists():
+            d = json.loads(meta.read_text())
+            d.update(shard=None, limit=None, merged_from=[str(i) for i in inputs])
+            Path(out, "run.json").write_text(json.dumps(d, indent=1))
+            return
 
 
 def _report(args: argparse.Namespace) -> int:

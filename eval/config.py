@@ -82,6 +82,10 @@ class EvalConfig:
     def records_path(self) -> Path:
         return Path(self.records.format(split=self.split))
 
+    @property
+    def gt_path(self) -> Path | None:
+        return Path(self.gt.format(split=self.split)) if self.gt else None
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config") -> "EvalConfig":
         if not isinstance(d, dict):

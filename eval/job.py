@@ -1,0 +1,236 @@
+"""`vtg eval run`: records -> prompts -> a model (offline vLLM engine, or an OpenAI-compatible endpoint) -> lines.
+
+- Prompts come from `vtg.engine` (the same chat messages and frame sampling as training: the model's recipe,
+  `vtg_sampling.json`, unless the config overrides keys).
+- Offline: batches of `batch_size` prompts go through one `vllm.LLM`; the next batch's videos are decoded in a
+  thread pool while the engine runs the current one. Endpoint: `endpoint.concurrency` requests in flight.
+- Each finished batch is appended to predictions.jsonl and fsynced; a rerun skips ids already there (resume after
+  a kill). A video that cannot be read, or a prompt the engine rejects, becomes an `error` line for that id
+  (scored IoU 0), not a crash.
+- `--shard i/n` takes records i, i+n, … (deterministic), written to its own file; `vtg eval merge` joins them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from vtg.data.records import Record, load_records
+from vtg.errors import UserError
+from vtg.eval.config import EvalConfig
+from vtg.eval.predictions import Appender, make_line, read_predictions, repair_tail, shard_file_name, take_shard
+
+
+def select_records(records: list[Record], shard: tuple[int, int] | None, limit: int | None) -> list[Record]:
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be >= 1, got {limit}")
+    return take_shard(records, shard)[:limit]
+
+
+def _extra(rec: Record) -> dict[str, Any]:
+    return {"qid": rec.extra["qid"]} if "qid" in rec.extra else {}
+
+
+@dataclass
+class Prepared:
+    rec: Record
+    inputs: Any = None
+    error: str | None = None
+    decode_s: float = 0.0
+
+
+def _chunks(items: list, n: int) -> list[list]:
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpoint: str | None = None,
+            shard: tuple[int, int] | None = None, limit: int | None = None,
+            progress: Callable[[str], None] | None = print) -> dict[str, Any]:
+    if (model is None) == (endpoint is None):
+        raise UserError("give exactly one of --model DIR or --endpoint URL")
+    if model is not None and not Path(model).is_dir():
+        raise UserError(f"--model {model}: not a folder with model weights")
+    records_path = cfg.records_path
+    if not records_path.exists():
+        raise UserError(f"records file not found: {records_path} (set `records:` in the config or pass --records; "
+                        "produce it with `vtg data convert`)")
+    selected = select_records(load_records(records_path), shard, limit)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pred_path = out / shard_file_name(shard)
+    _write_meta(out, cfg, records_path, model, endpoint, shard, limit)
+    repair_tail(pred_path)
+    done = read_predictions(pred_path) if pred_path.exists() else {}
+    todo = [r for r in selected if r.id not in done]
+    if progress:
+        progress(f"[vtg eval] {len(selected)} queries, {len(selected) - len(todo)} already done, {len(todo)} to run")
+    t0 = time.perf_counter()
+    root = records_path.parent
+    with Appender(pred_path) as app:
+        if todo and model is not None:
+            _run_offline(cfg, model, todo, root, app, progress)
+        elif todo:
+            _run_endpoint(cfg, endpoint, todo, root, app, progress)
+    wall = time.perf_counter() - t0
+    summary = {"predictions": str(pred_path), "queries": len(selected), "ran": len(todo),
+               "resumed": len(selected) - len(todo), "wall_s": round(wall, 3),
+               "queries_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None}
+    if shard is None or shard[1] == 1:
+        summary["metrics"] = _score_run(cfg, selected, pred_path, out)
+    return summary
+
+
+def _write_meta(out: Path, cfg: EvalConfig, records_path: Path, model, endpoint, shard, limit) -> None:
+    meta = {"benchmark": cfg.benchmark, "records": str(records_path.resolve()), "config": cfg.to_dict(),
+            "model": str(Path(model).resolve()) if model else None, "endpoint": endpoint,
+            "shard": list(shard) if shard else None, "limit": limit}
+    (out / "run.json").write_text(json.dumps(meta, indent=1))
+
+
+def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Path) -> dict[str, Any]:
+    """metrics.json for a whole (unsharded) run. Unlabelled records (QVHighlights test: `has_labels` false) are
+    not scored; a QVHighlights run also writes submission.jsonl and, when complete and labelled, the reference
+    metrics."""
+    from vtg.eval import qvhighlights as qv
+    from vtg.eval.metrics import score_predictions
+
+    preds = read_predictions(pred_path)
+    labelled = [r for r in selected if r.extra.get("has_labels", True) is not False]
+    result: dict[str, Any] = {"metrics": {}, "counts": {"unlabelled": len(selected) - len(labelled)}}
+    if labelled:
+        _, result = score_predictions(labelled, {r.id: preds[r.id] for r in labelled if r.id in preds},
+                                      cfg.scoring.conventions(), allow_missing=True)
+        result["counts"]["unlabelled"] = len(selected) - len(labelled)
+    if cfg.format == "qvhighlights":
+        sub = qv.submission_from_predictions([preds[r.id] for r in selected if r.id in preds])
+        (out / "submission.jsonl").write_text("".join(json.dumps(d) + "\n" for d in sub))
+        gt = cfg.gt_path
+        if len(sub) == len(selected) and labelled and gt is not None and gt.exists():
+            gt_lines = qv.load_jsonl(gt)
+            if len(gt_lines) == len(sub):  # a --limit run cannot be scored the reference way (qids must match)
+                result["qvhighlights"] = qv.eval_submission(sub, gt_lines)["brief"]
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    return {**result["metrics"], **({"qvhighlights": result["qvhighlights"]} if "qvhighlights" in result else {})}
+
+
+# ---- offline vLLM ----------------------------------------------------------------------------------------------
+
+def _sampling(model: str, overrides: dict[str, Any]):
+    from vtg import engine
+    from vtg.data.video import FrameSampling
+
+    base = (getattr(engine, "sampling_for_model", None) or engine.sampling_from_recipe)(model)
+    return FrameSampling.from_dict({**base.to_dict(), **overrides}, "config sampling") if overrides else base
+
+
+def _prepare(rec: Record, root: Path, cfg: EvalConfig, processor, sampling) -> Prepared:
+    """Decode the video and build the engine input; a user-side failure becomes the line's error."""
+    from vtg import engine
+    from vtg.data.video import read_video_cached
+
+    t0 = time.perf_counter()
+    try:
+        video = read_video_cached(rec.video_path(root), sampling)
+        messages = engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode, think=cfg.think)
+        prompt = engine.render_prompt(processor, messages)
+        return Prepared(rec, engine.vllm_prompt(prompt, video), decode_s=time.perf_counter() - t0)
+    except (UserError, OSError, ValueError, RuntimeError) as e:
+        return Prepared(rec, error=f"{type(e).__name__}: {e}", decode_s=time.perf_counter() - t0)
+
+
+def _generate(llm, items: list[Prepared], params) -> list[tuple[str | None, str | None]]:
+    """(text, error) per item. If the engine rejects the batch (one bad prompt), retry one by one so only the
+    offending prompts fail."""
+    try:
+        outs = llm.generate([p.inputs for p in items], params, use_tqdm=False)
+        return [(o.outputs[0].text, None) for o in outs]
+    except (ValueError, RuntimeError, TypeError) as e:
+        if len(items) == 1:
+            return [(None, f"engine rejected the prompt: {type(e).__name__}: {e}")]
+        return [r for p in items for r in _generate(llm, [p], params)]
+
+
+def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> None:
+    from transformers import AutoProcessor
+    from vllm import SamplingParams
+
+    from vtg import engine
+
+    sampling = _sampling(model, cfg.sampling)
+    processor = AutoProcessor.from_pretrained(model)
+    llm = engine.make_llm(model, **cfg.vllm)
+    params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens)
+    batches = _chunks(todo, cfg.batch_size)
+    with ThreadPoolExecutor(cfg.decode_workers) as pool:
+        submit = lambda b: [pool.submit(_prepare, r, root, cfg, processor, sampling) for r in b]  # noqa: E731
+        pending = submit(batches[0])
+        for k, batch in enumerate(batches):
+            prepared = [f.result() for f in pending]
+            if k + 1 < len(batches):
+                pending = submit(batches[k + 1])  # decode the next batch while the engine runs this one
+            ok = [p for p in prepared if p.error is None]
+            t0 = time.perf_counter()
+            results = dict(zip((p.rec.id for p in ok), _generate(llm, ok, params) if ok else []))
+            per_query = (time.perf_counter() - t0) / max(len(ok), 1)
+            lines = []
+            for p in prepared:
+                text, err = results.get(p.rec.id, (None, p.error))
+                lines.append(make_line(p.rec.id, text, error=err, extra=_extra(p.rec),
+                                       latency_s=per_query if p.error is None else 0.0, decode_s=p.decode_s))
+            app.write(lines)
+            if progress:
+                progress(f"[vtg eval] batch {k + 1}/{len(batches)}: {len(lines)} lines, "
+                         f"{sum(1 for x in lines if x['error'])} errors")
+
+
+# ---- OpenAI-compatible endpoint --------------------------------------------------------------------------------
+
+def _chat_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
+    from vtg.data.grammar import grounding_prompt
+
+    url = rec.video if "://" in rec.video else Path(rec.video_path(root)).resolve().as_uri()
+    text = grounding_prompt(rec.query, rec.duration, mode=cfg.mode, think=cfg.think)
+    return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}},
+                                         {"type": "text", "text": text}]}]
+
+
+def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> dict[str, Any]:
+    import openai
+
+    t0 = time.perf_counter()
+    try:
+        resp = client.chat.completions.create(model=model_name, messages=_chat_messages(rec, root, cfg),
+                                              max_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+        msg = resp.choices[0].message
+        reasoning = getattr(msg, "reasoning_content", None)
+        text = msg.content or ""
+        if reasoning:  # a server that splits the reasoning off: put it back so the grammar sees the whole answer
+            text = f"<think>{reasoning}</think> {text}"
+        err = None
+    except openai.APIStatusError as e:  # the server refused this request (e.g. 404 video): a failure line
+        text, err = None, f"HTTP {e.status_code}: {e.message}"
+    return make_line(rec.id, text, error=err, extra=_extra(rec), latency_s=time.perf_counter() - t0)
+
+
+def _run_endpoint(cfg: EvalConfig, url: str, todo: list[Record], root: Path, app: Appender, progress) -> None:
+    import openai
+
+    ec = cfg.endpoint
+    client = openai.OpenAI(base_url=url, api_key=os.environ.get(ec.api_key_env, "EMPTY"), timeout=ec.timeout_s,
+                           max_retries=2)
+    try:
+        model_name = ec.model or client.models.list().data[0].id
+    except openai.APIConnectionError as e:
+        raise UserError(f"--endpoint {url}: cannot connect ({e}); is the server up?") from None
+    # Bounded concurrency: `concurrency` requests in flight; lines are written per chunk so a kill loses little.
+    with ThreadPoolExecutor(ec.concurrency) as pool:
+        for k, chunk in enumerate(_chunks(todo, max(cfg.batch_size, ec.concurrency))):
+            lines = list(pool.map(lambda r: _ask(client, model_name, r, root, cfg), chunk))
+            app.write(lines)
+            if progress:
+                progress(f"[vtg eval] chunk {k + 1}: {len(lines)} lines, {sum(1 for x in lines if x['error'])} errors")

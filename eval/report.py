@@ -1,0 +1,207 @@
+"""`vtg eval report`: one JSON, one Markdown table (runs side by side) and PNG plots, all from the same numbers.
+
+Every number is computed once into `report.json`; the Markdown and the plots are drawn from that dict (the
+Markdown prints each value with 2 decimals, the test checks they agree).
+
+Breakdowns (present queries only): R@1 at IoU 0.5 and mIoU per bin of video duration and of true-moment length
+(first true moment); the bins are the tertiles of the first run's queries so every bin has data, shared by all runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vtg.errors import UserError
+from vtg.eval.metrics import Conventions, QueryScore, pct
+
+CURVE_THETAS = [round(0.05 * i, 2) for i in range(1, 20)]
+HIST_EDGES = [round(0.1 * i, 1) for i in range(11)]
+FILES = ["report.json", "report.md", "iou_hist.png", "r1_vs_iou.png", "by_video_length.png",
+         "by_moment_length.png", "parse_failures.png"]
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dict[str, Any]]:
+    """(run.json, per-query scores, metrics) for a finished (or merged) run folder; the queries are the ones the
+    run selected (shard, limit), and any without a line count as failures (`counts.missing`)."""
+    from vtg.data.records import load_records
+    from vtg.eval.config import EvalConfig
+    from vtg.eval.job import select_records
+    from vtg.eval.metrics import score_predictions
+    from vtg.eval.predictions import read_predictions
+    from vtg.eval.score import score_qvhighlights_file
+
+    d = Path(run_dir)
+    meta_path, pred = d / "run.json", d / "predictions.jsonl"
+    if not meta_path.exists():
+        raise UserError(f"{d}: no run.json; pass folders written by `vtg eval run` (or `vtg eval merge`)")
+    if not pred.exists():
+        raise UserError(f"{d}: no predictions.jsonl; sharded runs need `vtg eval merge SHARDS --out {d}` first")
+    meta = json.loads(meta_path.read_text())
+    cfg = EvalConfig.from_dict(meta["config"], str(meta_path))
+    shard = tuple(meta["shard"]) if meta.get("shard") else None
+    records = select_records(load_records(meta["records"]), shard, meta.get("limit"))
+    preds = read_predictions(pred)
+    unknown = set(preds) - {r.id for r in records}
+    if unknown:
+        raise UserError(f"{pred}: {len(unknown)} id(s) not among the run's records, e.g. {sorted(unknown)[:3]}")
+    records = [r for r in records if r.extra.get("has_labels", True) is not False]  # QVHighlights test: no labels
+    if not records:
+        raise UserError(f"{d}: no labelled queries to report on (unlabelled test split?)")
+    scores, result = score_predictions(records, {r.id: preds[r.id] for r in records if r.id in preds},
+                                       cfg.scoring.conventions(), allow_missing=True)
+    if cfg.format == "qvhighlights" and shard is None and meta.get("limit") is None:
+        result["qvhighlights"] = score_qvhighlights_file(pred, cfg.gt_path)["brief"]
+    return meta, scores, result
+
+
+def _tertile_edges(values: Sequence[float]) -> list[float]:
+    if not values:
+        return [0.0, float("inf")]
+    q = np.quantile(np.asarray(values, dtype=float), [1 / 3, 2 / 3]).round(1).tolist()
+    return sorted({0.0, *q}) + [float("inf")]
+
+
+def _bin_label(lo: float, hi: float) -> str:
+    return f"{lo:g}–{hi:g}s" if hi != float("inf") else f">{lo:g}s"
+
+
+def _by_bins(scores: list[QueryScore], key, edges: list[float], conv: Conventions) -> dict[str, dict[str, float]]:
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = [s for s in scores if lo <= key(s) < hi]
+        out[_bin_label(lo, hi)] = {
+            "n": len(sel), "R@1,IoU=0.5": pct(sum(s.hit(1, 0.5, conv) for s in sel), len(sel)),
+            "mIoU": pct(sum(s.top1_iou for s in sel), len(sel)),
+        }
+    return out
+
+
+def run_summary(label: str, run_dir: str, meta: dict, scores: list[QueryScore], result: dict,
+                dur_edges: list[float], len_edges: list[float]) -> dict[str, Any]:
+    conv = Conventions(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["conventions"].items()})
+    present = [s for s in scores if s.present]
+    hist = np.histogram([s.top1_iou for s in present], bins=HIST_EDGES)[0].tolist()
+    return {
+        "label": label, "dir": str(run_dir), "benchmark": meta.get("benchmark"),
+        "model": meta.get("model") or meta.get("endpoint"), "conventions": result["conventions"],
+        "metrics": result["metrics"], "counts": result["counts"], "qvhighlights": result.get("qvhighlights"),
+        "r1_curve": {f"{t:g}": pct(sum(s.hit(1, t, conv) for s in present), len(present)) for t in CURVE_THETAS},
+        "iou_hist": {"edges": HIST_EDGES, "counts": hist},
+        "by_video_length": _by_bins(present, lambda s: s.duration, dur_edges, conv),
+        "by_moment_length": _by_bins(present, lambda s: s.truth[0][1] - s.truth[0][0], len_edges, conv),
+    }
+
+
+def build_report(runs: Sequence[str | Path], labels: Sequence[str] | None = None) -> dict[str, Any]:
+    if labels is not None and len(labels) != len(runs):
+        raise UserError(f"--labels has {len(labels)} names for {len(runs)} runs")
+    loaded = [load_run(r) for r in runs]
+    first = [s for s in loaded[0][1] if s.present]
+    dur_edges = _tertile_edges([s.duration for s in first])
+    len_edges = _tertile_edges([s.truth[0][1] - s.truth[0][0] for s in first])
+    labels = list(labels or [Path(r).name for r in runs])
+    out = [run_summary(lab, str(r), *x, dur_edges, len_edges) for lab, r, x in zip(labels, runs, loaded)]
+    convs = {json.dumps(r["conventions"], sort_keys=True) for r in out}
+    return {"runs": out, "same_conventions": len(convs) == 1,
+            "bins": {"video_length": dur_edges[:-1], "moment_length": len_edges[:-1]}}
+
+
+def _row(name: str, values: list[Any]) -> str:
+    cells = [("–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)) for v in values]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    runs = report["runs"]
+    head = "| metric | " + " | ".join(r["label"] for r in runs) + " |\n|---|" + "---|" * len(runs)
+    lines = ["# Evaluation report", ""]
+    if not report["same_conventions"]:
+        lines += ["**Warning: the runs were scored with different conventions; numbers are not comparable.**", ""]
+    c = runs[0]["conventions"]
+    lines += [f"Conventions: IoU {c['threshold_op']} θ, clamp {'on' if c['clamp'] else 'off'}, reversed pairs "
+              f"{c['reversed']}; parse failures score IoU 0 and stay in the denominator. Values in %.", ""]
+    lines += ["## Metrics", "", head]
+    for k in runs[0]["metrics"]:
+        lines.append(_row(k, [r["metrics"].get(k) for r in runs]))
+    for k in runs[0]["counts"]:
+        lines.append(_row(k, [r["counts"].get(k) for r in runs]))
+    if any(r["qvhighlights"] for r in runs):
+        lines += ["", "## QVHighlights (Moment-DETR definitions)", "", head]
+        keys = next(r["qvhighlights"] for r in runs if r["qvhighlights"])
+        for k in keys:
+            lines.append(_row(k, [(r["qvhighlights"] or {}).get(k) for r in runs]))
+    lines += ["", "## R@1 vs IoU threshold", "", head]
+    for t in runs[0]["r1_curve"]:
+        lines.append(_row(f"R@1,IoU={t}", [r["r1_curve"][t] for r in runs]))
+    for key, title in (("by_video_length", "video length"), ("by_moment_length", "true-moment length")):
+        lines += ["", f"## By {title} (present queries)", "", head]
+        for b in runs[0][key]:
+            for m in ("n", "R@1,IoU=0.5", "mIoU"):
+                lines.append(_row(f"{b} {m}", [r[key][b][m] for r in runs]))
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["runs"]
+    n = len(runs)
+    width = 0.8 / n
+
+    def bars(key: str, fname: str, title: str) -> None:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        cats = list(runs[0][key])
+        for i, r in enumerate(runs):
+            ax.bar(np.arange(len(cats)) + i * width, [r[key][c]["R@1,IoU=0.5"] for c in cats], width, label=r["label"])
+        ax.set_xticks(np.arange(len(cats)) + width * (n - 1) / 2, cats)
+        ax.set(ylabel="R@1, IoU=0.5 (%)", title=title, ylim=(0, 100))
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=100)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    centers = np.array(HIST_EDGES[:-1]) + 0.05
+    for i, r in enumerate(runs):
+        ax.bar(centers - 0.04 + i * 0.08 / n, r["iou_hist"]["counts"], 0.08 / n, label=r["label"])
+    ax.set(xlabel="top-1 IoU", ylabel="queries", title="IoU histogram (present queries)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "iou_hist.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for r in runs:
+        ax.plot([float(t) for t in r["r1_curve"]], list(r["r1_curve"].values()), marker="o", label=r["label"])
+    ax.set(xlabel="IoU threshold θ", ylabel="R@1 (%)", title="R@1 vs IoU threshold", ylim=(0, 100))
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "r1_vs_iou.png", dpi=100)
+    plt.close(fig)
+
+    bars("by_video_length", "by_video_length.png", "Accuracy by video length")
+    bars("by_moment_length", "by_moment_length.png", "Accuracy by true-moment length")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar([r["label"] for r in runs], [r["metrics"]["parse_failure_rate"] for r in runs])
+    ax.set(ylabel="% of queries", title="Parse failures + recorded errors")
+    fig.tight_layout()
+    fig.savefig(out / "parse_failures.png", dpi=100)
+    plt.close(fig)
+
+
+def write_report(runs: Sequence[str | Path], out: str | Path, labels: Sequence[str] | None = None) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = build_report(runs, labels)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    plots(report, out)
+    return [out / f for f in FILES]

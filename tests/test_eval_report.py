@@ -1,0 +1,79 @@
+"""`vtg eval report` on two hand-made run folders: files exist, Markdown and JSON agree, numbers are right."""
+
+import json
+import re
+
+import pytest
+
+from vtg.cli import main
+from vtg.data.records import write_jsonl
+from vtg.eval.config import EvalConfig
+from vtg.eval.predictions import Appender, make_line
+from vtg.eval.report import FILES
+
+
+def make_run(tmp_path, name, texts, records_path, threshold_op=">="):
+    d = tmp_path / name
+    d.mkdir()
+    cfg = EvalConfig.from_dict({"benchmark": "t", "records": str(records_path),
+                                "scoring": {"threshold_op": threshold_op}})
+    (d / "run.json").write_text(json.dumps({"benchmark": "t", "records": str(records_path), "config": cfg.to_dict(),
+                                            "model": name, "endpoint": None, "shard": None, "limit": None}))
+    with Appender(d / "predictions.jsonl") as app:
+        app.write([make_line(i, t) for i, t in texts.items()])
+    return d
+
+
+@pytest.fixture
+def runs(tmp_path):
+    recs = [{"id": f"q{i}", "video": "v.mp4", "duration": 10.0 + 10 * i, "query": "q", "moments": [[0, 2.0 + i]]}
+            for i in range(6)]
+    recs.append({"id": "absent", "video": "v.mp4", "duration": 10.0, "query": "q", "moments": []})
+    write_jsonl(recs, tmp_path / "gt.jsonl")
+    good = {f"q{i}": f"starts at 0.0s, ends at {2.0 + i:.1f}s" for i in range(6)} | {"absent": "not present"}
+    half = {f"q{i}": ("starts at 0.0s, ends at 1.0s" if i % 2 else "garbage") for i in range(6)} | {"absent": "1 to 2"}
+    return make_run(tmp_path, "good", good, tmp_path / "gt.jsonl"), make_run(tmp_path, "half", half,
+                                                                                tmp_path / "gt.jsonl")
+
+
+def test_report_files_and_agreement(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["eval", "report", *map(str, runs), "--out", str(out)]) == 0
+    for f in FILES:
+        assert (out / f).stat().st_size > 0, f
+    rep = json.loads((out / "report.json").read_text())
+    good, half = rep["runs"]
+    assert good["metrics"]["R@1,IoU=0.7"] == 100.0 and good["metrics"]["absent_acc"] == 100.0
+    # half: odd i answer [0, 1] vs [0, 2+i]: IoU 1/3, 1/5, 1/7; even i unparseable
+    assert half["metrics"]["mIoU"] == pytest.approx(100 * (1 / 3 + 1 / 5 + 1 / 7) / 6)
+    assert half["metrics"]["R@1,IoU=0.3"] == pytest.approx(100 / 6)
+    assert half["metrics"]["parse_failure_rate"] == pytest.approx(100 * 3 / 7)
+    assert sum(half["iou_hist"]["counts"]) == 6 and sum(n["n"] for n in half["by_video_length"].values()) == 6
+    # every number in the Markdown tables is the JSON number printed with 2 decimals
+    md = (out / "report.md").read_text()
+    rows = {m.group(1): m.group(2).split(" | ") for m in re.finditer(r"^\| ([^|]+?) \| (.+) \|$", md, re.M)}
+    checked = 0
+    for i, r in enumerate(rep["runs"]):
+        for k, v in r["metrics"].items():
+            assert rows[k][i] == f"{v:.2f}"
+            checked += 1
+        for t, v in r["r1_curve"].items():
+            assert rows[f"R@1,IoU={t}"][i] == f"{v:.2f}"
+            checked += 1
+        for b, cells in r["by_moment_length"].items():
+            assert rows[f"{b} R@1,IoU=0.5"][i] == f"{cells['R@1,IoU=0.5']:.2f}"
+            checked += 1
+    assert checked > 50 and rep["same_conventions"]
+
+
+def test_report_warns_on_mixed_conventions(runs, tmp_path):
+    strict = make_run(tmp_path, "strict", {"q0": "starts at 0.0s, ends at 1.0s"}, runs[0].parent / "gt.jsonl", ">")
+    out = tmp_path / "r2"
+    assert main(["eval", "report", str(runs[0]), str(strict), "--out", str(out)]) == 0
+    assert "different conventions" in (out / "report.md").read_text()
+    assert json.loads((out / "report.json").read_text())["runs"][1]["counts"]["missing"] == 6
+
+
+def test_report_needs_run_folders(tmp_path, capsys):
+    assert main(["eval", "report", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "run.json" in capsys.readouterr().err
