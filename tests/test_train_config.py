@@ -1,0 +1,82 @@
+"""Recipe loading: unknown keys with close matches, overrides, impossible arithmetic caught at start."""
+
+from pathlib import Path
+
+import pytest
+
+from vtg.train.config import GRPORecipe, RecipeError, SFTRecipe, load_recipe, parse_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"min_pixels": 3136, "max_pixels": 3136, "max_frames": 48}
+
+
+def test_overrides_parse_types_and_sections():
+    got = parse_overrides(["--max_steps", "10", "--lora.r", "8", "--think", "--learning-rate=1e-4", "--model", "x"])
+    assert got == {"max_steps": 10, "lora": {"r": 8}, "think": True, "learning_rate": 1e-4, "model": "x"}
+
+
+def test_yaml_then_overrides(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("model: m\nlearning_rate: 1.0e-3\nlora: {r: 4, alpha: 8}\nsampling: {max_pixels: 3136, "
+                 "min_pixels: 3136, max_frames: 48}\n")
+    r = load_recipe(SFTRecipe, p, ["--lora.r", "2", "--max_steps", "3"])
+    assert (r.model, r.learning_rate, r.lora.r, r.lora.alpha, r.max_steps) == ("m", 1e-3, 2, 8, 3)
+    assert r.frame_sampling().max_frames == 48
+
+
+def test_unknown_key_names_close_match(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("learnig_rate: 1e-5\n")
+    with pytest.raises(RecipeError, match=r"learnig_rate.*did you mean learning_rate"):
+        load_recipe(SFTRecipe, p)
+    with pytest.raises(RecipeError, match=r"lora\.rr.*lora\.r"):
+        load_recipe(SFTRecipe, None, {"lora": {"rr": 3}, "sampling": TINY})
+    with pytest.raises(RecipeError, match="sampling.*fsp"):
+        load_recipe(SFTRecipe, None, {"sampling": {"fsp": 2}})
+
+
+def test_unknown_reward_and_bad_values():
+    with pytest.raises(RecipeError, match=r"tiou_2.*did you mean"):
+        GRPORecipe(rewards={"tiou_2": 1.0}, sampling=TINY, num_generations=2)
+    with pytest.raises(RecipeError, match="tuning"):
+        SFTRecipe(tuning="qlora", sampling=TINY)
+
+
+def test_generation_batch_must_hold_whole_groups(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RecipeError, match=r"1 × gradient_accumulation_steps 3 × world size 2 = 6.*num_generations 4"):
+        GRPORecipe(per_device_train_batch_size=1, gradient_accumulation_steps=3, num_generations=4, sampling=TINY)
+    r = GRPORecipe(per_device_train_batch_size=1, gradient_accumulation_steps=2, num_generations=4, sampling=TINY)
+    assert r.world_size == 2
+
+
+def test_frames_times_tokens_vs_max_length():
+    # 768 frames / 2 × 768 tokens: far beyond 4096
+    with pytest.raises(RecipeError, match=r"max_length 4096 is too small.*Raise max_length"):
+        SFTRecipe(sampling={"max_frames": 768})
+    # Time-R1: total_pixels 3584·28² caps the video at 3584 tokens; + 200 completion + prompt fits 4096
+    GRPORecipe(sampling={"fps": 2, "total_pixels": 3584 * 28 * 28}, max_length=4096, num_generations=8,
+               gradient_accumulation_steps=8, max_completion_length=200)
+    with pytest.raises(RecipeError, match="max_completion_length|max_length"):
+        GRPORecipe(sampling={"fps": 2, "total_pixels": 3584 * 28 * 28}, max_length=3700, num_generations=8,
+                   gradient_accumulation_steps=8, max_completion_length=200)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*/*/config_*.yaml")))
+def test_shipped_recipes_load_and_start_with_their_command(path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    text = path.read_text()
+    assert text.startswith("# ") and "vtg train" in text.splitlines()[0] or "accelerate launch" in text.splitlines()[0]
+    cls = GRPORecipe if "/grpo/" in str(path) else SFTRecipe
+    world = 8 if "tiny" not in str(path) else 1  # the big recipes are written for one 8-GPU node
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    load_recipe(cls, path)
+
+
+def test_yaml_number_strings_and_wrong_types():
+    r = load_recipe(SFTRecipe, None, {"learning_rate": "1e-5", "max_steps": "5", "sampling": TINY})
+    assert r.learning_rate == 1e-5 and r.max_steps == 5
+    with pytest.raises(RecipeError, match="max_steps: expected a number"):
+        load_recipe(SFTRecipe, None, {"max_steps": "lots", "sampling": TINY})
+    with pytest.raises(RecipeError, match="think: expected true or false"):
+        load_recipe(SFTRecipe, None, {"think": "maybe", "sampling": TINY})
