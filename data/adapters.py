@@ -30,6 +30,7 @@ Formats and what each assumes:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -177,18 +178,17 @@ _CHARADES_EXPECTED = ("charades_sta_{train,test}.txt (lines 'VIDEOID START END##
 def _charades_durations(path: Path) -> tuple[dict[str, float], dict[str, str]]:
     durations: dict[str, float] = {}
     bad: dict[str, str] = {}
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        if "id" not in cols or "length" not in cols:
-            raise UserError(f"{path}: expected the Charades CSV with columns id,…,length; found columns {cols}")
-        for row in reader:
-            vid, length = (row.get("id") or "").strip(), row.get("length")
-            v = _number(length)
-            if v is None:
-                bad[vid] = f"{path.name} line {reader.line_num}: length {length!r} is not a number"
-            else:
-                durations[vid] = v
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    cols = reader.fieldnames or []
+    if "id" not in cols or "length" not in cols:
+        raise UserError(f"{path}: expected the Charades CSV with columns id,…,length; found columns {cols}")
+    for row in reader:
+        vid, length = (row.get("id") or "").strip(), row.get("length")
+        v = _number(length)
+        if v is None:
+            bad[vid] = f"{path.name} line {reader.line_num}: length {length!r} is not a number"
+        else:
+            durations[vid] = v
     return durations, bad
 
 
@@ -306,14 +306,13 @@ def _load_durations(path: str) -> dict[str, float]:
             raise UserError(f"{p}: expected a JSON object {{video: seconds}}, got a {type(data).__name__}")
         items = data.items()
     else:
-        with open(p, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f)
-            cols = reader.fieldnames or []
-            name = next((c for c in ("video", "id", "vid") if c in cols), None)
-            dur = next((c for c in ("duration", "length") if c in cols), None)
-            if not name or not dur:
-                raise UserError(f"{p}: expected a CSV with columns video,duration; found columns {cols}")
-            items = [(r[name], r[dur]) for r in reader]
+        reader = csv.DictReader(io.StringIO(_read_text(p), newline=""))
+        cols = reader.fieldnames or []
+        name = next((c for c in ("video", "id", "vid") if c in cols), None)
+        dur = next((c for c in ("duration", "length") if c in cols), None)
+        if not name or not dur:
+            raise UserError(f"{p}: expected a CSV with columns video,duration; found columns {cols}")
+        items = [(r[name], r[dur]) for r in reader]
     out = {}
     for k, v in items:
         sec = _number(v)

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("format", help="one of: " + ", ".join(FORMATS))
     c.add_argument("files", nargs="+", help="release files (e.g. charades_sta_test.txt Charades_v1_test.csv)")
     c.add_argument("--out", required=True, help="output records JSONL")
-    c.add_argument("--video-dir", default="", help="folder the videos live in; written into each record's 'video'")
+    c.add_argument("--video-dir", default="", help="folder the videos live in; written into each record's 'video' (a relative folder "
+                   "is resolved against the output file's folder when the records are read)")
     c.add_argument("--video-ext", default=".mp4", help="video file extension when the release names ids (default .mp4)")
     c.add_argument("--split", default=None, help="split name to write (default: guessed from the file name)")
     c.add_argument("--didemo-consensus", choices=["mode", "all"], default="mode",

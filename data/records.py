@@ -254,11 +254,16 @@ def to_hf_dataset(records: list[Record]):
     import datasets
 
     rows = [r.to_dict() for r in records]
-    return datasets.Dataset.from_list(rows)
+    # Dataset.from_list takes its columns from the FIRST row and silently drops other keys: use the union of all
+    # rows' keys (missing ones as None) so mixed sources keep every extra.
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return datasets.Dataset.from_list([{k: row.get(k) for k in keys} for row in rows])
 
 
 def from_hf_dataset(ds) -> tuple[list[Record], ValidationReport]:
-    return validate_all((i, dict(row)) for i, row in enumerate(ds))
+    # None extras are the padding to_hf_dataset added for rows that lacked the column: drop them again.
+    rows = ({k: v for k, v in row.items() if v is not None or k in REQUIRED} for row in ds)
+    return validate_all(enumerate(rows))
 
 
 def describe(records: list[Record]) -> str:
