@@ -45,6 +45,7 @@ from vtg.errors import UserError
 
 DIDEMO_SEGMENT_S = 5.0
 DIDEMO_MAX_S = 30.0
+_DIDEMO_SEGMENTS = int(DIDEMO_MAX_S // DIDEMO_SEGMENT_S)
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
 
 
@@ -272,6 +273,9 @@ def convert_tacos(files: list[Path], opts: ConvertOptions, report: ConversionRep
         split = _guess_split(path, opts)
         for vid, entry in data.items():
             where = f"{path} key {vid!r}"
+            if not isinstance(entry, dict):
+                yield Raw(where, None, problem=f"expected an object, got {type(entry).__name__}")
+                continue
             fps, frames = _number(entry.get("fps")), _number(entry.get("num_frames"))
             problem = _mismatch(entry, "timestamps", "sentences")
             if not problem and (fps is None or fps <= 0 or frames is None):
@@ -328,8 +332,8 @@ def _didemo_pairs(times: Any, opts: ConvertOptions, report: ConversionReport, wh
     pairs = []
     for k, t in enumerate(times):
         ok = isinstance(t, list) and len(t) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in t)
-        if not ok or min(t) < 0:
-            return f"annotator pair {k} must be two segment indices >= 0, got {t!r}"
+        if not ok or min(t) < 0 or max(t) >= _DIDEMO_SEGMENTS:
+            return f"annotator pair {k} must be two segment indices in 0..{_DIDEMO_SEGMENTS - 1}, got {t!r}"
         first, last = t
         if first > last:
             if not opts.fix_reversed:
@@ -446,13 +450,14 @@ def _timerft_entries(path: Path) -> Iterator[tuple[str, int | None, Any, str | N
             yield str(path), n, d, problem
 
 
-def _timerft_moment(d: dict) -> list | str:
+def _timerft_moment(d: dict) -> tuple[Any, str | None]:
+    """(moment, problem): TimeRFT's `timestamp` pair (checked by validate), or TVGBench's 'START-END' answer."""
     if "timestamp" in d:
-        return d["timestamp"]
+        return d["timestamp"], None
     m = _ANSWER_RE.match(str(d.get("answer", "")))
     if not m:
-        return f"'answer' must be 'START-END' seconds like '13.4-28.1', got {d.get('answer')!r}"
-    return [float(m.group(1)), float(m.group(2))]
+        return None, f"'answer' must be 'START-END' seconds like '13.4-28.1', got {d.get('answer')!r}"
+    return [float(m.group(1)), float(m.group(2))], None
 
 
 def convert_timerft(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
@@ -462,9 +467,8 @@ def convert_timerft(files: list[Path], opts: ConvertOptions, report: ConversionR
             video = d.get("video", d.get("path")) if isinstance(d, dict) else None
             if problem is None and not isinstance(video, str):
                 problem = f"expected {_TIMERFT_EXPECTED}"
-            moment = _timerft_moment(d) if problem is None else None
-            if isinstance(moment, str):
-                problem = moment
+            if problem is None:
+                moment, problem = _timerft_moment(d)
             if problem:
                 yield Raw(where, n, problem=problem)
                 continue

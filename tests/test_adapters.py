@@ -134,11 +134,14 @@ def test_timerft_and_tvgbench_answer_string():
 def test_timerft_jsonl_and_bad_answer(tmp_path):
     f = tmp_path / "tvg.jsonl"
     lines = [{"path": "a.mp4", "question": "q", "answer": "1.5-3", "duration": 10},
-             {"path": "b.mp4", "question": "q", "answer": "soon", "duration": 10}]
+             {"path": "b.mp4", "question": "q", "answer": "soon", "duration": 10},
+             {"video": "c.mp4", "sentence": "q", "timestamp": "x", "duration": 10}]
     f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     records, report = convert_files("timerft", [f], split="test")
     assert [r.moments for r in records] == [[[1.5, 3.0]]]
-    assert report.errors == [f"{f}: line 2: 'answer' must be 'START-END' seconds like '13.4-28.1', got 'soon'"]
+    assert report.errors == [f"{f}: line 2: 'answer' must be 'START-END' seconds like '13.4-28.1', got 'soon'",
+                             f"{f}: line 3 id 'timerft/test/000003': moment 0 must be a pair of finite numbers "
+                             "[start, end], got 'x'"]
 
 
 def test_jsonl_records_validated():
@@ -197,10 +200,13 @@ def test_malformed_json_lines_and_keys_named(tmp_path):
 
 def test_didemo_reversed_pair(tmp_path):
     f = tmp_path / "test_data.json"
-    f.write_text(json.dumps([{"annotation_id": 1, "description": "x", "video": "v.mp4", "times": [[3, 1], [3, 1]]}]))
+    f.write_text(json.dumps([{"annotation_id": 1, "description": "x", "video": "v.mp4", "times": [[3, 1], [3, 1]]},
+                             {"annotation_id": 2, "description": "y", "video": "w.mp4", "times": [[1, 1], [2, 6]]}]))
     _, report = convert_files("didemo", [f])
     assert "annotator pair 0 [3, 1] is reversed" in report.errors[0] and "index 0 (annotation_id 1)" in report.errors[0]
-    recs, report = clean("didemo", [f], fix_reversed=True)
+    assert report.errors[1] == f"{f} index 1 (annotation_id 2): annotator pair 1 must be two segment indices in 0..5, got [2, 6]"
+    recs, report = convert_files("didemo", [f], fix_reversed=True)
+    recs = by_id(recs)
     assert recs["didemo/test/1"].moments == [[5.0, 20.0]] and report.fixes["swapped reversed DiDeMo segment pair"] == 2
 
 
