@@ -71,15 +71,16 @@ def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpo
         progress(f"[vtg eval] {len(selected)} queries, {len(selected) - len(todo)} already done, {len(todo)} to run")
     t0 = time.perf_counter()
     root = records_path.parent
+    timing: dict[str, Any] = {}
     with Appender(pred_path) as app:
         if todo and model is not None:
-            _run_offline(cfg, model, todo, root, app, progress)
+            timing = _run_offline(cfg, model, todo, root, app, progress)
         elif todo:
             _run_endpoint(cfg, endpoint, todo, root, app, progress)
     wall = time.perf_counter() - t0
     summary = {"predictions": str(pred_path), "queries": len(selected), "ran": len(todo),
                "resumed": len(selected) - len(todo), "wall_s": round(wall, 3),
-               "queries_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None}
+               "queries_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None, **timing}
     if shard is None or shard[1] == 1:
         summary["metrics"] = _score_run(cfg, selected, pred_path, out)
     return summary
@@ -143,19 +144,19 @@ def _prepare(rec: Record, root: Path, cfg: EvalConfig, processor, sampling) -> P
         return Prepared(rec, error=f"{type(e).__name__}: {e}", decode_s=time.perf_counter() - t0)
 
 
-def _generate(llm, items: list[Prepared], params) -> list[tuple[str | None, str | None]]:
-    """(text, error) per item. If the engine rejects the batch (one bad prompt), retry one by one so only the
+def _generate(llm, items: list[Prepared], params) -> list[tuple[str | None, str | None, int]]:
+    """(text, error, completion tokens) per item. If the engine rejects the batch (one bad prompt), retry one by one so only the
     offending prompts fail."""
     try:
         outs = llm.generate([p.inputs for p in items], params, use_tqdm=False)
-        return [(o.outputs[0].text, None) for o in outs]
+        return [(o.outputs[0].text, None, len(o.outputs[0].token_ids)) for o in outs]
     except (ValueError, RuntimeError, TypeError) as e:
         if len(items) == 1:
-            return [(None, f"engine rejected the prompt: {type(e).__name__}: {e}")]
+            return [(None, f"engine rejected the prompt: {type(e).__name__}: {e}", 0)]
         return [r for p in items for r in _generate(llm, [p], params)]
 
 
-def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> None:
+def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> dict:
     from transformers import AutoProcessor
     from vllm import SamplingParams
 
@@ -163,7 +164,9 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
 
     sampling = _sampling(model, cfg.sampling)
     processor = AutoProcessor.from_pretrained(model)
+    t_start = time.perf_counter()
     llm = engine.make_llm(model, **cfg.vllm)
+    timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
     params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens)
     batches = _chunks(todo, cfg.batch_size)
     with ThreadPoolExecutor(cfg.decode_workers) as pool:
@@ -179,13 +182,14 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
             per_query = (time.perf_counter() - t0) / max(len(ok), 1)
             lines = []
             for p in prepared:
-                text, err = results.get(p.rec.id, (None, p.error))
-                lines.append(make_line(p.rec.id, text, error=err, extra=_extra(p.rec),
+                text, err, n_tok = results.get(p.rec.id, (None, p.error, 0))
+                lines.append(make_line(p.rec.id, text, error=err, extra={**_extra(p.rec), "completion_tokens": n_tok},
                                        latency_s=per_query if p.error is None else 0.0, decode_s=p.decode_s))
             app.write(lines)
             if progress:
                 progress(f"[vtg eval] batch {k + 1}/{len(batches)}: {len(lines)} lines, "
                          f"{sum(1 for x in lines if x['error'])} errors")
+    return timing
 
 
 # ---- OpenAI-compatible endpoint --------------------------------------------------------------------------------
