@@ -261,8 +261,9 @@ def _stream_info(container, source: str) -> VideoInfo:
     return VideoInfo(duration=n / fps, fps=fps, num_frames=int(n), width=stream.width, height=stream.height)
 
 
-def probe_video(source: str) -> VideoInfo:
+def probe_video(source: str | os.PathLike) -> VideoInfo:
     """Duration, fps, frame count and size without decoding frames."""
+    source = str(source)
     path = _local_path(source)
     tmp = None
     if path is None:
