@@ -138,7 +138,9 @@ def make_scene(cfg: SynthConfig, index: int) -> dict[str, Any]:
 
     rng = np.random.default_rng([cfg.seed, index])
     lo, hi = cfg.frame_range
-    n = min(max(int(round(rng.uniform(cfg.min_duration, cfg.max_duration) * cfg.fps)), lo), hi)
+    if lo + lo % 2 <= hi - hi % 2:  # even counts: Qwen-VL pairs frames, so sampling at the video's fps drops none
+        lo, hi = lo + lo % 2, hi - hi % 2
+    n = min(max(2 * int(round(rng.uniform(cfg.min_duration, cfg.max_duration) * cfg.fps / 2)), lo), hi)
     combos = [(c, s) for c in COLOURS for s in SHAPES]
     order = rng.permutation(len(combos)).tolist()
     cells = rng.permutation(GRID * GRID).tolist()
