@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtg.data.grammar import NOT_PRESENT, format_answer, grounding_prompt
+from vtg.engine import IMAGE_FACTOR, save_sampling
 from vtg.errors import UserError
 
 FAMILIES = ("qwen2.5-vl", "qwen3-vl")
@@ -258,9 +259,19 @@ def build_tiny_model(family: str, out_dir: str | Path, size: str = "tiny", seed:
     )
     model.save_pretrained(out, safe_serialization=True)
     _processor(family, tokenizer).save_pretrained(out)
+    save_sampling(out, tiny_sampling(family))
     (out / "vtg_tiny.json").write_text(json.dumps({"family": family, "size": size, "seed": seed,
                                                    "params": count_params(model)}, indent=1))
     return out
+
+
+def tiny_sampling(family: str):
+    """Frame sampling for tiny models: 2 fps and a small pixel budget (a 56x56 frame stays 2x2 merged patches)
+    instead of the full-size default that would upscale it ~30 times. Training overwrites it with its recipe's."""
+    from vtg.data.video import FrameSampling
+
+    f = IMAGE_FACTOR[family]
+    return FrameSampling(fps=2.0, image_factor=f, min_pixels=4 * f * f, max_pixels=16 * f * f)
 
 
 def count_params(model) -> int:
