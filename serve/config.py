@@ -61,6 +61,7 @@ class ServeConfig:
     grounding_samples: int = 8  # candidates sampled for /v1/grounding when mode=multi or top_k > 1
     grounding_temperature: float = 1.0
     nms_iou: float = 0.5
+    constrain_answers: bool = False  # /v1/grounding default: decode under the answer grammar (serve/constrain.py)
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
@@ -84,7 +85,7 @@ class ServeConfig:
                 raise ServeConfigError(f"bad LoRA name {name!r}: use --lora NAME=PATH with a NAME unlike the base model")
             if not Path(path, "adapter_config.json").is_file():
                 raise ServeConfigError(f"LoRA {name!r}: {path}/adapter_config.json not found (a peft adapter folder?)")
-        for root in self.media_roots():
+        for root in self.allowed_local_media_path:  # the upload folder is created at start-up
             if not os.path.isdir(root):
                 raise ServeConfigError(f"allowed media root {root!r} is not a folder")
 

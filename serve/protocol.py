@@ -113,6 +113,7 @@ class GroundingRequest(SamplingFields):
     top_k: int = Field(default=5, ge=1, le=100, description="ranked moments to return")
     samples: int | None = Field(default=None, ge=1, description="candidate generations merged by NMS")
     think: bool | None = None
+    constrained: bool | None = Field(default=None, description="decode under the answer grammar (always parses)")
 
     @field_validator("query")
     @classmethod

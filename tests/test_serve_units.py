@@ -203,3 +203,26 @@ def test_config_rejects_bad_settings(tmp_path):
     rec.write_text("serve:\n  port: 9001\n  limits:\n    max_frames: 8\n")
     cfg = load_config(str(rec), {"model": "/x/tiny", "limits": {"max_tokens": 7}})
     assert (cfg.port, cfg.limits.max_frames, cfg.limits.max_tokens, cfg.model_name) == (9001, 8, 7, "tiny")
+
+
+# ---- constrained decoding regex --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, think", [("multi", True), ("multi", False), ("single", True), ("single", False)])
+def test_answer_regex_always_parses_strictly(mode, think):
+    import re
+
+    from vtg.data.grammar import parse_answer
+    from vtg.serve.constrain import answer_regex
+
+    rx = answer_regex(mode, think, max_moments=3)
+
+    @given(st.from_regex(re.compile(rx), fullmatch=True))
+    @settings(max_examples=80, deadline=None)
+    def check(text):
+        p = parse_answer(text)
+        assert p.ok and p.strict, text
+        assert (p.think is not None) == think
+        if mode == "single":
+            assert len(p.moments) == 1
+
+    check()

@@ -1,0 +1,204 @@
+"""The HTTP router: thin. Auth, error envelopes and metrics here; the work is in `serving.py`.
+
+Open without a key: `/`, `/static/*`, `/health`, `/metrics` (Prometheus scrapers, as in vLLM). Everything under
+`/v1` needs `Authorization: Bearer <key>` when the server has one (`/v1/media` also takes `?api_key=`, because a
+`<video>` element cannot send headers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import os
+import time
+import uuid
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vtg.serve import errors as E
+from vtg.serve.config import ServeConfig
+from vtg.serve.media import VIDEO_EXTS
+from vtg.serve.metrics import CONTENT_TYPE, Metrics
+from vtg.serve.protocol import (
+    ChatCompletionRequest, ChatCompletionResponse, ErrorResponse, GroundingRequest, GroundingResponse, ModelCard,
+    ModelList, VideoList,
+)
+
+STATIC = Path(__file__).parent / "static"
+MAX_JSON_BYTES = 1 << 20  # chat/grounding bodies carry references to media, never media: 1 MiB is plenty
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 408, 413, 429, 503)}
+
+
+def build_app(cfg: ServeConfig, host_factory=None) -> FastAPI:
+    """The FastAPI app; the engine starts in the lifespan (the port opens once it is ready)."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from vtg.serve.engine_host import EngineHost
+        from vtg.serve.serving import Serving
+
+        host = (host_factory or EngineHost)(cfg)
+        app.state.serving = Serving(cfg, host, metrics)
+        try:
+            yield
+        finally:
+            host.shutdown()
+
+    app = FastAPI(title="vtg serve", version="0.1.0", lifespan=lifespan,
+                  description="OpenAI-compatible video temporal grounding on vLLM")
+    app.state.cfg, app.state.metrics = cfg, metrics
+    _install_error_handlers(app, metrics)
+    _install_metrics_middleware(app, metrics)
+    _add_routes(app, cfg)
+    return app
+
+
+def _serving(request: Request):
+    return request.app.state.serving
+
+
+def _auth(request: Request) -> None:
+    key = request.app.state.cfg.api_key
+    if not key:
+        return
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        given = header[7:].strip()
+    else:
+        given = request.query_params.get("api_key", "") if request.url.path == "/v1/media" else ""
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise E.unauthorized()
+
+
+def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
+    auth = [Depends(_auth)]
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    async def health(request: Request):
+        if _serving(request).host.dead:
+            raise E.unavailable("the engine has stopped")
+        return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request):
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/v1/models", dependencies=auth, response_model=ModelList, responses=ERRORS)
+    async def models(request: Request):
+        host = _serving(request).host
+        cards = [ModelCard(id=cfg.model_name, root=cfg.model)]
+        cards += [ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name) for name, lr in host.loras.items()]
+        return ModelList(data=cards)
+
+    @app.post("/v1/chat/completions", dependencies=auth, response_model=ChatCompletionResponse, responses=ERRORS)
+    async def chat(body: ChatCompletionRequest, request: Request):
+        serving = _serving(request)
+        if body.stream:
+            events = await serving.chat_stream(body)
+            return StreamingResponse(events, media_type="text/event-stream")
+        return await serving.chat(body)
+
+    @app.post("/v1/grounding", dependencies=auth, response_model=GroundingResponse, responses=ERRORS)
+    async def grounding(body: GroundingRequest, request: Request):
+        return await _serving(request).ground(body)
+
+    @app.get("/v1/videos", dependencies=auth, response_model=VideoList, responses=ERRORS)
+    async def videos(request: Request):
+        return VideoList(data=_serving(request).media.list_videos())
+
+    @app.get("/v1/media", dependencies=auth, responses=ERRORS)
+    async def media(url: str, request: Request):
+        path = _serving(request).media.resolve_local(url, "url")
+        return FileResponse(path)
+
+    @app.post("/v1/uploads", dependencies=auth, responses=ERRORS)
+    async def upload(filename: str, request: Request):
+        return await _save_upload(cfg, filename, request)
+
+
+async def _save_upload(cfg: ServeConfig, filename: str, request: Request) -> dict:
+    """Store a raw-body upload in the upload folder (an allowed root) under a fresh name; returns its file:// URL."""
+    if not cfg.upload_dir:
+        raise E.forbidden("uploads are disabled; start the server with --upload-dir DIR")
+    ext = Path(filename).suffix.lower()
+    if ext not in VIDEO_EXTS:
+        raise E.bad_request(f"filename {filename!r}: expected a video file ({', '.join(sorted(VIDEO_EXTS))})",
+                            "filename")
+    limit = cfg.limits.max_upload_bytes
+    dest = Path(os.path.realpath(cfg.upload_dir)) / f"{uuid.uuid4().hex[:16]}{ext}"
+    size = 0
+    with open(dest, "wb") as f:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                f.close()
+                dest.unlink()
+                raise E.too_large(f"upload is over the {limit}-byte limit (limits.max_upload_bytes)")
+            f.write(chunk)
+    if size == 0:
+        dest.unlink()
+        raise E.bad_request("upload is empty: send the video file as the request body")
+    return {"url": dest.as_uri(), "name": dest.name, "bytes": size}
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errs = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errs):
+        return "malformed JSON body: " + "; ".join(str(e.get("ctx", {}).get("error", e["msg"])) for e in errs), None
+    parts, param = [], None
+    for e in errs[:5]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        param = param or loc or None
+        parts.append(f"{loc}: {e['msg']}" if loc else e["msg"])
+    return "invalid request: " + "; ".join(parts), param
+
+
+def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(E.APIError)
+    async def api_error(request: Request, exc: E.APIError):
+        return JSONResponse(exc.envelope(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        message, param = _validation_message(exc)
+        return JSONResponse(E.bad_request(message, param).envelope(), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        err = E.APIError(exc.status_code, str(exc.detail), type="invalid_request_error")
+        return JSONResponse(err.envelope(), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):
+        metrics.internal_errors.inc()
+        err = E.APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="internal_error")
+        return JSONResponse(err.envelope(), status_code=500)
+
+
+def _install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        t0 = time.perf_counter()
+        length = request.headers.get("content-length")
+        if (request.method == "POST" and request.url.path != "/v1/uploads" and length and length.isdigit()
+                and int(length) > MAX_JSON_BYTES):
+            resp = JSONResponse(E.too_large(f"request body over {MAX_JSON_BYTES} bytes").envelope(), status_code=413)
+        else:
+            resp = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "other")
+        metrics.requests.labels(name, str(resp.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - t0)
+        return resp

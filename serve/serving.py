@@ -1,0 +1,346 @@
+"""Serving logic, apart from HTTP: chat completions (plain and streamed), grounding with ranked moments, limits.
+
+Order of work for a request: validate (protocol) → check limits that need no I/O (model, video count, tokens,
+samples) → take an engine slot (429 when the queue is full) → resolve and decode media (thread, so the event loop
+stays free) → build the prompt with `vtg.engine` → generate under the request deadline → split reasoning and
+parse moments with `vtg.data.grammar`. User-caused failures become `APIError`s (4xx); the engine keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from vtg.data.grammar import clamp_moment, parse_answer
+from vtg.serve import errors as E
+from vtg.serve.config import ServeConfig
+from vtg.serve.constrain import structured
+from vtg.serve.media import MediaPolicy
+from vtg.serve.metrics import Metrics
+from vtg.serve.nms import consensus_scores, merge_samples
+from vtg.serve.protocol import (
+    ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessageOut, ChunkChoice,
+    DeltaMessage, GroundingRequest, GroundingResponse, GroundingSample, MomentOut, UsageInfo,
+)
+from vtg.serve.reasoning import ReasoningSplitter, split_completion
+
+DEFAULT_MAX_TOKENS = 256
+
+
+class Limiter:
+    """At most `concurrency` requests in the engine; at most `max_queue` waiting; beyond that: 429."""
+
+    def __init__(self, concurrency: int, max_queue: int, metrics: Metrics):
+        self._sem = asyncio.Semaphore(concurrency)
+        self._max_queue, self._waiting, self._metrics = max_queue, 0, metrics
+
+    async def acquire(self) -> None:
+        if self._sem.locked() and self._waiting >= self._max_queue:
+            self._metrics.rejected.inc()
+            raise E.overloaded(f"server busy: {self._waiting} requests already waiting (limits.max_queue); retry later")
+        self._waiting += 1
+        self._metrics.waiting.inc()
+        try:
+            await self._sem.acquire()
+        finally:
+            self._waiting -= 1
+            self._metrics.waiting.dec()
+        self._metrics.in_flight.inc()
+
+    def release(self) -> None:
+        self._sem.release()
+        self._metrics.in_flight.dec()
+
+
+class Serving:
+    def __init__(self, cfg: ServeConfig, host, metrics: Metrics):
+        self.cfg, self.host, self.metrics = cfg, host, metrics
+        self.lim = cfg.limits
+        self.media = MediaPolicy(cfg.media_roots(), max_bytes=self.lim.max_video_bytes,
+                                 allow_url_fetch=cfg.allow_url_fetch, allow_private_urls=cfg.allow_private_urls)
+        self.limiter = Limiter(self.lim.max_concurrency, self.lim.max_queue, metrics)
+
+    # ---- shared steps ------------------------------------------------------------------------------------------
+
+    async def load_video(self, ref: str, param: str):
+        path = await self.media.resolve(ref, param)
+        t0 = time.perf_counter()
+        try:
+            return await asyncio.to_thread(self._decode, path, ref, param)
+        finally:
+            self.metrics.video_decode.observe(time.perf_counter() - t0)
+
+    def _decode(self, path: str, ref: str, param: str):
+        from vtg.data.video import VideoError, probe_video, read_video_cached
+
+        try:
+            info = probe_video(path)
+            if info.duration > self.lim.max_video_duration_s:
+                raise E.bad_request(f"{param}: video {ref!r} lasts {info.duration:.1f} s, over the "
+                                    f"{self.lim.max_video_duration_s:g} s limit (limits.max_video_duration_s)", param)
+            return read_video_cached(path, self.host.sampling)
+        except VideoError as e:
+            raise E.bad_request(f"{param}: cannot read video {ref!r}: {e}", param) from None
+
+    def _token_budget(self, asked: int | None, param: str = "max_tokens") -> int:
+        if asked is not None and asked > self.lim.max_tokens:
+            raise E.bad_request(f"{param}={asked} is over the server limit of {self.lim.max_tokens} "
+                                "(limits.max_tokens)", param)
+        return asked or min(DEFAULT_MAX_TOKENS, self.lim.max_tokens)
+
+    def _check_samples(self, n: int, param: str) -> None:
+        if n > self.lim.max_samples:
+            raise E.bad_request(f"{param}={n} is over the server limit of {self.lim.max_samples} (limits.max_samples)",
+                                param)
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self):
+        try:
+            async with asyncio.timeout(self.lim.request_timeout_s):
+                yield
+        except TimeoutError:
+            raise E.timed_out(f"request took longer than {self.lim.request_timeout_s:g} s "
+                              "(limits.request_timeout_s)") from None
+
+    async def _final(self, inputs: dict, params, lora) -> Any:
+        """Run one request to completion; engine-side rejections become 400s."""
+        from vllm.sampling_params import RequestOutputKind
+
+        params.output_kind = RequestOutputKind.FINAL_ONLY
+        last = None
+        async for out in self._generate(inputs, params, lora):
+            last = out
+        return last
+
+    async def _generate(self, inputs: dict, params, lora) -> AsyncIterator[Any]:
+        from vllm.exceptions import VLLMClientError
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            async for out in self.host.generate(inputs, params, uuid.uuid4().hex, lora):
+                yield out
+        except VLLMClientError as e:
+            raise E.bad_request(f"the engine rejected the request: {e}") from None
+        except (ValueError, TypeError) as e:  # input processing (prompt/video) refused by the model's processor
+            raise E.bad_request(f"the engine rejected the request: {type(e).__name__}: {e}") from None
+        except EngineDeadError:
+            raise E.unavailable("the engine has stopped; restart the server") from None
+
+    def _count_usage(self, prompt_tokens: int, completion_tokens: int) -> UsageInfo:
+        self.metrics.prompt_tokens.inc(prompt_tokens)
+        self.metrics.completion_tokens.inc(completion_tokens)
+        return UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                         total_tokens=prompt_tokens + completion_tokens)
+
+    # ---- chat completions --------------------------------------------------------------------------------------
+
+    def _chat_checks(self, req: ChatCompletionRequest):
+        lora = self.host.lora_for(req.model)
+        urls = req.video_urls()
+        if len(urls) > self.lim.max_videos_per_request:
+            raise E.bad_request(f"messages carry {len(urls)} videos; at most {self.lim.max_videos_per_request} per "
+                                "request (limits.max_videos_per_request)", "messages")
+        self._check_samples(req.n, "n")
+        param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+        return lora, self._token_budget(req.token_budget(), param)
+
+    async def _chat_inputs(self, req: ChatCompletionRequest) -> tuple[dict, float | None]:
+        """The engine input for a chat request, and the (single) video's duration for clamping moments."""
+        from vtg import engine
+
+        videos, messages = [], []
+        for i, m in enumerate(req.messages):
+            if isinstance(m.content, str):
+                messages.append({"role": m.role, "content": m.content})
+                continue
+            parts = []
+            for j, p in enumerate(m.content):
+                if p.type == "text":
+                    parts.append({"type": "text", "text": p.text})
+                else:
+                    video = await self.load_video(p.video_url.url, f"messages[{i}].content[{j}].video_url.url")
+                    videos.append(video)
+                    parts.append({"type": "video", "video": video.source})
+            messages.append({"role": m.role, "content": parts})
+        prompt = engine.render_prompt(self.host.processor, messages)
+        if len(videos) == 1:
+            return engine.vllm_prompt(prompt, videos[0]), videos[0].metadata.duration
+        if not videos:
+            return {"prompt": prompt}, None
+        first = engine.vllm_prompt(prompt, videos[0])
+        first["multi_modal_data"] = {"video": [v.vllm_video() for v in videos]}
+        return first, None
+
+    def _sampling_params(self, req: ChatCompletionRequest, max_tokens: int):
+        from vllm import SamplingParams
+
+        kw: dict[str, Any] = dict(n=req.n, max_tokens=max_tokens, seed=req.seed,
+                                  temperature=1.0 if req.temperature is None else req.temperature)
+        for name in ("top_p", "presence_penalty", "frequency_penalty", "top_k"):
+            if getattr(req, name) is not None:
+                kw[name] = getattr(req, name)
+        if req.stop:
+            kw["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+        try:
+            return SamplingParams(**kw)
+        except (ValueError, TypeError) as e:
+            raise E.bad_request(f"bad sampling parameters: {e}") from None
+
+    async def chat(self, req: ChatCompletionRequest) -> ChatCompletionResponse:
+        lora, max_tokens = self._chat_checks(req)
+        params = self._sampling_params(req, max_tokens)
+        await self.limiter.acquire()
+        try:
+            async with self._deadline():
+                inputs, duration = await self._chat_inputs(req)
+                out = await self._final(inputs, params, lora)
+        finally:
+            self.limiter.release()
+        texts = [c.text for c in sorted(out.outputs, key=lambda c: c.index)]
+        scored = _choice_moments(texts, duration if req.clamp_moments else None)
+        choices = []
+        for c, moments in zip(sorted(out.outputs, key=lambda c: c.index), scored):
+            reasoning, answer = split_completion(c.text)
+            choices.append(ChatChoice(
+                index=c.index, message=ChatMessageOut(content=answer, reasoning_content=reasoning),
+                finish_reason=c.finish_reason or "stop", moments=moments, reasoning=reasoning,
+                not_present=parse_answer(c.text).not_present))
+        usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
+        return ChatCompletionResponse(model=req.model, choices=choices, usage=usage)
+
+    async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
+        """Checks and the engine slot happen before the first byte (so they can still be 4xx); then SSE events.
+        Failures after the stream started are sent as an `error` event, then `[DONE]`."""
+        lora, max_tokens = self._chat_checks(req)
+        params = self._sampling_params(req, max_tokens)
+        await self.limiter.acquire()
+        try:
+            async with self._deadline():
+                inputs, duration = await self._chat_inputs(req)
+        except BaseException:
+            self.limiter.release()
+            raise
+        return self._stream_events(req, inputs, duration, params, lora)
+
+    async def _stream_events(self, req, inputs, duration, params, lora) -> AsyncIterator[str]:
+        from vllm.sampling_params import RequestOutputKind
+
+        params.output_kind = RequestOutputKind.DELTA
+        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        chunk = lambda choices, usage=None: _sse(ChatCompletionChunk(  # noqa: E731
+            id=rid, created=created, model=req.model, choices=choices, usage=usage))
+        splitters = {i: ReasoningSplitter() for i in range(req.n)}
+        texts = {i: "" for i in range(req.n)}
+        finish: dict[int, str] = {}
+        prompt_tokens = completion_tokens = 0
+        try:
+            yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content="")) for i in range(req.n)])
+            async with self._deadline():
+                async for out in self._generate(inputs, params, lora):
+                    prompt_tokens = len(out.prompt_token_ids or []) or prompt_tokens
+                    for c in out.outputs:
+                        completion_tokens += len(c.token_ids)
+                        texts[c.index] += c.text
+                        r, a = splitters[c.index].feed(c.text)
+                        if r or a:
+                            yield chunk([ChunkChoice(index=c.index, delta=DeltaMessage(
+                                content=a or None, reasoning_content=r or None))])
+                        if c.finish_reason:
+                            finish[c.index] = c.finish_reason
+            scored = _choice_moments([texts[i] for i in range(req.n)], duration if req.clamp_moments else None)
+            for i in range(req.n):
+                r, a = splitters[i].finish()
+                reasoning, _ = split_completion(texts[i])
+                yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=a or None, reasoning_content=r or None),
+                                         finish_reason=finish.get(i, "stop"), moments=scored[i], reasoning=reasoning,
+                                         not_present=parse_answer(texts[i]).not_present)])
+            usage = self._count_usage(prompt_tokens, completion_tokens)
+            if req.stream_options and req.stream_options.include_usage:
+                yield chunk([], usage)
+        except E.APIError as e:
+            yield _sse_raw(e.envelope())
+        finally:
+            self.limiter.release()
+        yield "data: [DONE]\n\n"
+
+    # ---- grounding ---------------------------------------------------------------------------------------------
+
+    async def ground(self, req: GroundingRequest) -> GroundingResponse:
+        from vllm import SamplingParams
+
+        from vtg import engine
+
+        lora = self.host.lora_for(req.model)
+        n = req.samples or (1 if req.mode == "single" and req.top_k == 1 else self.cfg.grounding_samples)
+        self._check_samples(n, "samples")
+        max_tokens = self._token_budget(req.max_tokens)
+        temperature = req.temperature if req.temperature is not None else (
+            0.0 if n == 1 else self.cfg.grounding_temperature)
+        think = self.cfg.default_think if req.think is None else req.think
+        constrained = self.cfg.constrain_answers if req.constrained is None else req.constrained
+        params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, seed=req.seed,
+                                structured_outputs=structured(req.mode, think, req.top_k) if constrained else None,
+                                **({"top_p": req.top_p} if req.top_p is not None else {}))
+        await self.limiter.acquire()
+        try:
+            async with self._deadline():
+                video = await self.load_video(req.video, "video")
+                duration = float(video.metadata.duration)
+                messages = engine.grounding_messages(req.query, duration, mode=req.mode, think=think)
+                inputs = engine.vllm_prompt(engine.render_prompt(self.host.processor, messages), video)
+                out = await self._final(inputs, params, lora)
+        finally:
+            self.limiter.release()
+        return self._grounding_response(req, out, duration, n)
+
+    def _grounding_response(self, req: GroundingRequest, out, duration: float, n: int) -> GroundingResponse:
+        samples, per_sample = [], []
+        for c in sorted(out.outputs, key=lambda c: c.index):
+            parsed = parse_answer(c.text)
+            moments = _clean(parsed.normalized(), duration)
+            if req.mode == "single":
+                moments = moments[:1]
+            per_sample.append(moments)
+            samples.append(GroundingSample(text=c.text, moments=[list(m) for m in moments],
+                                           not_present=parsed.not_present, parsed=parsed.ok))
+        merged = merge_samples(per_sample, top_k=req.top_k, iou_threshold=self.cfg.nms_iou)
+        best = merged[0].sample if merged else 0
+        reasoning = parse_answer(samples[best].text).think if samples else None
+        usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
+        return GroundingResponse(
+            model=req.model or self.cfg.model_name, video=req.video, duration=duration, query=req.query,
+            mode=req.mode, moments=[MomentOut(start=m.start, end=m.end, score=round(m.score, 4)) for m in merged],
+            reasoning=reasoning, not_present_score=sum(s.not_present for s in samples) / max(n, 1),
+            samples=samples, usage=usage)
+
+
+def _clean(moments, duration: float | None) -> list[tuple[float, float]]:
+    """Clamp to the video (when its duration is known) and drop empty intervals."""
+    out = []
+    for m in moments:
+        s, e = clamp_moment(m, duration) if duration is not None else (float(m[0]), float(m[1]))
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def _choice_moments(texts: list[str], duration: float | None) -> list[list[MomentOut]]:
+    """Each choice's moments, scored by consensus across the n choices (1.0 when n == 1); see nms.py."""
+    per = [_clean(parse_answer(t).normalized(), duration) for t in texts]
+    scored = consensus_scores(per)
+    out: list[list[MomentOut]] = [[] for _ in texts]
+    for m in scored:
+        out[m.sample].append(MomentOut(start=m.start, end=m.end, score=round(m.score, 4)))
+    return out
+
+
+def _sse(model) -> str:
+    return f"data: {model.model_dump_json(exclude_none=True)}\n\n"
+
+
+def _sse_raw(obj: dict) -> str:
+    return f"data: {json.dumps(obj)}\n\n"
