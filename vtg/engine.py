@@ -138,6 +138,30 @@ def close_llm(llm) -> None:
     gc.collect()
 
 
+# ---- is the video in the gradient? ---------------------------------------------------------------------------------
+
+def vision_tower(model):
+    """The vision encoder of a transformers Qwen-VL model (with or without a peft wrapper)."""
+    for obj in (model, getattr(model, "model", None), getattr(getattr(model, "base_model", None), "model", None)):
+        for holder in (obj, getattr(obj, "model", None)):
+            if holder is not None and hasattr(holder, "visual"):
+                return holder.visual
+    raise ValueError(f"{type(model).__name__}: no vision tower (`visual`) found")
+
+
+def vision_grad_norms(model) -> dict[str, float]:
+    """Gradient L2 norm per vision-tower part after a backward pass: patch_embed, blocks, merger (Qwen3-VL also
+    deepstack_merger_list). All zero (or a part missing) means the video did not reach the loss."""
+    import torch
+
+    groups: dict[str, list] = {}
+    for name, param in vision_tower(model).named_parameters():
+        part = name.split(".", 1)[0]
+        if param.grad is not None:
+            groups.setdefault(part, []).append(param.grad.detach().float().norm())
+    return {k: float(torch.stack(v).norm()) for k, v in groups.items()}
+
+
 # ---- model folders: family and frame sampling ---------------------------------------------------------------------
 
 def _model_path(model_dir: str | Path) -> Path:
