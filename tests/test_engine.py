@@ -1,0 +1,187 @@
+"""vtg.engine: chat prompts, transformers inputs with the true time scale, the real vLLM CPU engine on both tiny
+families (it must see exactly the prompt transformers sees), and the frame sampling stored next to the weights."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from vtg import engine
+from vtg.data.grammar import grounding_prompt
+from vtg.data.records import load_records
+from vtg.data.synth import encode_mp4
+from vtg.data.video import FrameSampling, read_video
+from vtg.errors import UserError
+
+FIXTURE = {"qwen2.5-vl": "tiny_qwen25", "qwen3-vl": "tiny_qwen3"}
+
+
+@pytest.fixture(params=sorted(FIXTURE))
+def tiny(request):
+    return request.param, request.getfixturevalue(FIXTURE[request.param])
+
+
+def _processor(path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(path)
+
+
+def _first_video(world, model_dir):
+    rec = load_records(world / "test.jsonl")[0]
+    return rec, engine.read_video_for_model(rec.video_path(world), model_dir)
+
+
+# ---- prompts ------------------------------------------------------------------------------------------------------
+
+def test_chat_template_renders_one_video_placeholder(tiny):
+    family, path = tiny
+    proc = _processor(path)
+    prompt = engine.render_prompt(proc, engine.grounding_messages("the red square moves", 12.0, think=False))
+    assert prompt.count(engine.VIDEO_PLACEHOLDER) == 1
+    assert grounding_prompt("the red square moves", 12.0, think=False) in prompt
+    assert prompt.index(engine.VIDEO_PLACEHOLDER) < prompt.index("The video lasts 12.0 seconds")
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert ("You are a helpful assistant." in prompt) == (family == "qwen2.5-vl")  # the families' own defaults
+    custom = engine.render_prompt(proc, engine.grounding_messages("q", 3.0, system="Ground events."))
+    assert custom.startswith("<|im_start|>system\nGround events.<|im_end|>\n") and "helpful" not in custom
+
+
+def test_hf_inputs_batch_and_bad_calls(tiny_qwen3, synth_world):
+    proc = _processor(tiny_qwen3)
+    recs = load_records(synth_world / "test.jsonl")[:2]
+    videos = [engine.read_video_for_model(r.video_path(synth_world), tiny_qwen3) for r in recs]
+    prompts = [engine.render_prompt(proc, engine.grounding_messages(r.query, r.duration)) for r in recs]
+    batch = engine.hf_inputs(proc, prompts, videos)
+    video_id = proc.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    for row, thw in zip(batch["input_ids"], batch["video_grid_thw"]):
+        assert int((row == video_id).sum()) == int(thw.prod()) // 4 > 0  # merge 2x2
+    with pytest.raises(ValueError, match="one video per prompt"):
+        engine.hf_inputs(proc, prompts, videos[:1])
+    with pytest.raises(ValueError, match="exactly one video placeholder"):
+        engine.hf_inputs(proc, "no video here", videos[0])
+
+
+# ---- frame sampling next to the weights ---------------------------------------------------------------------------
+
+def test_sampling_for_model_round_trip(tiny, tmp_path):
+    family, path = tiny
+    model = tmp_path / "m"
+    model.mkdir()
+    shutil.copy(path / "config.json", model / "config.json")
+    factor = engine.IMAGE_FACTOR[family]
+    assert engine.family_of(model) == family
+    assert engine.sampling_for_model(model) == FrameSampling(image_factor=factor)  # family default
+    trained = FrameSampling(fps=1.0, max_frames=16, min_pixels=factor**2 * 4, image_factor=factor, video_start=1.0)
+    engine.save_sampling(model, trained)
+    assert engine.sampling_for_model(model) == trained
+    assert engine.sampling_for_model(path).max_pixels == 16 * factor**2  # what build_tiny_model saved
+    engine.save_sampling(model, FrameSampling(image_factor=60 - factor))
+    with pytest.raises(UserError, match="image_factor"):
+        engine.sampling_for_model(model)
+    (model / engine.SAMPLING_FILE).write_text(json.dumps({"fps": 2.0, "frames_per_second": 3}))
+    with pytest.raises(UserError, match="frames_per_second"):
+        engine.sampling_for_model(model)
+    (model / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(UserError, match="llava"):
+        engine.family_of(model)
+    with pytest.raises(UserError, match="config.json"):
+        engine.sampling_for_model(tmp_path / "nothing")
+
+
+# ---- THE time-scale check through the real tiny processors --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """One 12 s scene (a red square sliding right) encoded at 1, 2 and 4 fps."""
+    d = tmp_path_factory.mktemp("engine_clips")
+    out = {}
+    for fps in (1, 2, 4):
+        n = 12 * fps
+        frames = np.full((n, 56, 56, 3), 70, np.uint8)
+        for i in range(n):
+            x = int(i / fps * 3)
+            frames[i, 20:36, x:x + 12] = (230, 30, 30)
+        encode_mp4(frames, d / f"slide_{fps}.mp4", fps)
+        out[fps] = d / f"slide_{fps}.mp4"
+    return out
+
+
+def time_view(family, proc, clip, sample_fps, with_metadata=True):
+    """What the model is told about time: Qwen2.5-VL second_per_grid_ts, Qwen3-VL the '<t seconds>' texts."""
+    f = engine.IMAGE_FACTOR[family]
+    video = read_video(clip, FrameSampling(fps=sample_fps, image_factor=f, min_pixels=4 * f * f,
+                                           max_pixels=16 * f * f))
+    prompt = engine.render_prompt(proc, engine.grounding_messages("red square", 12.0))
+    if with_metadata:
+        batch = engine.hf_inputs(proc, prompt, video)
+    else:  # what a stack that drops the metadata computes (the bug this test guards against)
+        kwargs = video.hf_processor_kwargs()
+        kwargs.pop("video_metadata")
+        batch = proc(text=[prompt], return_tensors="pt", **kwargs)
+    if family == "qwen2.5-vl":
+        return [float(x) for x in batch["second_per_grid_ts"]]
+    return re.findall(r"<([\d.]+) seconds>", proc.tokenizer.decode(batch["input_ids"][0]))
+
+
+@pytest.mark.parametrize("sample_fps,encodings", [(1.0, (1, 2, 4)), (2.0, (2, 4))])
+def test_time_scale_does_not_depend_on_encoding_fps(tiny, clips, sample_fps, encodings):
+    """A 1 fps encoding has no frames to sample at 2 fps, so 2 fps sampling compares the 2 and 4 fps encodings."""
+    family, path = tiny
+    proc = _processor(path)
+    times = [k / sample_fps for k in range(int(12 * sample_fps))]
+    if family == "qwen2.5-vl":
+        expected = [2 / sample_fps]  # temporal patch 2 / true sampled fps
+    else:  # the mean time of each frame pair, as Qwen3-VL writes it
+        expected = [f"{(times[i] + times[i + 1]) / 2:.1f}" for i in range(0, len(times), 2)]
+    views = [time_view(family, proc, clips[fps], sample_fps) for fps in encodings]
+    for fps, view in zip(encodings, views):
+        assert view == pytest.approx(expected) if family == "qwen2.5-vl" else view == expected, fps
+    # control: dropping the metadata gives a wrong time scale, and the check above would catch it
+    wrong = time_view(family, proc, clips[encodings[-1]], sample_fps, with_metadata=False)
+    assert wrong != (pytest.approx(expected) if family == "qwen2.5-vl" else expected)
+
+
+# ---- the real vLLM CPU engine -------------------------------------------------------------------------------------
+
+STARTUP: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module", params=sorted(FIXTURE))
+def llm(request):
+    """One engine per family per session, started and shut down here (its wall time is recorded)."""
+    path = request.getfixturevalue(FIXTURE[request.param])
+    t0 = time.perf_counter()
+    llm = engine.make_llm(path, max_model_len=2048)
+    STARTUP[request.param] = time.perf_counter() - t0
+    print(f"\nvLLM CPU start-up ({request.param}): {STARTUP[request.param]:.1f} s")
+    yield request.param, path, llm
+    engine.close_llm(llm)
+
+
+@pytest.mark.integration
+def test_vllm_generates_and_sees_the_prompt_transformers_sees(llm, synth_world):
+    from vllm import SamplingParams
+
+    family, path, model = llm
+    proc = _processor(path)
+    rec, video = _first_video(synth_world, path)
+    prompt = engine.render_prompt(proc, engine.grounding_messages(rec.query, rec.duration))
+    n, max_tokens = 8, 24
+    t0 = time.perf_counter()
+    outs = model.generate([engine.vllm_prompt(prompt, video)] * n,
+                          SamplingParams(max_tokens=max_tokens, temperature=1.0, ignore_eos=True, seed=0))
+    dt = time.perf_counter() - t0
+    print(f"\nvLLM CPU {family}: {n} x {max_tokens} tokens in {dt:.2f} s = {n * max_tokens / dt:.0f} tok/s "
+          f"(prompt {len(outs[0].prompt_token_ids)} tokens)")
+    assert [len(o.outputs[0].token_ids) for o in outs] == [max_tokens] * n
+    hf_ids = engine.hf_inputs(proc, prompt, video)["input_ids"][0].tolist()
+    video_id = proc.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    assert outs[0].prompt_token_ids.count(video_id) == hf_ids.count(video_id) > 0
+    # the whole prompt, timestamps of Qwen3-VL included, is token-for-token what training sees
+    assert list(outs[0].prompt_token_ids) == hf_ids
