@@ -76,6 +76,19 @@ class SamplingFields(_Strict):
     max_tokens: int | None = Field(default=None, ge=1)
 
 
+class StructuredOutputsIn(_Strict):
+    """vLLM's `structured_outputs` extension (subset): constrain decoding to a regex or a choice list."""
+
+    regex: str | None = Field(default=None, max_length=4000)
+    choice: list[str] | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.regex is None) == (self.choice is None):
+            raise ValueError("structured_outputs: give exactly one of 'regex' or 'choice'")
+        return self
+
+
 class ChatCompletionRequest(SamplingFields):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
@@ -88,6 +101,7 @@ class ChatCompletionRequest(SamplingFields):
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     user: str | None = None
+    structured_outputs: StructuredOutputsIn | None = None
     # vtg extension: the video's duration is told to the model by the prompt; clamp parsed moments to it.
     clamp_moments: bool = True
 

@@ -183,6 +183,10 @@ class Serving:
         for name in ("top_p", "presence_penalty", "frequency_penalty", "top_k"):
             if getattr(req, name) is not None:
                 kw[name] = getattr(req, name)
+        if req.structured_outputs:
+            from vllm.sampling_params import StructuredOutputsParams
+
+            kw["structured_outputs"] = StructuredOutputsParams(**req.structured_outputs.model_dump(exclude_none=True))
         if req.stop:
             kw["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
         try:
@@ -282,14 +286,15 @@ class Serving:
             0.0 if n == 1 else self.cfg.grounding_temperature)
         think = self.cfg.default_think if req.think is None else req.think
         constrained = self.cfg.constrain_answers if req.constrained is None else req.constrained
-        params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, seed=req.seed,
-                                structured_outputs=structured(req.mode, think, req.top_k) if constrained else None,
-                                **({"top_p": req.top_p} if req.top_p is not None else {}))
         await self.limiter.acquire()
         try:
             async with self._deadline():
                 video = await self.load_video(req.video, "video")
                 duration = float(video.metadata.duration)
+                params = SamplingParams(
+                    n=n, max_tokens=max_tokens, temperature=temperature, seed=req.seed,
+                    structured_outputs=structured(req.mode, think, req.top_k, duration, max_tokens) if constrained else None,
+                    **({"top_p": req.top_p} if req.top_p is not None else {}))
                 messages = engine.grounding_messages(req.query, duration, mode=req.mode, think=think)
                 inputs = engine.vllm_prompt(engine.render_prompt(self.host.processor, messages), video)
                 out = await self._final(inputs, params, lora)

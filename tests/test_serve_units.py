@@ -226,3 +226,17 @@ def test_answer_regex_always_parses_strictly(mode, think):
             assert len(p.moments) == 1
 
     check()
+
+
+@given(st.integers(0, 5000))
+@settings(max_examples=60, deadline=None)
+def test_int_upto_regex(n):
+    import re
+
+    from vtg.serve.constrain import int_upto
+
+    rx = re.compile(int_upto(n))
+    for k in {0, 1, 9, 10, n // 3, n - 1, n, n + 1, n + 10, 10 * n + 7}:
+        if k >= 0:
+            assert bool(rx.fullmatch(str(k))) == (k <= n), (n, k)
+    assert not rx.fullmatch("0" + str(n))

@@ -100,7 +100,8 @@ $("ground").addEventListener("click", async () => {
   if (!video || !query) { say("pick a video and type a query", true); return; }
   say("grounding …");
   try {
-    const body = JSON.stringify({ video, query, mode: $("mode").value, top_k: Number($("topk").value) || 5 });
+    const body = JSON.stringify({ video, query, mode: $("mode").value, top_k: Number($("topk").value) || 5,
+                                 constrained: $("constrained").checked });
     draw(await call("POST", "/v1/grounding", body, "application/json"));
   } catch (e) { say(e.message, true); }
 });

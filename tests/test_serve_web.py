@@ -1,0 +1,145 @@
+"""The web page in headless Chromium, driven over the DevTools protocol: pick a video, ground a query, see moments on
+the timeline, click one and check that the player seeked there; a screenshot is saved in the test's tmp dir.
+Also auth on (a second server, with an API key): 401 envelopes without/with a wrong key, the page and /health open.
+Install Chromium with tests/install_chromium.sh (CI does)."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from vtg.serve.launch import start_server
+
+pytestmark = pytest.mark.integration
+KEY = "test-key-123"
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_qwen25, synth_world, tmp_path_factory):
+    """Auth ON: the page must work with the key typed into it."""
+    tmp = tmp_path_factory.mktemp("serve_web")
+    recipe = tmp / "serve.yaml"
+    recipe.write_text("grounding_samples: 4\nlimits:\n  max_frames: 16\n  max_tokens: 64\n")
+    srv = start_server(["--model", str(tiny_qwen25), "--config", str(recipe), "--api-key", KEY,
+                       "--allowed-local-media-path", str(synth_world)], tmp / "server.log")
+    yield srv
+    srv.stop()
+
+
+def test_auth(server, synth_world):
+    import openai
+
+    url = server.url
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        r = httpx.get(url + "/v1/models", headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(url + "/health").status_code == 200 and httpx.get(url + "/").status_code == 200
+    ref = (synth_world / "videos" / "v00000.mp4").as_uri()
+    assert httpx.get(url + "/v1/media", params={"url": ref}).status_code == 401
+    assert httpx.get(url + "/v1/media", params={"url": ref, "api_key": KEY}).status_code == 200
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
+    ok = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+    assert [m.id for m in ok.models.list().data] == [Path(server.proc.args[server.proc.args.index("--model") + 1]).name]
+
+
+class CDP:
+    """A minimal Chrome DevTools Protocol client over the page's websocket."""
+
+    def __init__(self, ws_url: str):
+        from websockets.sync.client import connect
+
+        self.ws = connect(ws_url, max_size=None, open_timeout=30)
+        self.ids = itertools.count(1)
+
+    def call(self, method: str, **params):
+        i = next(self.ids)
+        self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=120))
+            if msg.get("id") == i:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def js(self, expr: str):
+        r = self.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in r:
+            raise AssertionError(f"JS failed: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def wait(self, expr: str, timeout: float = 120.0, what: str = ""):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = self.js(expr)
+            if v:
+                return v
+            time.sleep(0.3)
+        status = self.js("document.getElementById('status').textContent")
+        raise AssertionError(f"timed out waiting for {what or expr}; page status: {status}")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    exe = _chromium()
+    if not exe:
+        pytest.skip("chromium is not installed: run tests/install_chromium.sh")
+    pytest.importorskip("websockets")
+    profile = tmp_path / "profile"
+    proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1100,900",
+                             "--autoplay-policy=no-user-gesture-required", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not port_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        port = port_file.read_text().split()[0]
+        pages = httpx.get(f"http://127.0.0.1:{port}/json/list").json()
+        cdp = CDP(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"])
+        yield cdp
+        cdp.ws.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_web_page_ground_and_seek(server, browser, tmp_path):
+    b = browser
+    b.call("Page.enable")
+    b.call("Page.navigate", url=server.url + "/")
+    b.wait("document.readyState === 'complete' && !!document.getElementById('apikey')", what="page load")
+    # Without the key the page shows the server's error; with it, the videos load.
+    b.wait("$('status').textContent.includes('API key')", what="auth error shown")
+    b.js(f"$('apikey').value = {json.dumps(KEY)}; $('apikey').dispatchEvent(new Event('change')); true")
+    b.wait("$('videos').options.length > 1", what="video list")
+    b.js("const s = $('videos'); s.value = [...s.options].find(o => o.text.endsWith('v00000.mp4')).value;"
+         "s.dispatchEvent(new Event('change')); true")
+    b.wait("$('player').readyState >= 1 && $('player').duration > 0", what="video metadata")
+    b.js("$('query').value = 'when is the red square visible?'; $('mode').value = 'single';"
+         "$('topk').value = '3'; $('constrained').checked = true; $('ground').click(); true")
+    n = b.wait("document.querySelectorAll('#timeline .moment').length", what="moments on the timeline")
+    assert 1 <= n <= 3
+    assert b.js("$('reasoning').textContent.length > 0")
+    # Click the last moment (not necessarily at 0 s) and check the player moved to its start.
+    start = b.js("const m = [...document.querySelectorAll('#timeline .moment')].pop();"
+                 "const r = m.getBoundingClientRect(); m.dispatchEvent(new MouseEvent('click', {bubbles: true,"
+                 "clientX: r.left + 1, clientY: r.top + 1})); Number(m.dataset.start)")
+    b.wait(f"Math.abs($('player').currentTime - {start}) < 0.6", timeout=30, what="player seek")
+    assert float(b.js("$('player').dataset.seekedTo")) == pytest.approx(start)
+    shot = tmp_path / "web_page.png"
+    shot.write_bytes(base64.b64decode(b.call("Page.captureScreenshot", format="png")["data"]))
+    assert shot.stat().st_size > 5000
