@@ -1,0 +1,102 @@
+"""What SFT and GRPO share: records → dataset, the trainer arguments a recipe implies, checkpoints and resume."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vtg.errors import UserError
+
+
+def load_training_records(path: str, max_samples: int | None = None) -> list[dict[str, Any]]:
+    """Validated records as dicts with absolute video paths (the trainer runs from any working directory)."""
+    from vtg.data.records import load_records
+
+    if not path:
+        raise UserError("train_file is not set: point it at a records JSONL (e.g. from `vtg data synth`)")
+    if not Path(path).is_file():
+        raise UserError(f"train_file not found: {path}")
+    root = Path(path).resolve().parent
+    records = load_records(path, check_video=True)
+    if max_samples:
+        records = records[:max_samples]
+    if not records:
+        raise UserError(f"{path}: no records")
+    rows = []
+    for r in records:
+        d = r.to_dict()
+        d["video"] = str(Path(r.video_path(root)).resolve()) if "://" not in r.video else r.video
+        rows.append(d)
+    return rows
+
+
+def records_dataset(rows: list[dict[str, Any]]):
+    """An HF dataset of the core record columns (extras with mixed types are dropped; `think` kept if present)."""
+    import datasets
+
+    keep = ("id", "video", "duration", "query", "moments", "think")
+    cols = {k: [r.get(k) for r in rows] for k in keep if any(k in r for r in rows)}
+    cols["moments"] = [[[float(s), float(e)] for s, e in m] for m in cols["moments"]]
+    features = datasets.Features({
+        "id": datasets.Value("string"), "video": datasets.Value("string"), "duration": datasets.Value("float64"),
+        "query": datasets.Value("string"), "moments": datasets.List(datasets.List(datasets.Value("float64"))),
+        **({"think": datasets.Value("string")} if "think" in cols else {}),
+    })
+    return datasets.Dataset.from_dict(cols, features=features)
+
+
+def trainer_kwargs(recipe) -> dict[str, Any]:
+    """`TrainingArguments` fields common to SFTConfig and GRPOConfig."""
+    bf16 = recipe.use_bf16()
+    kwargs = dict(
+        output_dir=recipe.output_dir,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type=recipe.lr_scheduler_type,
+        warmup_steps=recipe.warmup_steps,
+        weight_decay=recipe.weight_decay,
+        max_grad_norm=recipe.max_grad_norm,
+        num_train_epochs=recipe.num_train_epochs,
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        gradient_checkpointing=recipe.gradient_checkpointing,
+        bf16=bf16,
+        fp16=False,
+        logging_steps=recipe.logging_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        report_to=recipe.report_to,
+        remove_unused_columns=False,  # the video collator / rollout needs the raw record columns
+        dataloader_num_workers=recipe.dataloader_num_workers,
+        use_cpu=not _has_gpu(),
+    )
+    if recipe.deepspeed:
+        kwargs["deepspeed"] = recipe.deepspeed
+    return kwargs
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resume_checkpoint(recipe) -> str | None:
+    """The checkpoint to resume from: the last `checkpoint-N` in output_dir when `resume` is on, else None."""
+    if not recipe.resume:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not os.path.isdir(recipe.output_dir):
+        print(f"[vtg] resume: {recipe.output_dir} does not exist yet; starting from step 0")
+        return None
+    last = get_last_checkpoint(recipe.output_dir)
+    if last is None:
+        print(f"[vtg] resume: no checkpoint in {recipe.output_dir}; starting from step 0")
+    else:
+        print(f"[vtg] resuming from {last}")
+    return last

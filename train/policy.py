@@ -1,0 +1,103 @@
+"""Loading the policy model for training: precision, vision freezing, LoRA on the language model, final export.
+
+The vision tower is frozen except (optionally) its merger — the projector into the language model, Time-R1's choice.
+LoRA targets the language model's projections through a regex anchored on `language_model`, because names like
+`gate_proj` also exist in the Qwen2.5-VL vision MLP (DESIGN.md §8).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from vtg.errors import UserError
+
+MERGER_KEYS = ("visual.merger", "visual.deepstack_merger_list")  # Qwen2.5-VL merger; Qwen3-VL merger + deepstack
+
+
+def is_merger(name: str) -> bool:
+    return any(k in name for k in MERGER_KEYS)
+
+
+def merger_modules(model) -> list[str]:
+    """Full names of the merger modules (each deepstack merger separately: peft can't wrap a ModuleList)."""
+    return [n for n, m in model.named_modules()
+            if n.endswith("visual.merger") or re.search(r"visual\.deepstack_merger_list\.\d+$", n)]
+
+
+def lora_target_regex(modules: list[str]) -> str:
+    """A peft `target_modules` regex matching only the language model's projections."""
+    return rf".*language_model\..*\.({'|'.join(modules)})$"
+
+
+def load_model_and_processor(recipe):
+    """The model (dtype per recipe) and its processor; a missing or unloadable folder is a `UserError`."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = Path(recipe.model)
+    if not (path / "config.json").is_file():
+        raise UserError(f"model: {path} is not a model folder (no config.json); build one with `vtg model tiny` "
+                        "or point `model` at downloaded weights")
+    dtype = torch.bfloat16 if recipe.use_bf16() else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(path)
+    processor.tokenizer.padding_side = "left"  # GRPO generation wants left padding; the SFT collator pads itself
+    return model, processor
+
+
+def prepare_trainable(model, recipe):
+    """Freeze what the recipe freezes and wrap with LoRA when asked. Returns the model to train."""
+    for name, p in model.named_parameters():
+        if ".visual." in name or name.startswith("visual."):
+            p.requires_grad = (not recipe.freeze_vision) or (recipe.train_merger and is_merger(name))
+    if recipe.tuning == "full":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = recipe.lora
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        target_modules=lora_target_regex(lora.target_modules),
+        modules_to_save=merger_modules(model) if recipe.train_merger else None,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    if recipe.train_merger:  # peft freezes everything else; the merger copies are trainable via modules_to_save
+        for name, p in peft_model.named_parameters():
+            if is_merger(name) and "modules_to_save" in name:
+                p.requires_grad = True
+    return peft_model
+
+
+def count_trainable(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def export_final(model, processor, out_dir: str | Path, sampling, recipe_yaml: str | None = None) -> Path:
+    """Write a self-contained model folder (LoRA merged) that vLLM and `from_pretrained` load, plus the sampling.
+
+    `vtg_sampling.json` records the frame sampling used in training so eval/serve sample frames the same way.
+    """
+    from vtg.engine import save_sampling
+
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    to_save = model
+    if hasattr(model, "merge_and_unload"):  # peft: merge a copy, keep training weights untouched
+        import copy
+
+        to_save = copy.deepcopy(model).merge_and_unload()
+    to_save.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    save_sampling(out, sampling)
+    if recipe_yaml is not None:
+        (out / "vtg_recipe.yaml").write_text(recipe_yaml)
+    (out / "vtg_trained.json").write_text(json.dumps({"from": str(getattr(model, "name_or_path", ""))}))
+    return out
