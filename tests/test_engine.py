@@ -164,11 +164,27 @@ def llm(request):
     engine.close_llm(llm)
 
 
+def spy_second_per_grid_ts(monkeypatch) -> list:
+    """Record what Qwen2.5-VL's real processor computes inside vLLM (the engine core runs in this process)."""
+    from transformers import Qwen2_5_VLProcessor
+
+    seen, real = [], Qwen2_5_VLProcessor._process_videos
+
+    def spy(self, *args, **kwargs):
+        data, repl = real(self, *args, **kwargs)
+        seen.extend(float(x) for x in data["second_per_grid_ts"])
+        return data, repl
+
+    monkeypatch.setattr(Qwen2_5_VLProcessor, "_process_videos", spy)
+    return seen
+
+
 @pytest.mark.integration
-def test_vllm_generates_and_sees_the_prompt_transformers_sees(llm, synth_world):
+def test_vllm_generates_and_sees_the_prompt_transformers_sees(llm, synth_world, monkeypatch):
     from vllm import SamplingParams
 
     family, path, model = llm
+    vllm_spg = spy_second_per_grid_ts(monkeypatch)
     proc = _processor(path)
     rec, video = _first_video(synth_world, path)
     prompt = engine.render_prompt(proc, engine.grounding_messages(rec.query, rec.duration))
@@ -177,11 +193,17 @@ def test_vllm_generates_and_sees_the_prompt_transformers_sees(llm, synth_world):
     outs = model.generate([engine.vllm_prompt(prompt, video)] * n,
                           SamplingParams(max_tokens=max_tokens, temperature=1.0, ignore_eos=True, seed=0))
     dt = time.perf_counter() - t0
+    in_vllm = list(vllm_spg)  # before hf_inputs below runs the same (spied) processor
     print(f"\nvLLM CPU {family}: {n} x {max_tokens} tokens in {dt:.2f} s = {n * max_tokens / dt:.0f} tok/s "
           f"(prompt {len(outs[0].prompt_token_ids)} tokens)")
     assert [len(o.outputs[0].token_ids) for o in outs] == [max_tokens] * n
-    hf_ids = engine.hf_inputs(proc, prompt, video)["input_ids"][0].tolist()
+    hf = engine.hf_inputs(proc, prompt, video)
+    hf_ids = hf["input_ids"][0].tolist()
     video_id = proc.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     assert outs[0].prompt_token_ids.count(video_id) == hf_ids.count(video_id) > 0
     # the whole prompt, timestamps of Qwen3-VL included, is token-for-token what training sees
     assert list(outs[0].prompt_token_ids) == hf_ids
+    if family == "qwen2.5-vl":  # its time scale lives in the rotary positions: vLLM must get the same seconds
+        hf_spg = float(hf["second_per_grid_ts"][0])
+        assert in_vllm and hf_spg == pytest.approx(2 / 2.0)  # temporal patch 2 / sampled 2 fps
+        assert all(x == pytest.approx(hf_spg) for x in in_vllm), in_vllm

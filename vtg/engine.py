@@ -117,13 +117,18 @@ def make_llm(model_dir: str | Path, **overrides):
     On CPU the engine core runs inside this process (VLLM_ENABLE_V1_MULTIPROCESSING=0 unless already set): no
     spawned workers, so callers need no `__main__` guard for it, and start-up is much faster.
     """
+    import torch
+
     model_dir = _model_path(model_dir)
     cpu = on_cpu()
     if cpu:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     from vllm import LLM
 
-    return LLM(model=str(model_dir), **{**llm_defaults(cpu), **overrides})
+    set_num_threads = torch.set_num_threads  # an in-process CPU worker replaces it with a no-op; close_llm restores
+    llm = LLM(model=str(model_dir), **{**llm_defaults(cpu), **overrides})
+    llm._vtg_set_num_threads = set_num_threads
+    return llm
 
 
 def close_llm(llm) -> None:
@@ -135,6 +140,9 @@ def close_llm(llm) -> None:
 
     destroy_model_parallel()
     destroy_distributed_environment()
+    import torch
+
+    torch.set_num_threads = getattr(llm, "_vtg_set_num_threads", torch.set_num_threads)
     gc.collect()
 
 
