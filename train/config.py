@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +112,14 @@ class TrainRecipe:
         """The `FrameSampling` this recipe asks for (defaults filled in); unknown keys raise naming them."""
         from vtg.data.video import FrameSampling
 
+        base: dict[str, Any] = {}
+        if self.model and (Path(self.model) / "config.json").is_file():
+            from vtg.engine import sampling_for_model
+
+            base = sampling_for_model(self.model).to_dict()  # the model's own recipe (or its family's default)
+            base.pop("nframes" if "fps" in self.sampling else "fps", None)
         try:
-            return FrameSampling.from_dict(dict(self.sampling))
+            return FrameSampling.from_dict({**base, **self.sampling}, where="sampling")
         except UserError as e:
             raise RecipeError(f"sampling: {e}") from None
 
@@ -275,7 +282,8 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Numbers written as YAML strings (`1e-5`) become numbers; a wrong type is an error naming the key."""
-    allowed = set(typing.get_args(hint)) or {hint}
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = set(typing.get_args(hint)) if union else {hint}
     if value is None and type(None) in allowed:
         return value
     for t in (int, float):

@@ -48,6 +48,14 @@ class VideoGRPOTrainer(GRPOTrainer):
                 max_model_len=recipe.vllm_max_model_len or recipe.max_length,
                 seed=recipe.seed + self.accelerator.process_index)
 
+    def close_llm(self) -> None:
+        """Shut the colocated engine down (frees its RAM; lets another engine start in this process)."""
+        if self.llm is not None:
+            from vtg.engine import close_llm
+
+            close_llm(self.llm)
+            self.llm = None
+
     # ---- rollouts ---------------------------------------------------------------------------------------------
 
     def video_rollout(self, prompts: list) -> dict[str, Any]:
@@ -176,7 +184,9 @@ def grpo_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe):
     return ds
 
 
-def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None) -> VideoGRPOTrainer:
+def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
+                       extra_rewards: dict[str, tuple[Any, float]] | None = None) -> VideoGRPOTrainer:
+    """The configured trainer. `extra_rewards` {name: (fn, weight)} adds reward functions outside the registry."""
     from trl import GRPOConfig
 
     from vtg.train.common import load_training_records, trainer_kwargs
@@ -187,6 +197,12 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None) -> Vid
     model, processor = load_model_and_processor(recipe)
     model = prepare_trainable(model, recipe)
     names = list(recipe.rewards)
+    funcs = [get_reward(n) for n in names]
+    weights = [float(recipe.rewards[n]) for n in names]
+    for name, (fn, weight) in (extra_rewards or {}).items():
+        fn.__name__ = name
+        funcs.append(fn)
+        weights.append(float(weight))
     args = GRPOConfig(
         **trainer_kwargs(recipe),
         num_generations=recipe.num_generations,
@@ -198,11 +214,11 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None) -> Vid
         num_iterations=recipe.num_iterations,
         loss_type=recipe.loss_type,
         scale_rewards=recipe.scale_rewards,
-        reward_weights=[float(recipe.rewards[n]) for n in names],
+        reward_weights=weights,
         use_vllm=False,  # rollouts go through our video-aware rollout_func (which uses vLLM itself)
         log_completions=recipe.log_completions,
     )
-    return VideoGRPOTrainer(model=model, reward_funcs=[get_reward(n) for n in names], args=args,
+    return VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args,
                             train_dataset=grpo_dataset(rows, recipe), processing_class=processor,
                             callbacks=callbacks, recipe=recipe)
 
@@ -216,7 +232,10 @@ def run_grpo(recipe: GRPORecipe, callbacks: list | None = None) -> Path:
     trainable, total = count_trainable(trainer.model)
     print(f"[vtg] grpo: {trainable:,} of {total:,} parameters trainable ({recipe.tuning}); rewards {recipe.rewards}; "
           f"rollouts via {'vLLM' if trainer.llm is not None else 'HF generate'}")
-    trainer.train(resume_from_checkpoint=resume_checkpoint(recipe))
+    try:
+        trainer.train(resume_from_checkpoint=resume_checkpoint(recipe))
+    finally:
+        trainer.close_llm()
     final = Path(recipe.output_dir) / "final"
     if trainer.accelerator.is_main_process:
         model = trainer.accelerator.unwrap_model(trainer.model)
