@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +63,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig.load(args.config, split=args.split, records=args.records)
     summary = run_job(cfg, out=args.out, model=args.model, endpoint=args.endpoint,
-                      shard=parse_shard(args.shard) if args.shard else None, limit=args.limit)
+                      shard=parse_shard(args.shard) if args.shard else None, limit=args.limit,
+                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(json.dumps(summary, indent=1))
     return 0
 

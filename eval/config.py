@@ -58,6 +58,7 @@ class EvalConfig:
     think: bool = False
     max_new_tokens: int = 256
     temperature: float = 0.0
+    seed: int | None = None  # per-request sampling seed: sampled (temperature > 0) runs repeat exactly, resumes too
     batch_size: int = 16  # prompts per engine call; also how often lines are made durable
     decode_workers: int = 2  # threads decoding videos while the engine runs
     sampling: dict[str, Any] = field(default_factory=dict)  # FrameSampling overrides; default: the model's recipe

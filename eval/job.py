@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,7 @@ def _sampling(model: str, overrides: dict[str, Any]):
     from vtg import engine
     from vtg.data.video import FrameSampling
 
-    base = (getattr(engine, "sampling_for_model", None) or engine.sampling_from_recipe)(model)
+    base = engine.sampling_for_model(model)
     return FrameSampling.from_dict({**base.to_dict(), **overrides}, "config sampling") if overrides else base
 
 
@@ -144,16 +145,22 @@ def _prepare(rec: Record, root: Path, cfg: EvalConfig, processor, sampling) -> P
         return Prepared(rec, error=f"{type(e).__name__}: {e}", decode_s=time.perf_counter() - t0)
 
 
-def _generate(llm, items: list[Prepared], params) -> list[tuple[str | None, str | None, int]]:
+def request_seed(seed: int | None, rid: str) -> int | None:
+    """Per-query seed from the config seed and the id: a query samples the same text whatever its batch, shard or
+    position, so resumed and sharded runs reproduce an uninterrupted one."""
+    return None if seed is None else (seed + zlib.crc32(rid.encode())) % 2**31
+
+
+def _generate(llm, items: list[Prepared], make_params) -> list[tuple[str | None, str | None, int]]:
     """(text, error, completion tokens) per item. If the engine rejects the batch (one bad prompt), retry one by one so only the
     offending prompts fail."""
     try:
-        outs = llm.generate([p.inputs for p in items], params, use_tqdm=False)
+        outs = llm.generate([p.inputs for p in items], [make_params(p.rec.id) for p in items], use_tqdm=False)
         return [(o.outputs[0].text, None, len(o.outputs[0].token_ids)) for o in outs]
     except (ValueError, RuntimeError, TypeError) as e:
         if len(items) == 1:
             return [(None, f"engine rejected the prompt: {type(e).__name__}: {e}", 0)]
-        return [r for p in items for r in _generate(llm, [p], params)]
+        return [r for p in items for r in _generate(llm, [p], make_params)]
 
 
 def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> dict:
@@ -167,7 +174,10 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
     t_start = time.perf_counter()
     llm = engine.make_llm(model, **cfg.vllm)
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
-    params = SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens)
+    def make_params(rid: str) -> SamplingParams:
+        return SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens,
+                              seed=request_seed(cfg.seed, rid))
+
     batches = _chunks(todo, cfg.batch_size)
     with ThreadPoolExecutor(cfg.decode_workers) as pool:
         submit = lambda b: [pool.submit(_prepare, r, root, cfg, processor, sampling) for r in b]  # noqa: E731
@@ -178,7 +188,7 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
                 pending = submit(batches[k + 1])  # decode the next batch while the engine runs this one
             ok = [p for p in prepared if p.error is None]
             t0 = time.perf_counter()
-            results = dict(zip((p.rec.id for p in ok), _generate(llm, ok, params) if ok else []))
+            results = dict(zip((p.rec.id for p in ok), _generate(llm, ok, make_params) if ok else []))
             per_query = (time.perf_counter() - t0) / max(len(ok), 1)
             lines = []
             for p in prepared:
@@ -209,7 +219,8 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
     t0 = time.perf_counter()
     try:
         resp = client.chat.completions.create(model=model_name, messages=_chat_messages(rec, root, cfg),
-                                              max_tokens=cfg.max_new_tokens, temperature=cfg.temperature)
+                                              max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                              seed=request_seed(cfg.seed, rec.id))
         msg = resp.choices[0].message
         reasoning = getattr(msg, "reasoning_content", None)
         text = msg.content or ""
