@@ -240,3 +240,25 @@ def test_int_upto_regex(n):
         if k >= 0:
             assert bool(rx.fullmatch(str(k))) == (k <= n), (n, k)
     assert not rx.fullmatch("0" + str(n))
+
+
+def test_limiter_queue_and_429():
+    from vtg.serve.metrics import Metrics
+    from vtg.serve.serving import Limiter
+
+    async def scenario():
+        m = Metrics()
+        lim = Limiter(1, 1, m)
+        await lim.acquire()  # running
+        waiter = asyncio.create_task(lim.acquire())  # queued
+        await asyncio.sleep(0)
+        with pytest.raises(APIError) as e:
+            await lim.acquire()  # queue full
+        assert e.value.status == 429 and "max_queue" in e.value.message
+        lim.release()
+        await asyncio.wait_for(waiter, 1)  # the queued one gets the slot
+        lim.release()
+        return m.render().decode()
+
+    text = asyncio.run(scenario())
+    assert "vtg_requests_rejected_total 1.0" in text and "vtg_requests_in_flight 0.0" in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -26,14 +27,32 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def _adapter(model_dir: Path, out: Path) -> Path:
+    """A peft LoRA adapter on the language model with random (non-zero) A and B, so it changes the outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from vtg.train.policy import lora_target_regex
+
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    cfg = LoraConfig(r=8, lora_alpha=64, target_modules=lora_target_regex(["q_proj", "v_proj"]),
+                     init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(model, cfg).save_pretrained(out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def server(tiny_qwen25, synth_world, tmp_path_factory):
-    """Auth ON: the page must work with the key typed into it."""
+    """Auth ON (the page must work with the key typed into it) and one LoRA adapter."""
     tmp = tmp_path_factory.mktemp("serve_web")
     recipe = tmp / "serve.yaml"
     recipe.write_text("grounding_samples: 4\nlimits:\n  max_frames: 16\n  max_tokens: 64\n")
+    adapter = _adapter(tiny_qwen25, tmp / "adapter")
     srv = start_server(["--model", str(tiny_qwen25), "--config", str(recipe), "--api-key", KEY,
-                       "--allowed-local-media-path", str(synth_world)], tmp / "server.log")
+                       "--lora", f"sharp={adapter}", "--allowed-local-media-path", str(synth_world)],
+                       tmp / "server.log")
     yield srv
     srv.stop()
 
@@ -52,16 +71,33 @@ def test_auth(server, synth_world):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
     ok = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
-    assert [m.id for m in ok.models.list().data] == [Path(server.proc.args[server.proc.args.index("--model") + 1]).name]
+    assert ok.models.list().data[0].id == Path(server.proc.args[server.proc.args.index("--model") + 1]).name
+
+
+def test_lora_adapter_selectable_by_model_name(server, synth_world):
+    import openai
+
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=300)
+    models = client.models.list().data
+    base = models[0].id
+    assert [m.id for m in models] == [base, "sharp"] and models[1].model_extra["parent"] == base
+    msgs = [{"role": "user", "content": [
+        {"type": "video_url", "video_url": {"url": (synth_world / "videos" / "v00001.mp4").as_uri()}},
+        {"type": "text", "text": "When is the red square visible?"}]}]
+    outs = {}
+    for name in (base, "sharp", base):
+        r = client.chat.completions.create(model=name, messages=msgs, max_tokens=16, temperature=0)
+        assert r.model == name
+        outs.setdefault(name, []).append(r.choices[0].message.content + str(r.choices[0].message.reasoning_content))
+    assert outs[base][0] == outs[base][1]  # deterministic at temperature 0 ...
+    assert outs["sharp"][0] != outs[base][0]  # ... so a different answer means the adapter was applied
 
 
 class CDP:
     """A minimal Chrome DevTools Protocol client over the page's websocket."""
 
-    def __init__(self, ws_url: str):
-        from websockets.sync.client import connect
-
-        self.ws = connect(ws_url, max_size=None, open_timeout=30)
+    def __init__(self, ws):
+        self.ws = ws
         self.ids = itertools.count(1)
 
     def call(self, method: str, **params):
@@ -109,9 +145,11 @@ def browser(tmp_path):
             time.sleep(0.2)
         port = port_file.read_text().split()[0]
         pages = httpx.get(f"http://127.0.0.1:{port}/json/list").json()
-        cdp = CDP(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"])
-        yield cdp
-        cdp.ws.close()
+        from websockets.sync.client import connect
+
+        with connect(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None,
+                     open_timeout=30) as ws:
+            yield CDP(ws)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -143,3 +181,5 @@ def test_web_page_ground_and_seek(server, browser, tmp_path):
     shot = tmp_path / "web_page.png"
     shot.write_bytes(base64.b64decode(b.call("Page.captureScreenshot", format="png")["data"]))
     assert shot.stat().st_size > 5000
+    if os.environ.get("VTG_TEST_ARTIFACTS"):  # keep it past pytest's tmp-dir pruning
+        shutil.copy(shot, Path(os.environ["VTG_TEST_ARTIFACTS"]) / shot.name)
