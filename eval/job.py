@@ -164,6 +164,7 @@ def _generate(llm, items: list[Prepared], make_params) -> list[tuple[str | None,
 
 
 def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> dict:
+    t_start = time.perf_counter()  # setup = imports + processor + engine start, reported apart from the loop
     from transformers import AutoProcessor
     from vllm import SamplingParams
 
@@ -171,14 +172,15 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
 
     sampling = _sampling(model, cfg.sampling)
     processor = AutoProcessor.from_pretrained(model)
-    t_start = time.perf_counter()
     llm = engine.make_llm(model, **cfg.vllm)
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
+
     def make_params(rid: str) -> SamplingParams:
         return SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens,
                               seed=request_seed(cfg.seed, rid))
 
     batches = _chunks(todo, cfg.batch_size)
+    t_loop = time.perf_counter()
     with ThreadPoolExecutor(cfg.decode_workers) as pool:
         submit = lambda b: [pool.submit(_prepare, r, root, cfg, processor, sampling) for r in b]  # noqa: E731
         pending = submit(batches[0])
@@ -199,6 +201,7 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
             if progress:
                 progress(f"[vtg eval] batch {k + 1}/{len(batches)}: {len(lines)} lines, "
                          f"{sum(1 for x in lines if x['error'])} errors")
+    timing["loop_s"] = round(time.perf_counter() - t_loop, 3)
     return timing
 
 
