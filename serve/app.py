@@ -195,10 +195,17 @@ def _install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
         if (request.method == "POST" and request.url.path != "/v1/uploads" and length and length.isdigit()
                 and int(length) > MAX_JSON_BYTES):
             resp = JSONResponse(E.too_large(f"request body over {MAX_JSON_BYTES} bytes").envelope(), status_code=413)
-        else:
+            _count(request, 413, t0)
+            return resp
+        status = 500  # an exception escaping the handlers still counts, as the 500 it becomes
+        try:
             resp = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "other")
-        metrics.requests.labels(name, str(resp.status_code)).inc()
+            status = resp.status_code
+            return resp
+        finally:
+            _count(request, status, t0)
+
+    def _count(request: Request, status: int, t0: float) -> None:
+        name = getattr(request.scope.get("route"), "path", "other")
+        metrics.requests.labels(name, str(status)).inc()
         metrics.latency.labels(name).observe(time.perf_counter() - t0)
-        return resp

@@ -176,8 +176,6 @@ class Serving:
         return first, None
 
     def _sampling_params(self, req: ChatCompletionRequest, max_tokens: int):
-        from vllm import SamplingParams
-
         kw: dict[str, Any] = dict(n=req.n, max_tokens=max_tokens, seed=req.seed,
                                   temperature=1.0 if req.temperature is None else req.temperature)
         for name in ("top_p", "presence_penalty", "frequency_penalty", "top_k"):
@@ -189,10 +187,7 @@ class Serving:
             kw["structured_outputs"] = StructuredOutputsParams(**req.structured_outputs.model_dump(exclude_none=True))
         if req.stop:
             kw["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
-        try:
-            return SamplingParams(**kw)
-        except (ValueError, TypeError) as e:
-            raise E.bad_request(f"bad sampling parameters: {e}") from None
+        return sampling_params(**kw)
 
     async def chat(self, req: ChatCompletionRequest) -> ChatCompletionResponse:
         lora, max_tokens = self._chat_checks(req)
@@ -274,8 +269,6 @@ class Serving:
     # ---- grounding ---------------------------------------------------------------------------------------------
 
     async def ground(self, req: GroundingRequest) -> GroundingResponse:
-        from vllm import SamplingParams
-
         from vtg import engine
 
         lora = self.host.lora_for(req.model)
@@ -291,7 +284,7 @@ class Serving:
             async with self._deadline():
                 video = await self.load_video(req.video, "video")
                 duration = float(video.metadata.duration)
-                params = SamplingParams(
+                params = sampling_params(
                     n=n, max_tokens=max_tokens, temperature=temperature, seed=req.seed,
                     structured_outputs=structured(req.mode, think, req.top_k, duration, max_tokens) if constrained else None,
                     **({"top_p": req.top_p} if req.top_p is not None else {}))
@@ -321,6 +314,17 @@ class Serving:
             mode=req.mode, moments=[MomentOut(start=m.start, end=m.end, score=round(m.score, 4)) for m in merged],
             reasoning=reasoning, not_present_score=sum(s.not_present for s in samples) / max(n, 1),
             samples=samples, usage=usage)
+
+
+def sampling_params(**kw):
+    """vLLM SamplingParams; its own validation errors (e.g. an empty stop string) are the client's: 400."""
+    from vllm import SamplingParams
+    from vllm.exceptions import VLLMClientError
+
+    try:
+        return SamplingParams(**kw)
+    except (ValueError, TypeError, VLLMClientError) as e:
+        raise E.bad_request(f"bad sampling parameters: {e}") from None
 
 
 def _clean(moments, duration: float | None) -> list[tuple[float, float]]:

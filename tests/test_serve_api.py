@@ -169,6 +169,7 @@ def test_bad_requests(env):
         ({"messages": ok_msg, "n": 50}, 400, "max_samples"),
         ({"messages": ok_msg, "max_tokens": 100000}, 400, "max_tokens"),
         ({"messages": ok_msg, "structured_outputs": {"regex": "(["}}, 400, ""),
+        ({"messages": ok_msg, "stop": [""]}, 400, "stop"),  # found by the schemathesis run (was a 500)
         ({"messages": ok_msg, "model": "nope"}, 404, "'nope' does not exist"),
         ({"messages": _video_msg("ftp://example.com/a.mp4")}, 400, "scheme"),
         ({"messages": _video_msg("https://example.com/a.mp4")}, 403, "disabled"),

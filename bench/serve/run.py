@@ -80,8 +80,11 @@ def _fuzz(url: str, examples: int, out_dir: Path) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     after = _metric_counts(url)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-25:]
+    junit = (out_dir / "fuzz-junit.xml").read_text() if (out_dir / "fuzz-junit.xml").exists() else ""
+    failures = sum(int(n) for n in re.findall(r'<testsuite [^>]*failures="(\d+)"', junit))
     return {"command": " ".join(cmd[1:]), "exit_code": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1),
-            "requests": after[0] - before[0] - 1, "server_5xx": after[1] - before[1], "schemathesis_tail": tail}
+            "requests": after[0] - before[0] - 1, "server_5xx": after[1] - before[1],
+            "schemathesis_failures": failures, "schemathesis_tail": tail}
 
 
 def _setup(args, tmp: Path) -> tuple[str, Path]:
@@ -108,7 +111,7 @@ def _markdown(res: dict) -> str:
     f = res.get("fuzz")
     if f:
         lines += ["", f"Fuzz (schemathesis, `{f['command']}`): {f['requests']} requests, {f['server_5xx']} 5xx "
-                      f"(schemathesis exit {f['exit_code']}, {f['wall_s']} s)."]
+                      f"(schemathesis: {f['schemathesis_failures']} failing operations, exit {f['exit_code']}, {f['wall_s']} s)."]
     return "\n".join(lines) + "\n"
 
 
@@ -154,7 +157,7 @@ def main() -> int:
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / "results.md").write_text(_markdown(res))
     print(_markdown(res))
-    bad = sum(r["errors"] for r in levels) + (fuzz["server_5xx"] if fuzz else 0)
+    bad = sum(r["errors"] for r in levels) + (fuzz["server_5xx"] + fuzz["schemathesis_failures"] if fuzz else 0)
     return 1 if bad else 0
 
 
