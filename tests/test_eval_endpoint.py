@@ -1,0 +1,42 @@
+"""Integration: `vtg eval run --endpoint` against the real `vtg serve` (vLLM CPU engine, tiny Qwen2.5-VL) with the
+`openai` client: file:// video URLs, bounded concurrency, a missing video recorded as an error line, resume."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vtg.cli import main
+from vtg.data.records import load_records, write_jsonl
+from vtg.eval.predictions import read_predictions
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
+    from vtg.serve.launch import start_server
+
+    recs = load_records(synth_world / "test.jsonl")[:3]
+    rows = [dict(r.to_dict(), video=str(Path(r.video_path(synth_world)).resolve())) for r in recs]
+    rows.append(dict(rows[0], id="missing", video=str(synth_world / "videos" / "nope.mp4")))
+    write_jsonl(rows, tmp_path / "records.jsonl")
+    (tmp_path / "eval.yaml").write_text(
+        f"benchmark: synthetic\nrecords: {tmp_path / 'records.jsonl'}\nmode: multi\nmax_new_tokens: 16\n"
+        "temperature: 1.0\nseed: 3\nbatch_size: 2\nendpoint:\n  concurrency: 2\n")
+    server = start_server(["--model", str(tiny_qwen25), "--served-model-name", "tiny",
+                           "--allowed-local-media-path", str(synth_world)], tmp_path / "server.log")
+    try:
+        args = ["eval", "run", "--config", str(tmp_path / "eval.yaml"), "--endpoint", server.url + "/v1",
+                "--out", str(tmp_path / "run")]
+        assert main(args + ["--limit", "2"]) == 0  # a partial run, then the rest resumes
+        capsys.readouterr()
+        assert main(args) == 0
+        summary = json.loads(capsys.readouterr().out)
+    finally:
+        server.stop()
+    assert summary["resumed"] == 2 and summary["ran"] == 2
+    lines = read_predictions(tmp_path / "run" / "predictions.jsonl")
+    assert list(lines) == [r["id"] for r in rows]
+    assert lines["missing"]["parse"] == "error" and "HTTP 404" in lines["missing"]["error"]
+    assert all(lines[r["id"]]["text"] is not None for r in rows[:3])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["counts"]["errors"] == 1
