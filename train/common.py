@@ -100,3 +100,39 @@ def resume_checkpoint(recipe) -> str | None:
     else:
         print(f"[vtg] resuming from {last}")
     return last
+
+
+def describe_run(trainer) -> None:
+    """One line saying how the run is distributed (so a silently single-process run is visible)."""
+    acc = trainer.accelerator
+    zero = ""
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        zero = f", DeepSpeed ZeRO-{acc.state.deepspeed_plugin.zero_stage}"
+    print(f"[vtg] rank {acc.process_index}/{acc.num_processes}: {acc.state.distributed_type}{zero}, "
+          f"device {acc.device}", flush=True)
+
+
+def gathered_params(trainer, model):
+    """ZeRO-3 shards parameters across ranks: gather them (on every rank) to read full weights; a no-op otherwise."""
+    import contextlib
+
+    if getattr(trainer, "is_deepspeed_enabled", False) and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3:
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+    return contextlib.nullcontext()
+
+
+def export_from_trainer(trainer, recipe, to_yaml_text: str):
+    """Export the trained policy to output_dir/final on the main process (all ranks take part in the gather)."""
+    from pathlib import Path
+
+    from vtg.train.policy import export_final
+
+    final = Path(recipe.output_dir) / "final"
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with gathered_params(trainer, model):
+        if trainer.accelerator.is_main_process:
+            export_final(model, trainer.processing_class, final, recipe.frame_sampling(), to_yaml_text)
+    trainer.accelerator.wait_for_everyone()
+    return final

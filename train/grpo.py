@@ -63,6 +63,7 @@ class VideoGRPOTrainer(GRPOTrainer):
 
         from vtg.train import rollout
 
+        self._suppress = rollout.suppressed_token_ids(self.processing_class)
         rows = self._batch_rows
         assert rows is not None and len(rows) == len(prompts), "rollout called outside _generate_and_score_completions"
         t0 = time.perf_counter()
@@ -77,7 +78,7 @@ class VideoGRPOTrainer(GRPOTrainer):
                 self._synced_step = self.state.global_step
                 self.rollout_stats["vllm_syncs"] += 1
             completions = rollout.vllm_generate(self.llm, groups, temperature=r.temperature, top_p=r.top_p,
-                                                max_tokens=r.max_completion_length)
+                                                max_tokens=r.max_completion_length, suppress=self._suppress)
         else:
             model = self.accelerator.unwrap_model(self.model)
             was_training = model.training
@@ -85,7 +86,7 @@ class VideoGRPOTrainer(GRPOTrainer):
             with self._gathered(model):
                 completions = rollout.hf_generate(model, self.processing_class, groups, temperature=r.temperature,
                                                   top_p=r.top_p, max_tokens=r.max_completion_length,
-                                                  eos_ids=list(self.eos_token_ids))
+                                                  eos_ids=list(self.eos_token_ids), suppress=self._suppress)
             model.train(was_training)
         prompt_ids, video_rows = [], []
         for g in groups:
@@ -97,14 +98,9 @@ class VideoGRPOTrainer(GRPOTrainer):
         return {"prompt_ids": prompt_ids, "completion_ids": completions, "logprobs": None}
 
     def _gathered(self, model):
-        """ZeRO-3 shards parameters: gather them for generation / weight sync (a no-op otherwise)."""
-        import contextlib
+        from vtg.train.common import gathered_params
 
-        if getattr(self, "is_deepspeed_enabled", False) and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
-            import deepspeed
-
-            return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
-        return contextlib.nullcontext()
+        return gathered_params(self, model)
 
     # ---- the video in the loss pass ---------------------------------------------------------------------------
 
@@ -190,12 +186,13 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
     from trl import GRPOConfig
 
     from vtg.train.common import load_training_records, trainer_kwargs
-    from vtg.train.policy import load_model_and_processor, prepare_trainable
+    from vtg.train.policy import load_model_and_processor, lora_config, prepare_trainable
     from vtg.train.rewards import get_reward
 
     rows = load_training_records(recipe.train_file, recipe.max_samples)
     model, processor = load_model_and_processor(recipe)
-    model = prepare_trainable(model, recipe)
+    peft_config = lora_config(model, recipe)
+    model = prepare_trainable(model, recipe, wrap=False)
     names = list(recipe.rewards)
     funcs = [get_reward(n) for n in names]
     weights = [float(recipe.rewards[n]) for n in names]
@@ -220,25 +217,21 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
     )
     return VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args,
                             train_dataset=grpo_dataset(rows, recipe), processing_class=processor,
-                            callbacks=callbacks, recipe=recipe)
+                            callbacks=callbacks, peft_config=peft_config, recipe=recipe)
 
 
 def run_grpo(recipe: GRPORecipe, callbacks: list | None = None) -> Path:
     """Train and export: returns the final model folder (LoRA merged, `vtg_sampling.json` next to it)."""
-    from vtg.train.common import resume_checkpoint
-    from vtg.train.policy import count_trainable, export_final
+    from vtg.train.common import describe_run, export_from_trainer, resume_checkpoint
+    from vtg.train.policy import count_trainable
 
     trainer = build_grpo_trainer(recipe, callbacks)
     trainable, total = count_trainable(trainer.model)
+    describe_run(trainer)
     print(f"[vtg] grpo: {trainable:,} of {total:,} parameters trainable ({recipe.tuning}); rewards {recipe.rewards}; "
           f"rollouts via {'vLLM' if trainer.llm is not None else 'HF generate'}")
     try:
         trainer.train(resume_from_checkpoint=resume_checkpoint(recipe))
     finally:
         trainer.close_llm()
-    final = Path(recipe.output_dir) / "final"
-    if trainer.accelerator.is_main_process:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        export_final(model, trainer.processing_class, final, recipe.frame_sampling(), to_yaml(recipe))
-    trainer.accelerator.wait_for_everyone()
-    return final
+    return export_from_trainer(trainer, recipe, to_yaml(recipe))

@@ -49,28 +49,35 @@ def load_model_and_processor(recipe):
     return model, processor
 
 
-def prepare_trainable(model, recipe):
-    """Freeze what the recipe freezes and wrap with LoRA when asked. Returns the model to train."""
-    for name, p in model.named_parameters():
-        if ".visual." in name or name.startswith("visual."):
-            p.requires_grad = (not recipe.freeze_vision) or (recipe.train_merger and is_merger(name))
+def lora_config(model, recipe):
+    """The peft LoraConfig a recipe asks for (None for full fine-tuning)."""
     if recipe.tuning == "full":
-        return model
-    from peft import LoraConfig, get_peft_model
+        return None
+    from peft import LoraConfig
 
     lora = recipe.lora
-    config = LoraConfig(
+    return LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
         target_modules=lora_target_regex(lora.target_modules),
         modules_to_save=merger_modules(model) if recipe.train_merger else None,
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, config)
-    if recipe.train_merger:  # peft freezes everything else; the merger copies are trainable via modules_to_save
-        for name, p in peft_model.named_parameters():
-            if is_merger(name) and "modules_to_save" in name:
-                p.requires_grad = True
-    return peft_model
+
+
+def prepare_trainable(model, recipe, wrap: bool = True):
+    """Freeze what the recipe freezes and (with `wrap`) apply LoRA. Returns the model to train.
+
+    GRPO passes `wrap=False` and hands `lora_config` to TRL instead: TRL then takes reference log-probs with the
+    adapters disabled rather than keeping a second "ref" adapter (which breaks checkpoint saving under ZeRO-3)."""
+    for name, p in model.named_parameters():
+        if ".visual." in name or name.startswith("visual."):
+            p.requires_grad = (not recipe.freeze_vision) or (recipe.train_merger and is_merger(name))
+    config = lora_config(model, recipe)
+    if config is None or not wrap:
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(model, config)
 
 
 def count_trainable(model) -> tuple[int, int]:
@@ -93,7 +100,10 @@ def export_final(model, processor, out_dir: str | Path, sampling, recipe_yaml: s
     if hasattr(model, "merge_and_unload"):  # peft: merge a copy, keep training weights untouched
         import copy
 
-        to_save = copy.deepcopy(model).merge_and_unload()
+        to_save = copy.deepcopy(model)
+        for name in [n for n in to_save.peft_config if n != to_save.active_adapter]:
+            to_save.delete_adapter(name)  # e.g. TRL's frozen "ref" copy: only the policy is exported
+        to_save = to_save.merge_and_unload()
     to_save.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     save_sampling(out, sampling)

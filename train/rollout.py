@@ -17,6 +17,15 @@ from typing import Any
 import torch
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+# Vision placeholders must never be sampled: one in a completion breaks the loss pass ("video features and video
+# tokens do not match"), and a random-init policy does sample them.
+VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def suppressed_token_ids(processor) -> list[int]:
+    tok = getattr(processor, "tokenizer", processor)
+    vocab = tok.get_vocab()
+    return [vocab[t] for t in VISION_TOKENS if t in vocab]
 
 
 @dataclass
@@ -115,12 +124,13 @@ def sync_weights(llm, model) -> int:
 
 
 def vllm_generate(llm, groups: list[PromptGroup], *, temperature: float, top_p: float, max_tokens: int,
-                  seed: int | None = None) -> list[list[int]]:
+                  suppress: list[int] = (), seed: int | None = None) -> list[list[int]]:
     """All completions, group by group, in batch row order (token ids, stop token included)."""
     from vllm import SamplingParams
 
     requests = [g.vllm_request for g in groups]
-    params = [SamplingParams(n=g.size, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+    bias = {t: -100.0 for t in suppress} or None
+    params = [SamplingParams(n=g.size, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logit_bias=bias,
                              seed=None if seed is None else seed + i) for i, g in enumerate(groups)]
     outputs = llm.generate(requests, params, use_tqdm=False)
     completions = []
@@ -137,7 +147,7 @@ def vllm_generate(llm, groups: list[PromptGroup], *, temperature: float, top_p: 
 
 @torch.no_grad()
 def hf_generate(model, processor, groups: list[PromptGroup], *, temperature: float, top_p: float,
-                max_tokens: int, eos_ids: list[int]) -> list[list[int]]:
+                max_tokens: int, eos_ids: list[int], suppress: list[int] = ()) -> list[list[int]]:
     """Sampled completions with the policy itself (slow; for debugging or where vLLM is unavailable)."""
     completions = []
     device = next(model.parameters()).device
@@ -145,7 +155,8 @@ def hf_generate(model, processor, groups: list[PromptGroup], *, temperature: flo
         inputs = {k: v.to(device) for k, v in g.hf_inputs.items() if isinstance(v, torch.Tensor)}
         out = model.generate(**inputs, do_sample=True, temperature=temperature, top_p=top_p,
                              max_new_tokens=max_tokens, num_return_sequences=g.size, eos_token_id=eos_ids,
-                             pad_token_id=processor.tokenizer.pad_token_id)
+                             pad_token_id=processor.tokenizer.pad_token_id,
+                             suppress_tokens=list(suppress) or None)
         for seq in out[:, inputs["input_ids"].shape[1]:].tolist():
             cut = next((i + 1 for i, t in enumerate(seq) if t in eos_ids), len(seq))  # keep the stop token
             completions.append(seq[:cut])

@@ -37,17 +37,13 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
 
 def run_sft(recipe: SFTRecipe, callbacks: list | None = None) -> Path:
     """Train and export: returns the folder of the final model (LoRA merged, `vtg_sampling.json` next to it)."""
-    from vtg.train.common import resume_checkpoint
-    from vtg.train.policy import count_trainable, export_final
+    from vtg.train.common import describe_run, export_from_trainer, resume_checkpoint
+    from vtg.train.policy import count_trainable
 
     trainer = build_sft_trainer(recipe, callbacks)
     trainable, total = count_trainable(trainer.model)
+    describe_run(trainer)
     print(f"[vtg] sft: {trainable:,} of {total:,} parameters trainable ({recipe.tuning}); "
           f"output {recipe.output_dir}")
     trainer.train(resume_from_checkpoint=resume_checkpoint(recipe))
-    final = Path(recipe.output_dir) / "final"
-    if trainer.accelerator.is_main_process:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        export_final(model, trainer.processing_class, final, recipe.frame_sampling(), to_yaml(recipe))
-    trainer.accelerator.wait_for_everyone()
-    return final
+    return export_from_trainer(trainer, recipe, to_yaml(recipe))
