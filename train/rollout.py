@@ -79,7 +79,11 @@ def make_colocated_llm(model_dir: str, *, gpu_memory_utilization: float, max_mod
     from vtg.engine import make_llm
 
     return make_llm(model_dir, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                    seed=seed, enable_prefix_caching=False)
+                    seed=seed, enable_prefix_caching=False,
+                    # reset_prefix_cache() after each weight sync also empties the engine's encoder cache, while the
+                    # front end's processor cache still believes a seen video is cached: the next rollout on the same
+                    # video fails with "Encoder cache miss". Without that cache every request carries its video.
+                    mm_processor_cache_gb=0)
 
 
 def vllm_model(llm):
