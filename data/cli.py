@@ -56,6 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--check-video", action="store_true", help="also check that video files exist")
     v.set_defaults(func=_validate)
 
+    from vtg.train.curate import register_curate  # owner: train (scores records with a model)
+
+    register_curate(dsub)
+
 
 def _convert(args: argparse.Namespace) -> int:
     from vtg.data.adapters import convert_files
