@@ -1,0 +1,389 @@
+"""Learning benchmark: does the tiny Qwen2.5-VL learn the synthetic world by SFT, and does GRPO improve it?
+
+From nothing: synthetic world (train + held-out test, >= 200 test queries per kind) -> `small` tiny model ->
+(a) best constant baseline fitted on train -> (b) SFT (tiny recipe) -> (c) GRPO from (b) (tiny recipe), each scored
+on the test split per query kind with `vtg.eval` (R1@{0.3,0.5,0.7}, mIoU, F1@0.5, "not present" accuracy), plus the
+mean GRPO reward (recipe weights) of the greedy test answers before/after GRPO and GRPO's own logged reward.
+Writes results.json and results.md next to this script (or --results DIR).
+
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/learning/run.py            # the committed run
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/learning/run.py --videos 300 --sft-steps 200 --grpo-steps 4  # smoke
+
+Stages whose output exists under --out are reused (rerun after a stop); --fresh starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ROOT / "recipes"
+KINDS = ("single", "multi", "compositional", "absent")
+METRIC_KEYS = ("R@1,IoU=0.3", "R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU", "F1@0.5", "absent_acc")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="outputs/bench_learning", help="work folder (world, models, eval runs)")
+    p.add_argument("--results", default=str(Path(__file__).resolve().parent), help="where results.{json,md} go")
+    p.add_argument("--videos", type=int, default=1500, help="synthetic videos (80%% train, 20%% test)")
+    p.add_argument("--sft-steps", type=int, default=None, help="override the tiny SFT recipe's max_steps")
+    p.add_argument("--grpo-steps", type=int, default=None, help="override the tiny GRPO recipe's max_steps")
+    p.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="extra SFT recipe override")
+    p.add_argument("--grpo", action="append", default=[], metavar="KEY=VALUE", help="extra GRPO recipe override")
+    p.add_argument("--size", default="small", help="tiny model size (vtg.train.tiny_model.SIZES)")
+    p.add_argument("--train-threads", type=int, default=1,
+                   help="torch threads for training (1: the data-loader worker gets the other core)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="delete --out first")
+    args = p.parse_args(argv)
+    if args.videos < 10:
+        p.error("--videos must be >= 10")
+    return args
+
+
+# ---------------------------------------------------------------- stages
+
+
+class Timer:
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+
+    def stage(self, name: str, done: Path, fn):
+        """Run fn unless `done` exists (then reuse it and record no time)."""
+        if done.exists():
+            print(f"[bench] {name}: reusing {done}", flush=True)
+            return None
+        print(f"[bench] {name} ...", flush=True)
+        t0 = time.time()
+        result = fn()
+        self.wall[name] = round(time.time() - t0, 1)
+        print(f"[bench] {name}: {self.wall[name]:.1f}s", flush=True)
+        return result
+
+
+def make_world(out: Path, n_videos: int, seed: int) -> None:
+    from vtg.data.synth import SynthConfig, generate
+
+    # no val split: every held-out video goes to test, so >= 200 test queries per kind need ~1,000 videos
+    generate(SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0,
+                         split_fractions=(0.8, 0.0, 0.2)), out, progress=True)
+
+
+def recipe_for(method: str, init: Path, world: Path, out: Path, steps: int | None, extra: list[str], seed: int):
+    from vtg.train.config import GRPORecipe, SFTRecipe, load_recipe, parse_overrides
+
+    overrides: dict[str, Any] = {"model": str(init), "train_file": str(world / "train.jsonl"), "output_dir": str(out),
+                                 "seed": seed}
+    if method == "sft":  # decode + process videos in a worker process while the main process trains
+        overrides["dataloader_num_workers"] = 1
+    if steps is not None:
+        overrides["max_steps"] = steps
+    cli = [t for kv in extra for t in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
+    overrides.update(parse_overrides(cli))
+    cls = SFTRecipe if method == "sft" else GRPORecipe
+    return load_recipe(cls, RECIPES / "tiny" / method / "config_default.yaml", overrides)
+
+
+class LogCollector:
+    """TrainerCallback that keeps every logged dict (GRPO reward curves, SFT loss)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _C(TrainerCallback):
+            def __init__(self):
+                self.logs: list[dict[str, Any]] = []
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs:
+                    self.logs.append({"step": state.global_step, **logs})
+
+        return _C()
+
+
+def train(method: str, recipe, threads: int) -> list[dict[str, Any]]:
+    import torch
+
+    from vtg.data import video
+
+    video.CACHE_SIZE = max(video.CACHE_SIZE, 4096)  # the whole world's decoded frames fit (~0.4 MB a video)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    logs = LogCollector()
+    try:
+        if method == "sft":
+            from vtg.train.sft import run_sft
+            run_sft(recipe, callbacks=[logs])
+        else:
+            from vtg.train.grpo import run_grpo
+            run_grpo(recipe, callbacks=[logs])
+    finally:
+        torch.set_num_threads(before)
+    (Path(recipe.output_dir) / "bench_logs.json").write_text(json.dumps(logs.logs, indent=1))
+    return logs.logs
+
+
+def evaluate(model: Path, world: Path, run_dir: Path) -> None:
+    from vtg.eval.config import EvalConfig
+    from vtg.eval.job import run_job
+
+    cfg = EvalConfig.load(RECIPES / "eval" / "synthetic.yaml", records=str(world / "test.jsonl"))
+    run_job(cfg, out=run_dir, model=str(model))
+
+
+def write_predictions(run_dir: Path, texts: dict[str, str]) -> None:
+    from vtg.eval.predictions import make_line
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "predictions.jsonl", "w") as f:
+        for rid, text in texts.items():
+            f.write(json.dumps(make_line(rid, text)) + "\n")
+
+
+# ---------------------------------------------------------------- the constant baseline
+
+
+def fit_constant(train_records) -> dict[str, Any]:
+    """The one [s, e] (as fractions of the duration, or in seconds) with the highest train mIoU over present
+    queries (top-1 IoU against the best-matching true moment, as the metric scores it). Exhaustive on a grid."""
+    import numpy as np
+
+    present = [r for r in train_records if r.moments]
+    dur = np.array([r.duration for r in present])
+    k = max(len(r.moments) for r in present)
+    gs = np.full((len(present), k), np.nan)
+    ge = np.full((len(present), k), np.nan)
+    for i, r in enumerate(present):
+        for j, (s, e) in enumerate(r.moments):
+            gs[i, j], ge[i, j] = s, e
+
+    def best(cands: np.ndarray, scale: np.ndarray) -> tuple[float, tuple[float, float]]:
+        top, arg = -1.0, None
+        for s, e in cands:  # a few thousand windows × a few thousand queries: vectorised over queries
+            ps, pe = s * scale, e * scale
+            inter = np.clip(np.minimum(pe[:, None], ge) - np.maximum(ps[:, None], gs), 0, None)
+            union = np.maximum(pe[:, None], ge) - np.minimum(ps[:, None], gs)
+            m = np.nanmax(np.where(np.isnan(gs), -1, inter / union), axis=1).mean()
+            if m > top:
+                top, arg = float(m), (float(s), float(e))
+        return top, arg
+
+    grid = np.round(np.arange(0, 1.0001, 0.02), 4)
+    frac = np.array([(s, e) for s in grid for e in grid if e > s])
+    secs = np.arange(0, float(dur.max()) + 0.25, 0.5)
+    absolute = np.array([(s, e) for s in secs for e in secs if e > s])
+    f_miou, f_win = best(frac, dur)
+    a_miou, a_win = best(absolute, np.ones_like(dur))
+    if f_miou >= a_miou:
+        return {"kind": "fraction of duration", "window": f_win, "train_mIoU": round(100 * f_miou, 2),
+                "other": {"absolute_s": a_win, "train_mIoU": round(100 * a_miou, 2)}}
+    return {"kind": "absolute seconds", "window": a_win, "train_mIoU": round(100 * a_miou, 2),
+            "other": {"fraction": f_win, "train_mIoU": round(100 * f_miou, 2)}}
+
+
+def constant_texts(const: dict[str, Any], records) -> dict[str, str]:
+    from vtg.data.grammar import format_answer
+
+    s, e = const["window"]
+    frac = const["kind"].startswith("fraction")
+    return {r.id: format_answer([[s * r.duration, e * r.duration] if frac else [s, e]], decimals=2) for r in records}
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def per_kind(run_dir: Path, records) -> dict[str, dict[str, float]]:
+    """vtg.eval metrics on the whole test split and on each query kind (record extra `kind`)."""
+    from vtg.eval.metrics import Conventions, score_predictions
+    from vtg.eval.predictions import read_predictions
+
+    preds = read_predictions(run_dir / "predictions.jsonl")
+    conv = Conventions()
+    out: dict[str, dict[str, float]] = {}
+    for kind in ("all",) + KINDS:
+        sub = [r for r in records if kind == "all" or r.extra.get("kind") == kind]
+        _, res = score_predictions(sub, {r.id: preds[r.id] for r in sub}, conv)
+        m = res["metrics"]
+        out[kind] = {k: round(m[k], 2) for k in METRIC_KEYS if k in m}
+        out[kind]["queries"] = len(sub)
+        out[kind]["parse_failures"] = res["counts"]["parse_failures"]
+    return out
+
+
+def mean_reward(run_dir: Path, records, weights: dict[str, float]) -> dict[str, float]:
+    """The GRPO recipe's weighted reward (and each reward) of the run's answers, averaged over the test queries."""
+    from vtg.eval.predictions import read_predictions
+    from vtg.train.rewards import get_reward
+
+    preds = read_predictions(run_dir / "predictions.jsonl")
+    texts = [preds[r.id].get("text") or "" for r in records]
+    cols = {"moments": [r.moments for r in records], "duration": [r.duration for r in records]}
+    out = {name: sum(get_reward(name)(texts, **cols)) / len(records) for name in weights}
+    total = sum(w * out[n] for n, w in weights.items())
+    return {"weighted": round(total, 4), **{n: round(v, 4) for n, v in out.items()}}
+
+
+def grpo_logged_reward(logs: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [x for x in logs if "reward" in x]
+    if not rows:
+        return {}
+    n = max(1, len(rows) // 4)
+    first, last = rows[:n], rows[-n:]
+    avg = lambda xs: round(sum(x["reward"] for x in xs) / len(xs), 4)  # noqa: E731
+    return {"first_logs_mean": avg(first), "last_logs_mean": avg(last), "log_points": len(rows),
+            "curve": [[x["step"], round(x["reward"], 4)] for x in rows]}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parse_args(argv)
+    from vtg.data.records import load_records
+    from vtg.train.tiny_model import build_tiny_model
+
+    out = Path(args.out).resolve()
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t = Timer()
+    world, base = out / "world", out / "model-base"
+    t.stage("synthetic world", world / "test.jsonl", lambda: make_world(world, args.videos, args.seed))
+    t.stage("tiny model", base / "config.json", lambda: build_tiny_model("qwen2.5-vl", base, args.size, args.seed))
+    train_recs, test_recs = load_records(world / "train.jsonl"), load_records(world / "test.jsonl")
+    counts = {k: sum(r.extra.get("kind") == k for r in test_recs) for k in KINDS}
+    if min(counts.values()) < 200:
+        print(f"[bench] warning: test queries per kind {counts}: fewer than 200 (raise --videos)", flush=True)
+
+    const_path = out / "constant.json"
+    t.stage("constant baseline fit", const_path, lambda: const_path.write_text(json.dumps(fit_constant(train_recs))))
+    const = json.loads(const_path.read_text())
+    write_predictions(out / "eval" / "constant", constant_texts(const, test_recs))
+
+    sft_recipe = recipe_for("sft", base, world, out / "model-sft", args.sft_steps, args.sft, args.seed)
+    sft = out / "model-sft" / "final"
+    t.stage("SFT", sft / "config.json", lambda: train("sft", sft_recipe, args.train_threads))
+    t.stage("eval SFT", out / "eval" / "sft" / "metrics.json", lambda: evaluate(sft, world, out / "eval" / "sft"))
+
+    grpo_recipe = recipe_for("grpo", sft, world, out / "model-grpo", args.grpo_steps, args.grpo, args.seed)
+    grpo = out / "model-grpo" / "final"
+    t.stage("GRPO", grpo / "config.json", lambda: train("grpo", grpo_recipe, args.train_threads))
+    t.stage("eval GRPO", out / "eval" / "grpo" / "metrics.json", lambda: evaluate(grpo, world, out / "eval" / "grpo"))
+
+    prev = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
+    timings = {**prev, **t.wall}
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    results = collect(args, out, const, sft_recipe, grpo_recipe, train_recs, test_recs, counts, timings)
+    write_results(Path(args.results), results)
+    return 0
+
+
+def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_recs, counts, timings) -> dict:
+    import dataclasses
+
+    import torch
+
+    tiny = json.loads((out / "model-base" / "vtg_tiny.json").read_text())
+    grpo_logs = json.loads((out / "model-grpo" / "bench_logs.json").read_text())
+    sft_logs = json.loads((out / "model-sft" / "bench_logs.json").read_text())
+    runs = {name: per_kind(out / "eval" / name, test_recs) for name in ("constant", "sft", "grpo")}
+    weights = grpo_recipe.rewards
+    keep = ("learning_rate", "warmup_steps", "lr_scheduler_type", "max_steps", "per_device_train_batch_size",
+            "gradient_accumulation_steps", "max_grad_norm", "sampling", "tuning", "freeze_vision", "train_merger",
+            "rewards", "num_generations", "temperature", "beta", "max_completion_length", "use_vllm")
+    return {
+        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/learning/run.py " + shlex.join(sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
+                   f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
+        "model": {"family": "qwen2.5-vl", **tiny},
+        "world": {"videos": args.videos, "train_queries": len(train_recs), "test_queries": len(test_recs),
+                  "test_per_kind": counts, "duration_s": [8, 20], "fps": 2, "frame": "56x56"},
+        "constant_baseline": const,
+        "metrics": runs,
+        "mean_reward_on_test": {"weights": weights,
+                                "sft": mean_reward(out / "eval" / "sft", test_recs, weights),
+                                "grpo": mean_reward(out / "eval" / "grpo", test_recs, weights)},
+        "grpo_logged_reward": grpo_logged_reward(grpo_logs),
+        "sft_loss": [[x["step"], round(x["loss"], 4)] for x in sft_logs if "loss" in x],
+        "recipes": {"sft": {k: v for k, v in dataclasses.asdict(sft_recipe).items() if k in keep},
+                    "grpo": {k: v for k, v in dataclasses.asdict(grpo_recipe).items() if k in keep}},
+        "wall_s": timings,
+        "train_threads": args.train_threads,
+    }
+
+
+def targets(r: dict) -> list[tuple[str, str, bool]]:
+    m = r["metrics"]
+    single, grpo, sft = m["grpo"]["single"], m["grpo"], m["sft"]
+    return [
+        ("single R1@0.7 ≥ 85", f"{single['R@1,IoU=0.7']:.1f}", single["R@1,IoU=0.7"] >= 85),
+        ("single mIoU ≥ 85", f"{single['mIoU']:.1f}", single["mIoU"] >= 85),
+        ("GRPO raises R1@0.7 (all present)", f"{sft['all']['R@1,IoU=0.7']:.1f} → {grpo['all']['R@1,IoU=0.7']:.1f}",
+         grpo["all"]["R@1,IoU=0.7"] > sft["all"]["R@1,IoU=0.7"]),
+        ("multi F1@0.5 ≥ 70", f"{grpo['multi']['F1@0.5']:.1f}", grpo["multi"]["F1@0.5"] >= 70),
+        ("compositional R1@0.5 ≥ 70", f"{grpo['compositional']['R@1,IoU=0.5']:.1f}",
+         grpo["compositional"]["R@1,IoU=0.5"] >= 70),
+        ("within 30 CPU-minutes", f"{sum(r['wall_s'].values()) / 60:.1f} min", sum(r["wall_s"].values()) <= 1800),
+    ]
+
+
+def write_results(folder: Path, r: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(r, indent=1) + "\n")
+    (folder / "results.md").write_text(markdown(r))
+    print(markdown(r))
+
+
+def markdown(r: dict) -> str:
+    m = r["metrics"]
+    lines = [
+        "# Learning benchmark: tiny Qwen2.5-VL on the synthetic world (constant → SFT → GRPO)", "",
+        f"Command: `{r['command']}`  ",
+        f"Machine: {r['machine']}. Timings are noisy: other engineers ran test suites on the same 2 cores.  ",
+        f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), random init.  ",
+        f"World: {r['world']['videos']} videos (8–20 s, 2 fps, 56×56), {r['world']['train_queries']} train queries, "
+        f"test {r['world']['test_per_kind']} queries per kind.  ",
+        f"Constant baseline: {r['constant_baseline']['kind']} window {r['constant_baseline']['window']} "
+        f"(train mIoU {r['constant_baseline']['train_mIoU']}), answered for every query.  ",
+        "Metrics: `vtg.eval.metrics` (IoU ≥ θ, no clamping, parse failures score 0); R1/mIoU over present queries, "
+        "F1@0.5 one-to-one matching, absent = share answered exactly \"not present\". Percent.", "",
+        "| kind | run | R1@0.3 | R1@0.5 | R1@0.7 | mIoU | F1@0.5 | absent acc | parse fail |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in ("all",) + KINDS:
+        for run in ("constant", "sft", "grpo"):
+            x = m[run][kind]
+            cells = [f"{x[k]:.1f}" if k in x else "–" for k in METRIC_KEYS]
+            if kind == "absent":
+                cells[:4] = ["–"] * 4
+            lines.append(f"| {kind} ({x['queries']}) | {run} | " + " | ".join(cells) + f" | {x['parse_failures']} |")
+    mr, gl = r["mean_reward_on_test"], r["grpo_logged_reward"]
+    lines += [
+        "", f"Mean GRPO reward (weights {mr['weights']}) of the greedy test answers: SFT {mr['sft']['weighted']:.3f} "
+        f"→ GRPO {mr['grpo']['weighted']:.3f} (per reward: SFT {mr['sft']}, GRPO {mr['grpo']}).  ",
+    ]
+    if gl:
+        lines.append(f"GRPO's logged rollout reward (temperature {r['recipes']['grpo']['temperature']}): first quarter of "
+                     f"logs {gl['first_logs_mean']:.3f}, last quarter {gl['last_logs_mean']:.3f}.")
+    lines += ["", "Wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items())
+              + f"; total {sum(r['wall_s'].values()) / 60:.1f} min.", "", "| target (issue 3) | value | met |",
+              "|---|---|---|"]
+    lines += [f"| {name} | {val} | {'yes' if ok else 'no'} |" for name, val, ok in targets(r)]
+    rs, rg = r["recipes"]["sft"], r["recipes"]["grpo"]
+    lines += ["", f"SFT: {rs}  ", f"GRPO: {rg}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
