@@ -1,0 +1,36 @@
+"""The prepared GPU script (bench/gpu/grpo_step.py) runs end to end on CPU with --tiny and prints its table."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "grpo_step.py"
+
+
+def test_grpo_step_tiny_prints_the_table(tmp_path):
+    out = tmp_path / "result.json"
+    r = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--steps", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    head = max(i for i, line in enumerate(lines) if line.startswith("metric "))
+    tail = lines[head:]  # the table is the last thing printed
+    assert "DESIGN.md §10 baseline" in tail[0] and len(tail) == 11
+    rows = {line.split("|")[0].strip(): line.split("|")[1].strip() for line in tail[2:]}
+    assert rows["card"] == "cpu"
+    for key in ("step time (s)", "rollout tokens/s", "training tokens/s"):
+        assert float(rows[key]) > 0
+    assert rows["MFU (6·N·tok/s / peak)"] == "n/a"  # no peak known for a CPU
+    res = json.loads(out.read_text())
+    assert res["steps"] and res["train_tokens"] == res["generations"] * res["prompt_tokens"] + res["steps"][-1][
+        "completion_tokens"]
+    assert all(math.isfinite(res[k]) and res[k] > 0 for k in ("step_s", "rollout_s", "train_tok_s", "rollout_tok_s"))
+    assert res["step_s"] > res["rollout_s"]  # the loss pass took time too
+    assert res["grad_norm"] > 0  # and produced gradients (a zero update would time a different computation)
