@@ -238,8 +238,9 @@ def describe(summary: dict[str, Any], lines: list[dict[str, Any]], cfg: CurateCo
     mean = [d["score"] for d in scored if d.get("score") is not None and math.isfinite(d["score"])]
     dropped = {k: v for k, v in summary["reasons"].items() if k not in KEPT_REASONS}
     kept = {k: v for k, v in summary["reasons"].items() if k in KEPT_REASONS}
+    metric = next((d["metric"] for d in scored if d.get("metric")), cfg.metric)  # --from-scores: the file's
     return "\n".join([
-        f"[vtg curate] {summary['records']} records, window {cfg.keep_iou_min} <= mean {cfg.metric} <= "
+        f"[vtg curate] {summary['records']} records, window {cfg.keep_iou_min} <= mean {metric} <= "
         f"{cfg.keep_iou_max}, absent records: {cfg.absent}",
         f"[vtg curate] mean score {sum(mean) / max(len(mean), 1):.3f}, parse rate "
         f"{100 * sum(parse) / max(len(parse), 1):.1f}% over {len(scored)} scored records",
