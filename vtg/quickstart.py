@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     stages.run("report", out / "report", lambda: write_report(runs, out / "report", labels=["base", "sft", "grpo"]),
                reuse=False)
     (out / "timings.json").write_text(json.dumps(stages.timings, indent=2) + "\n")
-    print((out / "report" / "report.md").read_text())
+    print(_metrics_section((out / "report" / "report.md").read_text()))
+    print(f"full report (tables + plots): {out / 'report'}")
     print(f"quickstart finished in {sum(stages.timings.values()):.0f}s: {out}")
     return 0
 
@@ -115,3 +116,9 @@ def _eval_stage(stages: Stages, name: str, model: Path, out: Path, data: Path, l
     stages.run(f"eval {name}", run_dir / "metrics.json",
                lambda: run_job(cfg, out=run_dir, model=str(model), limit=limit))
     return run_dir
+
+
+def _metrics_section(markdown: str) -> str:
+    """The report's first table (the headline metrics); the rest stays in the file."""
+    sections = markdown.split("\n## ")
+    return "## " + sections[1].strip() if len(sections) > 1 else markdown
