@@ -349,25 +349,25 @@ def _to_frames(arrays, height: int, width: int):
     return video
 
 
+def _plan_and_decode(container, info: VideoInfo, sampling: FrameSampling, source: str):
+    try:
+        start, end, idx = sample_plan(info, sampling)
+    except UserError as e:
+        raise VideoError(f"{source}: {e}") from None
+    return (start, end, idx, *_decode_indices(container, idx, source))
+
+
 def _read_local(path: str, source: str, sampling: FrameSampling) -> DecodedVideo:
     with _open_container(path, source) as container:
         info = _stream_info(container, source)
-        try:
-            start, end, idx = sample_plan(info, sampling)
-        except UserError as e:
-            raise VideoError(f"{source}: {e}") from None
-        arrays, times, decoded = _decode_indices(container, idx, source)
+        start, end, idx, arrays, times, decoded = _plan_and_decode(container, info, sampling, source)
     if len(arrays) < len(idx):
         # the container promised more frames than decode: sample again from what really decodes
         if decoded < FRAME_FACTOR:
             raise VideoError(f"{source}: corrupt or truncated video, only {decoded} frame(s) decode")
         info = VideoInfo(decoded / info.fps, info.fps, decoded, info.width, info.height)
         with _open_container(path, source) as container:
-            try:
-                start, end, idx = sample_plan(info, sampling)
-            except UserError as e:
-                raise VideoError(f"{source}: {e}") from None
-            arrays, times, decoded = _decode_indices(container, idx, source)
+            start, end, idx, arrays, times, decoded = _plan_and_decode(container, info, sampling, source)
         if len(arrays) < len(idx):
             raise VideoError(f"{source}: corrupt video, frames stop decoding at {decoded}")
     h, w = frame_size(info.height, info.width, len(idx), sampling)
