@@ -116,6 +116,8 @@ class TinySize:
 SIZES: dict[str, TinySize] = {
     "tiny": TinySize(vision_hidden=32, vision_intermediate=64),
     "small": TinySize(vision_hidden=64, vision_intermediate=128),
+    # bench/learning: a wider/deeper option for the four-kind synthetic world (text hidden stays 128: 2 heads of 64)
+    "medium": TinySize(vision_hidden=128, vision_intermediate=256, text_intermediate=512, text_layers=4),
 }
 
 _WORDS = (
