@@ -21,10 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Stages whose outputs exist are reused; --fresh starts over.",
     )
     p.add_argument("--out", default="outputs/quickstart", help="output folder (default outputs/quickstart)")
-    p.add_argument("--videos", type=int, default=160, help="synthetic videos to generate (default 160)")
+    p.add_argument("--videos", type=int, default=400, help="synthetic videos to generate (default 400)")
     p.add_argument("--family", choices=["qwen2.5-vl", "qwen3-vl"], default="qwen2.5-vl")
-    p.add_argument("--sft-steps", type=int, default=None, help="override the tiny SFT recipe's max_steps")
-    p.add_argument("--grpo-steps", type=int, default=None, help="override the tiny GRPO recipe's max_steps")
+    # Short defaults so the whole run takes minutes on 2 cores; bench/learning holds the long runs and what they reach.
+    p.add_argument("--sft-steps", type=int, default=2000, help="SFT steps (default 2000)")
+    p.add_argument("--grpo-steps", type=int, default=10, help="GRPO steps (default 10)")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most N test queries")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete --out first")
