@@ -99,8 +99,11 @@ def _register_model(sub: argparse._SubParsersAction) -> None:
                         "template and processor (seconds, offline)")
     t.add_argument("--family", required=True, choices=["qwen2.5-vl", "qwen3-vl"])
     t.add_argument("--out", required=True, help="output folder (created)")
-    t.add_argument("--size", default="tiny", choices=["tiny", "small"],
-                   help="tiny: vision hidden 32; small: vision hidden 64 (learns the synthetic world)")
+    from vtg.train.tiny_model import SIZES  # light module: no torch/transformers at import
+
+    t.add_argument("--size", default="tiny", choices=list(SIZES),
+                   help="tiny: vision hidden 32; small: vision hidden 64; medium: vision hidden 128, 4 text layers "
+                   "(see vtg.train.tiny_model.SIZES and bench/learning)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_tiny)
     p.set_defaults(func=lambda args: p.print_help() or 2)
