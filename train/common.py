@@ -136,3 +136,19 @@ def export_from_trainer(trainer, recipe, to_yaml_text: str):
             export_final(model, trainer.processing_class, final, recipe.frame_sampling(), to_yaml_text)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def train_and_export(trainer, recipe, method: str, detail: str, close=None):
+    """Describe the run, train (resuming when asked), export output_dir/final; `close` runs even if training fails."""
+    from vtg.train.config import to_yaml
+    from vtg.train.policy import count_trainable
+
+    trainable, total = count_trainable(trainer.model)
+    describe_run(trainer)
+    print(f"[vtg] {method}: {trainable:,} of {total:,} parameters trainable ({recipe.tuning}); {detail}")
+    try:
+        trainer.train(resume_from_checkpoint=resume_checkpoint(recipe))
+    finally:
+        if close is not None:
+            close()
+    return export_from_trainer(trainer, recipe, to_yaml(recipe))

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from vtg.train.config import GRPORecipe, to_yaml
+from vtg.train.config import GRPORecipe
 from vtg.train.rollout import VIDEO_KEYS
 
 
@@ -222,16 +222,9 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
 
 def run_grpo(recipe: GRPORecipe, callbacks: list | None = None) -> Path:
     """Train and export: returns the final model folder (LoRA merged, `vtg_sampling.json` next to it)."""
-    from vtg.train.common import describe_run, export_from_trainer, resume_checkpoint
-    from vtg.train.policy import count_trainable
+    from vtg.train.common import train_and_export
 
     trainer = build_grpo_trainer(recipe, callbacks)
-    trainable, total = count_trainable(trainer.model)
-    describe_run(trainer)
-    print(f"[vtg] grpo: {trainable:,} of {total:,} parameters trainable ({recipe.tuning}); rewards {recipe.rewards}; "
-          f"rollouts via {'vLLM' if trainer.llm is not None else 'HF generate'}")
-    try:
-        trainer.train(resume_from_checkpoint=resume_checkpoint(recipe))
-    finally:
-        trainer.close_llm()
-    return export_from_trainer(trainer, recipe, to_yaml(recipe))
+    rollouts = "vLLM" if trainer.llm is not None else "HF generate"
+    return train_and_export(trainer, recipe, "grpo", f"rewards {recipe.rewards}; rollouts via {rollouts}",
+                            close=trainer.close_llm)

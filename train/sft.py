@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vtg.train.config import SFTRecipe, to_yaml
+from vtg.train.config import SFTRecipe
 
 
 def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
@@ -37,13 +37,7 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
 
 def run_sft(recipe: SFTRecipe, callbacks: list | None = None) -> Path:
     """Train and export: returns the folder of the final model (LoRA merged, `vtg_sampling.json` next to it)."""
-    from vtg.train.common import describe_run, export_from_trainer, resume_checkpoint
-    from vtg.train.policy import count_trainable
+    from vtg.train.common import train_and_export
 
     trainer = build_sft_trainer(recipe, callbacks)
-    trainable, total = count_trainable(trainer.model)
-    describe_run(trainer)
-    print(f"[vtg] sft: {trainable:,} of {total:,} parameters trainable ({recipe.tuning}); "
-          f"output {recipe.output_dir}")
-    trainer.train(resume_from_checkpoint=resume_checkpoint(recipe))
-    return export_from_trainer(trainer, recipe, to_yaml(recipe))
+    return train_and_export(trainer, recipe, "sft", f"output {recipe.output_dir}")
