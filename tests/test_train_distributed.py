@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_train_resume import _logged_steps
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,12 +27,7 @@ def _run(method, model, world, out, *extra):
     assert res.returncode == 0, text[-4000:]
     for rank in (0, 1):  # really two ranks under ZeRO-3, not a silent single-process fallback
         assert f"[vtg] rank {rank}/2: DistributedType.DEEPSPEED, DeepSpeed ZeRO-3" in text
-    logs = []
-    for line in text.replace("\r", "\n").splitlines():
-        i = line.find("{'loss'")
-        if i >= 0:
-            logs.append(ast.literal_eval(line[i:line.index("}", i) + 1]))
-    return logs
+    return _logged_steps(text)
 
 
 def _loads(final: Path):
