@@ -207,3 +207,70 @@ def test_vllm_generates_and_sees_the_prompt_transformers_sees(llm, synth_world, 
         hf_spg = float(hf["second_per_grid_ts"][0])
         assert in_vllm and hf_spg == pytest.approx(2 / 2.0)  # temporal patch 2 / sampled 2 fps
         assert all(x == pytest.approx(hf_spg) for x in in_vllm), in_vllm
+
+
+def spy_vllm_positions(monkeypatch, family: str) -> list:
+    """Record the rotary position ids vLLM's model forward receives (the engine core runs in this process)."""
+    if family == "qwen2.5-vl":
+        from vllm.model_executor.models.qwen2_5_vl import Qwen2_5_VLForConditionalGeneration as cls
+    else:
+        from vllm.model_executor.models.qwen3_vl import Qwen3VLForConditionalGeneration as cls
+    seen, real = [], cls.forward
+
+    def spy(self, input_ids, positions, *args, **kwargs):
+        seen.append(positions.detach().clone())
+        return real(self, input_ids, positions, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "forward", spy)
+    return seen
+
+
+@pytest.mark.integration
+def test_vllm_and_transformers_give_text_after_the_video_the_same_positions(llm, synth_world, monkeypatch):
+    """Training and scoring run through transformers, rollouts/eval/serving through vLLM: with a video in the prompt
+    both must compute the same 3D rotary positions and so the same log-probs. transformers 5.19 starts the text after
+    a Qwen2.5-VL video inside the video's time range (vtg.hf_fixes corrects it); this test fails without the fix."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+    from vllm import SamplingParams
+
+    from vtg.data.grammar import format_answer
+
+    family, path, model = llm
+    proc = _processor(path)
+    rec, video = _first_video(synth_world, path)
+    prompt = engine.render_prompt(proc, engine.grounding_messages(rec.query, rec.duration, think=False))
+    prompt += format_answer(rec.moments)
+    seen = spy_vllm_positions(monkeypatch, family)
+    out = model.generate([engine.vllm_prompt(prompt, video)], SamplingParams(max_tokens=1, prompt_logprobs=0))[0]
+    inputs = engine.hf_inputs(proc, prompt, video)
+    hf = AutoModelForImageTextToText.from_pretrained(path).eval()
+    kw = {k: inputs[k] for k in ("video_grid_thw", "second_per_grid_ts", "attention_mask") if k in inputs}
+    hf_pos, _ = hf.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"], **kw)
+    ids = inputs["input_ids"][0]
+    assert seen, "vLLM's model forward was not reached"
+    vllm_pos = seen[0][..., : ids.numel()]
+    video_id = proc.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    last_video = int((ids == video_id).nonzero().max())
+    after = hf_pos[:, 0, last_video + 1]
+    assert int(after.min()) == int(hf_pos[:, 0, : last_video + 1].max()) + 1, "text must start after the video"
+    assert torch.equal(hf_pos[:, 0], vllm_pos), (hf_pos[:, 0, last_video - 2: last_video + 3],
+                                                 vllm_pos[:, last_video - 2: last_video + 3])
+    with torch.no_grad():
+        logp = hf(**inputs).logits[0].float().log_softmax(-1)
+    hf_lp = [float(logp[i - 1, ids[i]]) for i in range(last_video + 1, ids.numel())]
+    vl_lp = [out.prompt_logprobs[i][int(ids[i])].logprob for i in range(last_video + 1, ids.numel())]
+    assert np.allclose(hf_lp, vl_lp, atol=1e-3), max(abs(a - b) for a, b in zip(hf_lp, vl_lp))
+
+
+def test_video_normalization_overrides_when_image_and_video_statistics_differ(tiny_qwen3, tmp_path):
+    """vLLM normalizes videos with the image processor's statistics; a folder whose two processors disagree must get
+    the device-side normalization turned off (the tiny models agree, as the Qwen releases do)."""
+    assert engine.video_normalization_overrides(tiny_qwen3) == {}
+    folder = tmp_path / "clip-image-stats"
+    shutil.copytree(tiny_qwen3, folder)
+    cfg = json.loads((folder / "processor_config.json").read_text())
+    cfg["image_processor"].update(image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                  image_std=[0.26862954, 0.26130258, 0.27577711])
+    (folder / "processor_config.json").write_text(json.dumps(cfg))
+    assert engine.video_normalization_overrides(folder) == {"mm_device_do_normalize": False}

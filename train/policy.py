@@ -38,6 +38,9 @@ def load_model_and_processor(recipe):
     """The model (dtype per recipe) and its processor; a missing or unloadable folder is a `UserError`."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from vtg import hf_fixes
+
+    hf_fixes.apply()
     path = Path(recipe.model)
     if not (path / "config.json").is_file():
         raise UserError(f"model: {path} is not a model folder (no config.json); build one with `vtg model tiny` "

@@ -60,6 +60,9 @@ def hf_inputs(processor, prompt_or_prompts: str | Sequence[str], video_or_videos
     The frames' metadata always reaches the processor (`DecodedVideo.hf_processor_kwargs`), and frames are neither
     resampled nor resized again. Batches are padded on the tokenizer's padding side.
     """
+    from vtg import hf_fixes
+
+    hf_fixes.apply()  # Qwen2.5-VL positions as vLLM and the reference compute them (see vtg.hf_fixes)
     prompts = [prompt_or_prompts] if isinstance(prompt_or_prompts, str) else list(prompt_or_prompts)
     videos = video_or_videos if isinstance(video_or_videos, (list, tuple)) else [video_or_videos]
     if len(prompts) != len(videos):
@@ -111,6 +114,29 @@ def llm_defaults(cpu: bool) -> dict[str, Any]:
     return {**common, "dtype": "bfloat16", "gpu_memory_utilization": 0.85}
 
 
+def video_normalization_overrides(model_dir: str | Path) -> dict[str, Any]:
+    """vLLM engine arguments that keep video pixels normalized the way the transformers video processor does.
+
+    vLLM 0.32 normalizes pixels on the device with the *image* processor's mean/std/rescale for images and videos
+    alike (`mm_device_do_normalize`, on by default). When a model's video processor normalizes differently from
+    its image processor, every video vLLM sees is off (measured on a Qwen3-VL folder with CLIP image statistics and
+    0.5/0.5 video statistics: vision outputs differed by 0.03 and answer log-probs by 0.38 nats). Then we turn the
+    device-side step off, so the processor (the same code transformers runs) normalizes.
+    """
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    image, video = getattr(processor, "image_processor", None), getattr(processor, "video_processor", None)
+    if image is None or video is None:
+        return {}
+    keys = ("do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+
+    def stats(proc):
+        return [list(v) if isinstance(v, (list, tuple)) else v for v in (getattr(proc, k, None) for k in keys)]
+
+    return {} if stats(image) == stats(video) else {"mm_device_do_normalize": False}
+
+
 def make_llm(model_dir: str | Path, **overrides):
     """A `vllm.LLM` for a model folder with CPU-safe defaults (see `llm_defaults`); keyword arguments override them.
 
@@ -126,7 +152,8 @@ def make_llm(model_dir: str | Path, **overrides):
     from vllm import LLM
 
     set_num_threads = torch.set_num_threads  # an in-process CPU worker replaces it with a no-op; close_llm restores
-    llm = LLM(model=str(model_dir), **{**llm_defaults(cpu), **overrides})
+    kwargs = {**llm_defaults(cpu), **video_normalization_overrides(model_dir), **overrides}
+    llm = LLM(model=str(model_dir), **kwargs)
     llm._vtg_set_num_threads = set_num_threads
     return llm
 
