@@ -35,7 +35,7 @@ def engine_args(cfg: ServeConfig):
 
     from vtg import engine
 
-    kw: dict[str, Any] = engine.llm_defaults(engine.on_cpu())
+    kw: dict[str, Any] = {**engine.llm_defaults(engine.on_cpu()), **engine.video_normalization_overrides(cfg.model)}
     kw.update(model=cfg.model, served_model_name=[cfg.model_name], max_model_len=cfg.max_model_len,
               limit_mm_per_prompt={"video": cfg.limits.max_videos_per_request, "image": 0},
               max_num_seqs=max(kw.get("max_num_seqs", 16), cfg.limits.max_concurrency))

@@ -229,7 +229,10 @@ def _processor(family: str, tokenizer):
         return Qwen2_5_VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
                                    chat_template=QWEN25_VL_TEMPLATE)
     factor = 32
-    image = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
+    # Qwen3-VL releases normalize images and videos with mean = std = 0.5 (transformers' image-processor default is
+    # CLIP's); vLLM normalizes videos with the image statistics, so the two must agree.
+    image = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3,
+                                  image_std=[0.5] * 3,
                                   size={"shortest_edge": 4 * factor**2, "longest_edge": 256 * factor**2})
     video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
                                   size={"shortest_edge": 4 * factor**2, "longest_edge": 64 * 32 * factor**2})
