@@ -1,0 +1,142 @@
+"""A fast SFT probe for "does the tiny model start reading the video?": the records are encoded once by vtg's own
+collator (same prompt, frames, metadata and labels as `vtg train sft`), then a plain AdamW loop trains on them and
+reports, every --eval-every steps, the test loss with each query's own video and with another test video of the same
+duration. The gap between the two is the video-use signal: 0 means the answers come from the text alone.
+
+Single-event worlds make it sharp (`vtg data synth --kinds single`). Two switches isolate what we found:
+--prompt short replaces the grounding prompt with "<duration>s. <query>" (this process only), and
+--positions transformers skips vtg.hf_fixes (transformers 5.19's Qwen2.5-VL positions, which start the text after
+the video at a fixed offset from the video's start instead of after its end).
+
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/learning/sft_probe.py \
+        --model outputs/bench_learning/model-base --world outputs/exp_s3k/world --steps 6000 --prompt short
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, required=True, help="a tiny model folder (vtg model tiny)")
+    p.add_argument("--world", type=Path, required=True, help="a synthetic world (vtg data synth)")
+    p.add_argument("--work", type=Path, default=Path("outputs/sft_probe"), help="encoded-record cache")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--pixels", type=int, default=None, help="frame pixel budget (default: the model's sampling)")
+    p.add_argument("--prompt", choices=("full", "short"), default="full")
+    p.add_argument("--positions", choices=("reference", "transformers"), default="reference")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--test", type=int, default=100, help="test queries in the own/swapped loss")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def short_prompt(query: str, duration: float, **_) -> str:
+    return f"{duration:.1f}s. {query.strip()}"
+
+
+def encode_sets(args, processor, sampling):
+    """(train items, [(own item, swapped item)]) encoded by vtg's SFT collator; cached per configuration."""
+    import torch
+
+    from vtg.data.records import load_records
+    from vtg.train.collator import VideoGroundingCollator
+
+    tag = f"{args.world.name}-{args.model.name}-{sampling.max_pixels}-{args.prompt}"
+    cache = args.work / f"{tag}.pt"
+    if cache.exists():
+        return torch.load(cache)
+    collator = VideoGroundingCollator(processor, sampling, mode="multi", think=False)
+
+    def row(r, video=None):
+        return {**r.to_dict(), "video": str(args.world / (video or r.video))}
+
+    train = [collator.encode(row(r)) for r in load_records(args.world / "train.jsonl")]
+    test = load_records(args.world / "test.jsonl")
+    by_duration: dict[float, list] = {}
+    for r in test:
+        by_duration.setdefault(r.duration, []).append(r)
+    rng, pairs = random.Random(0), []
+    for r in test:
+        others = [o for o in by_duration[r.duration] if o.video != r.video]
+        if others and len(pairs) < args.test:
+            pairs.append((collator.encode(row(r)), collator.encode(row(r, rng.choice(others).video))))
+    args.work.mkdir(parents=True, exist_ok=True)
+    torch.save((train, pairs), cache)
+    return train, pairs
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vtg import engine, hf_fixes
+    from vtg.train.collator import pad_batch
+
+    if args.positions == "reference":
+        hf_fixes.apply()
+    else:  # keep transformers' own get_rope_index (hf_inputs would otherwise install the fix)
+        hf_fixes._applied = True
+    if args.prompt == "short":
+        engine.grounding_prompt = short_prompt
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    model = AutoModelForImageTextToText.from_pretrained(args.model)
+    processor = AutoProcessor.from_pretrained(args.model)
+    sampling = engine.sampling_for_model(args.model)
+    if args.pixels:
+        from dataclasses import replace
+
+        sampling = replace(sampling, min_pixels=args.pixels, max_pixels=args.pixels)
+    t0 = time.time()
+    train, pairs = encode_sets(args, processor, sampling)
+    print(f"{len(train)} train / {len(pairs)} test pairs ready in {time.time() - t0:.0f}s; "
+          f"{train[0]['input_ids'].shape[-1]} tokens in the first sequence", flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    pad = processor.tokenizer.pad_token_id
+
+    def test_losses():
+        model.eval()
+        with torch.no_grad():
+            own = sum(float(model(**o).loss) for o, _ in pairs) / len(pairs)
+            swapped = sum(float(model(**s).loss) for _, s in pairs) / len(pairs)
+        model.train()
+        return own, swapped
+
+    order: list[int] = []
+    running, history, t0 = None, [], time.time()
+    model.train()
+    for step in range(1, args.steps + 1):
+        frac = step / args.warmup if step <= args.warmup else (args.steps - step) / max(1, args.steps - args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * frac
+        batch = []
+        for _ in range(args.batch):
+            order = order or random.sample(range(len(train)), len(train))
+            batch.append(train[order.pop()])
+        loss = model(**pad_batch(batch, pad)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        if step % args.eval_every == 0 or step == args.steps:
+            own, swapped = test_losses()
+            history.append({"step": step, "train": round(running, 4), "own": round(own, 4),
+                            "swapped": round(swapped, 4), "gap": round(swapped - own, 4)})
+            print(f"step {step}: train {running:.4f}  test own-video {own:.4f}  swapped-video {swapped:.4f}  "
+                  f"gap {swapped - own:+.4f}  ({time.time() - t0:.0f}s)", flush=True)
+    print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "history": history}))
+
+
+if __name__ == "__main__":
+    main()
