@@ -7,8 +7,10 @@ video's temporal extent. For a video of T temporal grids spaced `tokens_per_seco
 text after it then starts inside the video's time range (e.g. at 41 when the last frame sits at 65). Qwen's
 reference implementation (the one Qwen2.5-VL was trained with) and vLLM start it at max(vision positions) + 1.
 So a model trained or scored through transformers saw other positions than the one vLLM serves: measured on a tiny
-model that reads the video, the answer digits' log-probs differed by up to 7 nats between the two, and greedy
-answers disagreed. `tests/test_positions.py` checks transformers' positions against vLLM's for both families.
+model that reads the video, the answer digits' log-probs differed by up to 7.4 nats between the two, and greedy
+answers disagreed (bench/learning/probe_results.md). `tests/test_engine.py::
+test_vllm_and_transformers_give_text_after_the_video_the_same_positions` checks transformers' positions and log-probs
+against vLLM's for both families.
 """
 
 from __future__ import annotations
