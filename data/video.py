@@ -398,6 +398,30 @@ def read_video(source: str | os.PathLike, sampling: FrameSampling | None = None)
 
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
+_cache_bytes = 0
+_cache_budget = 0  # bytes of decoded frames kept beyond the last CACHE_SIZE videos (set_cache_budget)
+
+
+def set_cache_budget(megabytes: int) -> None:
+    """Keep decoded videos up to `megabytes` of frames (LRU), not just the last CACHE_SIZE. Training that revisits
+    the same videos every epoch then decodes each once: on the tiny world decoding was half an SFT step."""
+    global _cache_budget
+    if megabytes < 0:
+        raise UserError(f"video cache budget must be >= 0 MB, got {megabytes}")
+    with _cache_lock:
+        _cache_budget = int(megabytes) << 20
+        _evict()
+
+
+def _evict() -> None:
+    global _cache_bytes
+    while _cache and len(_cache) > CACHE_SIZE and _cache_bytes > _cache_budget:
+        _, old = _cache.popitem(last=False)
+        _cache_bytes -= _nbytes(old)
+
+
+def _nbytes(video: "DecodedVideo") -> int:
+    return int(video.frames.numel() * video.frames.element_size())
 
 
 def _cache_key(source: str, sampling: FrameSampling):
@@ -424,13 +448,17 @@ def read_video_cached(source: str | os.PathLike, sampling: FrameSampling | None 
                 return _cache[key]
     video = read_video(source, sampling)
     if key is not None:
+        global _cache_bytes
         with _cache_lock:
-            _cache[key] = video
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
+            if key not in _cache:
+                _cache[key] = video
+                _cache_bytes += _nbytes(video)
+                _evict()
     return video
 
 
 def clear_cache() -> None:
+    global _cache_bytes
     with _cache_lock:
         _cache.clear()
+        _cache_bytes = 0

@@ -244,6 +244,28 @@ def test_cache_hits_and_invalidation(tmp_path, monkeypatch):
     V.clear_cache()
 
 
+def test_cache_budget_keeps_decoded_videos_by_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(V, "CACHE_SIZE", 1)
+    V.clear_cache()
+    paths = [event_clip(tmp_path / f"c{i}.mp4", 2) for i in range(3)]
+    s = FrameSampling(fps=1.0, **SMALL)
+    first = [read_video_cached(p, s) for p in paths]
+    assert read_video_cached(paths[2], s) is first[2]  # count bound: only the last one is kept
+    assert read_video_cached(paths[0], s) is not first[0]
+    try:
+        V.set_cache_budget(1)  # 1 MB holds these three small clips
+        second = [read_video_cached(p, s) for p in paths]
+        assert all(read_video_cached(p, s) is v for p, v in zip(paths, second))  # all kept, each decoded once
+        assert V._cache_bytes == sum(int(v.frames.numel()) for v in second)  # uint8 frames
+        V.set_cache_budget(0)  # back to the count bound: the oldest two go
+        assert len(V._cache) == 1 and V._cache_bytes == int(second[-1].frames.numel())
+        with pytest.raises(UserError, match=">= 0 MB"):
+            V.set_cache_budget(-1)
+    finally:
+        V.set_cache_budget(0)
+        V.clear_cache()
+
+
 # ------------------------------------------------------------------ THE time-scale test
 
 
