@@ -168,10 +168,22 @@ _TASK = {
 }
 
 
-def grounding_prompt(query: str, duration: float, *, mode: str = "multi", think: bool = True) -> str:
+# "full": the instruction prompt below, for pretrained models. "short": "<duration>s. <query>" only, for models
+# trained from scratch (tiny ones): ~140 instruction tokens between the video and the answer delay a random-init
+# model's learning to read the video (bench/learning/probe_results.md). A model folder records its style
+# (`vtg_prompt.json`, see vtg.engine) so training, eval and serving keep using the same text.
+PROMPT_STYLES = ("full", "short")
+
+
+def grounding_prompt(query: str, duration: float, *, mode: str = "multi", think: bool = True,
+                     style: str = "full") -> str:
     """The user turn that goes after the video. Training, eval and serving all use this one text."""
     if mode not in _TASK:
         raise ValueError(f"mode must be one of {sorted(_TASK)}, got {mode!r}")
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt style must be one of {list(PROMPT_STYLES)}, got {style!r}")
+    if style == "short":  # mode and think are learned from the training answers, not asked for
+        return f"{duration:.1f}s. {query.strip()}"
     fmt = "'starts at Xs, ends at Ys' (several moments separated by '; ')"
     fmt += f", or '{NOT_PRESENT}' if it does not happen" if mode == "multi" else ""
     reasoning = "First think inside <think></think>, then answer " if think else "Answer "

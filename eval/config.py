@@ -56,6 +56,8 @@ class EvalConfig:
     gt: str | None = None  # QVHighlights ground-truth file (highlight_val_release.jsonl), read unchanged
     mode: str = "single"  # grammar.grounding_prompt mode: "single" or "multi"
     think: bool = False
+    prompt_style: str | None = None  # grammar.grounding_prompt style; None: the model's own (vtg_prompt.json), or
+    # "full" against an endpoint (set it to what the served model was trained with)
     max_new_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None  # per-request sampling seed: sampled (temperature > 0) runs repeat exactly, resumes too
@@ -73,6 +75,8 @@ class EvalConfig:
             raise UserError("format: qvhighlights needs `gt:` (the QVHighlights ground-truth JSONL)")
         if self.mode not in ("single", "multi"):
             raise UserError(f"mode must be 'single' or 'multi', got {self.mode!r}")
+        if self.prompt_style not in (None, "full", "short"):
+            raise UserError(f"prompt_style must be 'full', 'short' or null (the model's own), got {self.prompt_style!r}")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.decode_workers < 1:
             raise UserError("max_new_tokens, batch_size and decode_workers must be >= 1")
         if self.temperature < 0:

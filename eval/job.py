@@ -17,7 +17,7 @@ import os
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,6 +56,10 @@ def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpo
         raise UserError("give exactly one of --model DIR or --endpoint URL")
     if model is not None and not Path(model).is_dir():
         raise UserError(f"--model {model}: not a folder with model weights")
+    if cfg.prompt_style is None:  # word the question as the model was trained to read it (run.json records it)
+        from vtg import engine
+
+        cfg = replace(cfg, prompt_style=engine.prompt_style_for_model(model) if model else "full")
     records_path = cfg.records_path
     if not records_path.exists():
         raise UserError(f"records file not found: {records_path} (set `records:` in the config or pass --records; "
@@ -138,7 +142,8 @@ def _prepare(rec: Record, root: Path, cfg: EvalConfig, processor, sampling) -> P
     t0 = time.perf_counter()
     try:
         video = read_video_cached(rec.video_path(root), sampling)
-        messages = engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode, think=cfg.think)
+        messages = engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode, think=cfg.think,
+                                             style=cfg.prompt_style)
         prompt = engine.render_prompt(processor, messages)
         return Prepared(rec, engine.vllm_prompt(prompt, video), decode_s=time.perf_counter() - t0)
     except (UserError, OSError, ValueError, RuntimeError) as e:
@@ -182,7 +187,9 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
     batches = _chunks(todo, cfg.batch_size)
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(cfg.decode_workers) as pool:
-        submit = lambda b: [pool.submit(_prepare, r, root, cfg, processor, sampling) for r in b]  # noqa: E731
+        def submit(batch: list[Record]) -> list:
+            return [pool.submit(_prepare, r, root, cfg, processor, sampling) for r in batch]
+
         pending = submit(batches[0])
         for k, batch in enumerate(batches):
             prepared = [f.result() for f in pending]
@@ -211,7 +218,7 @@ def _chat_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str, A
     from vtg.data.grammar import grounding_prompt
 
     url = rec.video if "://" in rec.video else Path(rec.video_path(root)).resolve().as_uri()
-    text = grounding_prompt(rec.query, rec.duration, mode=cfg.mode, think=cfg.think)
+    text = grounding_prompt(rec.query, rec.duration, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style)
     return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}},
                                          {"type": "text", "text": text}]}]
 

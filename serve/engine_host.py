@@ -61,9 +61,12 @@ class EngineHost:
         from vllm.lora.request import LoRARequest
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        from vtg import engine
+
         self.cfg = cfg
         self.processor = AutoProcessor.from_pretrained(cfg.model)
         self.sampling = model_sampling(cfg.model, cfg.limits.max_frames)
+        self.prompt_style = engine.prompt_style_for_model(cfg.model)  # the grounding endpoint words it as in training
         self.loras = {name: LoRARequest(name, i + 1, str(Path(path).resolve()))
                       for i, (name, path) in enumerate(sorted(cfg.lora.items()))}
         self.llm = AsyncLLM.from_engine_args(engine_args(cfg))

@@ -288,7 +288,8 @@ class Serving:
                     n=n, max_tokens=max_tokens, temperature=temperature, seed=req.seed,
                     structured_outputs=structured(req.mode, think, req.top_k, duration, max_tokens) if constrained else None,
                     **({"top_p": req.top_p} if req.top_p is not None else {}))
-                messages = engine.grounding_messages(req.query, duration, mode=req.mode, think=think)
+                messages = engine.grounding_messages(req.query, duration, mode=req.mode, think=think,
+                                                     style=self.host.prompt_style)
                 inputs = engine.vllm_prompt(engine.render_prompt(self.host.processor, messages), video)
                 out = await self._final(inputs, params, lora)
         finally:

@@ -94,6 +94,24 @@ def test_sampling_for_model_round_trip(tiny, tmp_path):
         engine.sampling_for_model(tmp_path / "nothing")
 
 
+def test_prompt_style_travels_with_the_model(tiny, tmp_path):
+    _, path = tiny
+    assert engine.prompt_style_for_model(path) == "short"  # what build_tiny_model saved
+    assert engine.prompt_style_for_model(tmp_path) == "full"  # a released checkpoint has no vtg_prompt.json
+    engine.save_prompt_style(tmp_path, "full")
+    assert engine.prompt_style_for_model(tmp_path) == "full"
+    with pytest.raises(UserError, match="prompt style must be one of"):
+        engine.save_prompt_style(tmp_path, "terse")
+    (tmp_path / engine.PROMPT_FILE).write_text(json.dumps({"style": "terse"}))
+    with pytest.raises(UserError, match=r"vtg_prompt.json: 'style' must be one of \['full', 'short'\], got 'terse'"):
+        engine.prompt_style_for_model(tmp_path)
+    (tmp_path / engine.PROMPT_FILE).write_text("{style: short")
+    with pytest.raises(UserError, match="vtg_prompt.json: not valid JSON"):
+        engine.prompt_style_for_model(tmp_path)
+    text = engine.render_prompt(_processor(path), engine.grounding_messages("red square", 12.0, style="short"))
+    assert "12.0s. red square<|im_end|>" in text and "Query" not in text
+
+
 # ---- THE time-scale check through the real tiny processors --------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,8 @@ def test_run_kill_resume_identical_and_report(eval_setup):
     assert len(full_lines) == N_QUERIES
     corrupt = next(x for x in full_lines if x["id"] == "corrupt")
     assert corrupt["parse"] == "error" and corrupt["text"] is None and "corrupt.mp4" in corrupt["error"]
+    # the question was worded in the model's own prompt style (tiny: "short"), recorded in run.json
+    assert json.loads((d / "full" / "run.json").read_text())["config"]["prompt_style"] == "short"
     texts = [x["text"] for x in full_lines if x["id"] != "corrupt"]
     assert all(t for t in texts) and len(set(texts)) > 1
 

@@ -113,3 +113,9 @@ def test_prompt_names_duration_and_format():
     assert "<think>" not in grounding_prompt("q", 5, mode="single", think=False)
     with pytest.raises(ValueError, match="mode"):
         grounding_prompt("q", 5, mode="all")
+
+
+def test_short_prompt_style_is_duration_and_query_only():
+    assert grounding_prompt("  the red square appears ", 12.345, style="short") == "12.3s. the red square appears"
+    with pytest.raises(ValueError, match="prompt style must be one of"):
+        grounding_prompt("q", 5, style="terse")

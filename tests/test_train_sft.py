@@ -57,6 +57,17 @@ def test_collator_labels_only_the_answer(tiny_qwen25, synth_world):
         assert tok.decode(labelled) == format_answer(row["moments"]) + END_OF_TURN
         # the video tokens are in the input and typed as video
         assert int((batch["mm_token_type_ids"][i] == 2).sum()) > 0
+        # the question is worded in the model's own prompt style (tiny models: "short")
+        assert f"{row['duration']:.1f}s. {row['query'].strip()}<|im_end|>" in tok.decode(batch["input_ids"][i])
+
+
+def test_recipe_prompt_style_overrides_the_models_and_rejects_unknown(tiny_qwen25, synth_world, tmp_path):
+    from vtg.train.config import RecipeError
+
+    assert _recipe(tiny_qwen25, synth_world, tmp_path).resolved_prompt_style() == "short"  # the model's own
+    assert _recipe(tiny_qwen25, synth_world, tmp_path, prompt_style="full").resolved_prompt_style() == "full"
+    with pytest.raises(RecipeError, match="prompt_style must be 'full', 'short' or null"):
+        _recipe(tiny_qwen25, synth_world, tmp_path, prompt_style="brief")
 
 
 @pytest.mark.parametrize("family", ["qwen25", "qwen3"])
@@ -70,6 +81,8 @@ def test_sft_video_in_gradient_and_export(family, tiny_qwen25, tiny_qwen3, synth
     assert probe.before and sorted(probe.changed) == sorted(probe.before)  # every merger tensor got a gradient
     saved = json.loads((final / "vtg_sampling.json").read_text())
     assert saved["max_frames"] == 32
+    # the prompt style travels with the model: tiny models are built "short", the trained one keeps it
+    assert json.loads((final / "vtg_prompt.json").read_text()) == {"style": "short"}
     from transformers import AutoModelForImageTextToText
 
     AutoModelForImageTextToText.from_pretrained(final)  # merged LoRA, loadable

@@ -40,12 +40,14 @@ def target_text(row: dict[str, Any], think: bool) -> str:
 class VideoGroundingCollator:
     """Callable TRL/HF data collator over record dicts (with `video` already an absolute path)."""
 
-    def __init__(self, processor, sampling, *, mode: str = "multi", think: bool = False, max_length: int = 4096):
+    def __init__(self, processor, sampling, *, mode: str = "multi", think: bool = False, max_length: int = 4096,
+                 prompt_style: str = "full"):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.sampling = sampling
         self.mode = mode
         self.think = think
+        self.prompt_style = prompt_style
         self.max_length = max_length
 
     def encode(self, row: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -54,7 +56,8 @@ class VideoGroundingCollator:
         from vtg.engine import grounding_messages, hf_inputs, render_prompt
 
         video = read_video_cached(row["video"], self.sampling)
-        messages = grounding_messages(row["query"], float(row["duration"]), mode=self.mode, think=self.think)
+        messages = grounding_messages(row["query"], float(row["duration"]), mode=self.mode, think=self.think,
+                                      style=self.prompt_style)
         prompt = render_prompt(self.processor, messages)
         target = target_text(row, self.think)
         feats = dict(hf_inputs(self.processor, prompt + target, video))

@@ -72,6 +72,8 @@ def trainer_kwargs(recipe) -> dict[str, Any]:
         report_to=recipe.report_to,
         remove_unused_columns=False,  # the video collator / rollout needs the raw record columns
         dataloader_num_workers=recipe.dataloader_num_workers,
+        # workers live through epochs, so their decoded-video cache (video_cache_mb) does too
+        dataloader_persistent_workers=recipe.dataloader_num_workers > 0,
         use_cpu=not _has_gpu(),
     )
     if recipe.deepspeed:
@@ -133,7 +135,8 @@ def export_from_trainer(trainer, recipe, to_yaml_text: str):
     model = trainer.accelerator.unwrap_model(trainer.model)
     with gathered_params(trainer, model):
         if trainer.accelerator.is_main_process:
-            export_final(model, trainer.processing_class, final, recipe.frame_sampling(), to_yaml_text)
+            export_final(model, trainer.processing_class, final, recipe.frame_sampling(), to_yaml_text,
+                         recipe.resolved_prompt_style())
     trainer.accelerator.wait_for_everyone()
     return final
 

@@ -58,8 +58,11 @@ class TrainRecipe:
     eval_file: str | None = None
     max_samples: int | None = None  # first N training records (smoke runs)
     sampling: dict[str, Any] = field(default_factory=dict)  # FrameSampling keys; the model's own recipe when empty
+    video_cache_mb: int = 0  # keep decoded frames up to this many MB per process (and per data-loader worker, for
+    # one epoch unless they persist), so later epochs skip decoding; 0: only the last 8 videos stay decoded
     mode: str = "multi"  # grounding prompt mode: "multi" (0..n moments) or "single"
     think: bool = False  # ask for / train on <think> reasoning
+    prompt_style: str | None = None  # "full" or "short" (vtg.data.grammar); None: the model's own (vtg_prompt.json)
     tuning: str = "lora"  # "lora" or "full"
     lora: LoraSection = field(default_factory=LoraSection)
     train_merger: bool = False  # unfreeze the vision merger (projector); the rest of the vision tower stays frozen
@@ -90,6 +93,9 @@ class TrainRecipe:
             self.lora = _build(LoraSection, self.lora, "lora.")
         if self.mode not in ("multi", "single"):
             raise RecipeError(f"mode must be 'multi' or 'single', got {self.mode!r}")
+        if self.prompt_style is not None and self.prompt_style not in ("full", "short"):
+            raise RecipeError(f"prompt_style must be 'full', 'short' or null (the model's own), got "
+                              f"{self.prompt_style!r}")
         if self.tuning not in ("lora", "full"):
             raise RecipeError(f"tuning must be 'lora' or 'full', got {self.tuning!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -98,6 +104,9 @@ class TrainRecipe:
                     "logging_steps"):
             if getattr(self, key) <= 0:
                 raise RecipeError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.video_cache_mb < 0:
+            raise RecipeError(f"video_cache_mb must be >= 0 (0: only the last few videos stay decoded), got "
+                              f"{self.video_cache_mb}")
         if self.learning_rate <= 0:
             raise RecipeError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
@@ -122,6 +131,16 @@ class TrainRecipe:
             return FrameSampling.from_dict({**base, **self.sampling}, where="sampling")
         except UserError as e:
             raise RecipeError(f"sampling: {e}") from None
+
+    def resolved_prompt_style(self) -> str:
+        """The grounding prompt style to train with: the recipe's, else the one the model was trained with."""
+        if self.prompt_style is not None:
+            return self.prompt_style
+        if self.model and Path(self.model).is_dir():
+            from vtg.engine import prompt_style_for_model
+
+            return prompt_style_for_model(self.model)
+        return "full"
 
     @property
     def world_size(self) -> int:

@@ -55,6 +55,7 @@ class CurateConfig:
     limit: int | None = None
     mode: str = "multi"
     think: bool = False
+    prompt_style: str | None = None  # None: the model's own (vtg_prompt.json)
     seed: int = 0
     batch_size: int = 8
 
@@ -117,13 +118,13 @@ def error_line(rec, error: str) -> dict[str, Any]:
             "parse_rate": None, "absent": not rec.moments, "error": error}
 
 
-def _prepare(rec, root: Path, cfg: CurateConfig, processor, sampling):
+def _prepare(rec, root: Path, cfg: CurateConfig, processor, sampling, style: str):
     from vtg import engine
     from vtg.data.video import read_video_cached
 
     video = read_video_cached(rec.video_path(root), sampling)  # once per record, for all its samples
     prompt = engine.render_prompt(processor, engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode,
-                                                                       think=cfg.think))
+                                                                       think=cfg.think, style=style))
     return engine.vllm_prompt(prompt, video)
 
 
@@ -136,6 +137,7 @@ def score_records(cfg: CurateConfig, records: list, root: Path, progress=print) 
     from vtg.eval.job import request_seed
 
     sampling = engine.sampling_for_model(cfg.model)
+    style = cfg.prompt_style or engine.prompt_style_for_model(cfg.model)
     processor = AutoProcessor.from_pretrained(cfg.model)
     llm = engine.make_llm(cfg.model)
     lines: list[dict[str, Any]] = []
@@ -144,7 +146,7 @@ def score_records(cfg: CurateConfig, records: list, root: Path, progress=print) 
             batch, ready = records[start:start + cfg.batch_size], []
             for rec in batch:
                 try:
-                    ready.append((rec, _prepare(rec, root, cfg, processor, sampling)))
+                    ready.append((rec, _prepare(rec, root, cfg, processor, sampling, style)))
                 except (UserError, OSError, ValueError, RuntimeError) as e:
                     lines.append(error_line(rec, f"{type(e).__name__}: {e}"))
             if ready:
@@ -277,6 +279,8 @@ def register_curate(dsub: argparse._SubParsersAction) -> None:
     c.add_argument("--limit", type=int, default=None, help="only the first K records")
     c.add_argument("--mode", default="multi", choices=["multi", "single"], help="grounding prompt mode")
     c.add_argument("--think", action="store_true", help="ask for <think> reasoning before the answer")
+    c.add_argument("--prompt-style", default=None, choices=["full", "short"],
+                   help="grounding prompt style (default: the model's own, vtg_prompt.json)")
     c.add_argument("--seed", type=int, default=0, help="sampling seed (per record: seed + hash of the id)")
     c.add_argument("--batch-size", type=int, default=8, help="records per engine call (default 8)")
     c.set_defaults(func=_curate_cmd)
@@ -287,6 +291,7 @@ def _curate_cmd(args: argparse.Namespace) -> int:
                        from_scores=args.from_scores, samples=args.samples, keep_iou_min=args.keep_iou_min,
                        keep_iou_max=args.keep_iou_max, metric=args.metric, absent=args.absent,
                        temperature=args.temperature, max_new_tokens=args.max_new_tokens, limit=args.limit,
-                       mode=args.mode, think=args.think, seed=args.seed, batch_size=args.batch_size)
+                       mode=args.mode, think=args.think, prompt_style=args.prompt_style, seed=args.seed,
+                       batch_size=args.batch_size)
     curate(cfg)
     return 0

@@ -33,6 +33,7 @@ class VideoGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, recipe: GRPORecipe, **kwargs):
         self.recipe = recipe
         self.sampling = recipe.frame_sampling()
+        self.prompt_style = recipe.resolved_prompt_style()
         self._batch_rows: list[dict[str, Any]] | None = None
         self._active_video_rows: list[dict[str, torch.Tensor]] | None = None
         self._pending_video_rows: list[dict[str, torch.Tensor]] | None = None
@@ -68,7 +69,8 @@ class VideoGRPOTrainer(GRPOTrainer):
         assert rows is not None and len(rows) == len(prompts), "rollout called outside _generate_and_score_completions"
         t0 = time.perf_counter()
         groups = rollout.build_groups(rows, self.processing_class, self.sampling, mode=self.recipe.mode,
-                                      think=self.recipe.think, for_vllm=self.llm is not None)
+                                      think=self.recipe.think, for_vllm=self.llm is not None,
+                                      prompt_style=self.prompt_style)
         r = self.recipe
         if self.llm is not None:
             if self._synced_step != self.state.global_step:  # after every optimizer step (and before the first)
@@ -172,8 +174,9 @@ def grpo_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe):
     from vtg.train.common import records_dataset
 
     ds = records_dataset(rows)
+    style = recipe.resolved_prompt_style()
     prompts = [[{"role": "user", "content": grounding_prompt(r["query"], float(r["duration"]), mode=recipe.mode,
-                                                             think=recipe.think)}] for r in rows]
+                                                             think=recipe.think, style=style)}] for r in rows]
     ds = ds.add_column("prompt", prompts)
     if recipe.think and "think" not in ds.column_names:
         ds = ds.add_column("think", [True] * len(rows))  # the format reward then requires the <think> block
@@ -185,11 +188,13 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
     """The configured trainer. `extra_rewards` {name: (fn, weight)} adds reward functions outside the registry."""
     from trl import GRPOConfig
 
+    from vtg.data.video import set_cache_budget
     from vtg.train.common import load_training_records, trainer_kwargs
     from vtg.train.policy import load_model_and_processor, lora_config, prepare_trainable
     from vtg.train.rewards import get_reward
 
     rows = load_training_records(recipe.train_file, recipe.max_samples)
+    set_cache_budget(recipe.video_cache_mb)
     model, processor = load_model_and_processor(recipe)
     peft_config = lora_config(model, recipe)
     model = prepare_trainable(model, recipe, wrap=False)

@@ -88,12 +88,14 @@ def count_trainable(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def export_final(model, processor, out_dir: str | Path, sampling, recipe_yaml: str | None = None) -> Path:
+def export_final(model, processor, out_dir: str | Path, sampling, recipe_yaml: str | None = None,
+                 prompt_style: str = "full") -> Path:
     """Write a self-contained model folder (LoRA merged) that vLLM and `from_pretrained` load, plus the sampling.
 
-    `vtg_sampling.json` records the frame sampling used in training so eval/serve sample frames the same way.
+    `vtg_sampling.json` and `vtg_prompt.json` record the frame sampling and the prompt style used in training so
+    eval/serve sample frames and word the question the same way.
     """
-    from vtg.engine import save_sampling
+    from vtg.engine import save_prompt_style, save_sampling
 
     out = Path(out_dir)
     if out.exists():
@@ -110,6 +112,7 @@ def export_final(model, processor, out_dir: str | Path, sampling, recipe_yaml: s
     to_save.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     save_sampling(out, sampling)
+    save_prompt_style(out, prompt_style)
     if recipe_yaml is not None:
         (out / "vtg_recipe.yaml").write_text(recipe_yaml)
     (out / "vtg_trained.json").write_text(json.dumps({"from": str(getattr(model, "name_or_path", ""))}))

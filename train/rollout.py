@@ -51,7 +51,8 @@ def group_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
     return groups
 
 
-def build_groups(rows, processor, sampling, *, mode: str, think: bool, for_vllm: bool) -> list[PromptGroup]:
+def build_groups(rows, processor, sampling, *, mode: str, think: bool, for_vllm: bool,
+                 prompt_style: str = "full") -> list[PromptGroup]:
     """Decode each group's video once and build both the HF inputs and (when asked) the vLLM request from it."""
     from vtg.data.video import read_video_cached
     from vtg.engine import grounding_messages, hf_inputs, render_prompt, vllm_prompt
@@ -60,7 +61,7 @@ def build_groups(rows, processor, sampling, *, mode: str, think: bool, for_vllm:
     for row, size in group_rows(rows):
         video = read_video_cached(row["video"], sampling)
         prompt = render_prompt(processor, grounding_messages(row["query"], float(row["duration"]), mode=mode,
-                                                             think=think))
+                                                             think=think, style=prompt_style))
         feats = dict(hf_inputs(processor, prompt, video))
         g = PromptGroup(row=row, size=size, prompt_ids=feats["input_ids"][0].tolist(), hf_inputs=feats,
                         video_inputs={k: feats[k] for k in VIDEO_KEYS if k in feats})

@@ -16,15 +16,17 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     """The configured trainer (model loaded, LoRA applied, collator set); `run_sft` trains it."""
     from trl import SFTConfig, SFTTrainer
 
+    from vtg.data.video import set_cache_budget
     from vtg.train.collator import VideoGroundingCollator
     from vtg.train.common import load_training_records, records_dataset, trainer_kwargs
     from vtg.train.policy import load_model_and_processor, prepare_trainable
 
     rows = load_training_records(recipe.train_file, recipe.max_samples)
+    set_cache_budget(recipe.video_cache_mb)
     model, processor = load_model_and_processor(recipe)
     model = prepare_trainable(model, recipe)
     collator = VideoGroundingCollator(processor, recipe.frame_sampling(), mode=recipe.mode, think=recipe.think,
-                                      max_length=recipe.max_length)
+                                      max_length=recipe.max_length, prompt_style=recipe.resolved_prompt_style())
     args = SFTConfig(
         **trainer_kwargs(recipe),
         max_length=None,  # the collator enforces max_length per record, naming it (truncating video tokens breaks)

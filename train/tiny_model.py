@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtg.data.grammar import NOT_PRESENT, format_answer, grounding_prompt
-from vtg.engine import IMAGE_FACTOR, save_sampling
+from vtg.engine import IMAGE_FACTOR, save_prompt_style, save_sampling
 from vtg.errors import UserError
 
 FAMILIES = ("qwen2.5-vl", "qwen3-vl")
@@ -265,6 +265,9 @@ def build_tiny_model(family: str, out_dir: str | Path, size: str = "tiny", seed:
     model.save_pretrained(out, safe_serialization=True)
     _processor(family, tokenizer).save_pretrained(out)
     save_sampling(out, tiny_sampling(family))
+    # A model trained from scratch learns to read the video far sooner without the instruction text between the
+    # video and the answer (bench/learning/probe_results.md); training, eval and serving read this choice back.
+    save_prompt_style(out, "short")
     (out / "vtg_tiny.json").write_text(json.dumps({"family": family, "size": size, "seed": seed,
                                                    "params": count_params(model)}, indent=1))
     return out

@@ -7,7 +7,8 @@
 - `vllm_prompt` / `make_llm`: the same frames and metadata for vLLM, which must neither resample nor resize them; the
   engine defaults are the ones that start fastest on a CPU.
 - `save_sampling` / `sampling_for_model`: the FrameSampling a model was trained with lives next to its weights
-  (`vtg_sampling.json`), so serving and eval sample frames exactly as training did.
+  (`vtg_sampling.json`), so serving and eval sample frames exactly as training did; `save_prompt_style` /
+  `prompt_style_for_model` do the same for the grounding prompt's style (`vtg_prompt.json`, "full" when absent).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vtg.data.grammar import grounding_prompt
 from vtg.errors import UserError
 
 SAMPLING_FILE = "vtg_sampling.json"
+PROMPT_FILE = "vtg_prompt.json"  # {"style": "short"}: the grounding prompt style a model was trained with
 FAMILY_OF_MODEL_TYPE = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl"}
 IMAGE_FACTOR = {"qwen2.5-vl": 28, "qwen3-vl": 32}  # patch 14 x merge 2, patch 16 x merge 2
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
@@ -29,11 +31,11 @@ VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 # ---- messages and prompts -----------------------------------------------------------------------------------------
 
 def grounding_messages(query: str, duration: float, *, mode: str = "multi", think: bool = True,
-                       system: str | None = None) -> list[dict]:
-    """Chat messages for one grounding question: [system], user = (video, grounding prompt)."""
+                       style: str = "full", system: str | None = None) -> list[dict]:
+    """Chat messages for one grounding question: [system], user = (video, grounding prompt in `style`)."""
     user = {"role": "user", "content": [
         {"type": "video"},
-        {"type": "text", "text": grounding_prompt(query, duration, mode=mode, think=think)},
+        {"type": "text", "text": grounding_prompt(query, duration, mode=mode, think=think, style=style)},
     ]}
     if system is None:
         return [user]
@@ -254,6 +256,35 @@ def sampling_for_model(model_dir: str | Path):
         raise UserError(f"{path}: image_factor {sampling.image_factor} does not fit a {family} model "
                         f"(expected {IMAGE_FACTOR[family]}); fix the recipe's sampling and re-save")
     return sampling
+
+
+def save_prompt_style(model_dir: str | Path, style: str) -> Path:
+    """Record the grounding prompt style a model is trained with (vtg_prompt.json)."""
+    from vtg.data.grammar import PROMPT_STYLES
+
+    if style not in PROMPT_STYLES:
+        raise UserError(f"prompt style must be one of {list(PROMPT_STYLES)}, got {style!r}")
+    path = Path(model_dir) / PROMPT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"style": style}) + "\n")
+    return path
+
+
+def prompt_style_for_model(model_dir: str | Path) -> str:
+    """The grounding prompt style a model was trained with (vtg_prompt.json), "full" when it has none."""
+    from vtg.data.grammar import PROMPT_STYLES
+
+    path = Path(model_dir) / PROMPT_FILE
+    if not path.is_file():
+        return "full"
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    style = data.get("style") if isinstance(data, dict) else None
+    if style not in PROMPT_STYLES:
+        raise UserError(f"{path}: 'style' must be one of {list(PROMPT_STYLES)}, got {style!r}")
+    return style
 
 
 def read_video_for_model(source: str | os.PathLike, model_dir: str | Path):

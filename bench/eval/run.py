@@ -69,12 +69,13 @@ def bench_hf(model: Path, records: Path, n: int, max_new_tokens: int) -> dict:
     processor = AutoProcessor.from_pretrained(model)
     hf = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32).eval()
     sampling = engine.sampling_for_model(model)
+    style = engine.prompt_style_for_model(model)
     tokens = 0
     t0 = time.perf_counter()
     for r in recs:
         video = read_video(r.video, sampling)
         prompt = engine.render_prompt(processor, engine.grounding_messages(r.query, r.duration, mode="multi",
-                                                                           think=False))
+                                                                           think=False, style=style))
         inputs = engine.hf_inputs(processor, prompt, video)
         with torch.inference_mode():
             out = hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)

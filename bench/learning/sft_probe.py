@@ -4,7 +4,7 @@ reports, every --eval-every steps, the test loss with each query's own video and
 duration. The gap between the two is the video-use signal: 0 means the answers come from the text alone.
 
 Single-event worlds make it sharp (`vtg data synth --kinds single`). Two switches isolate what we found:
---prompt short replaces the grounding prompt with "<duration>s. <query>" (this process only), and
+--prompt short uses the "short" grounding prompt style, "<duration>s. <query>" (vtg.data.grammar), and
 --positions transformers skips vtg.hf_fixes (transformers 5.19's Qwen2.5-VL positions, which start the text after
 the video at a fixed offset from the video's start instead of after its end).
 
@@ -39,10 +39,6 @@ def parse_args():
     return p.parse_args()
 
 
-def short_prompt(query: str, duration: float, **_) -> str:
-    return f"{duration:.1f}s. {query.strip()}"
-
-
 def encode_sets(args, processor, sampling):
     """(train items, [(own item, swapped item)]) encoded by vtg's SFT collator; cached per configuration."""
     import torch
@@ -54,7 +50,7 @@ def encode_sets(args, processor, sampling):
     cache = args.work / f"{tag}.pt"
     if cache.exists():
         return torch.load(cache)
-    collator = VideoGroundingCollator(processor, sampling, mode="multi", think=False)
+    collator = VideoGroundingCollator(processor, sampling, mode="multi", think=False, prompt_style=args.prompt)
 
     def row(r, video=None):
         return {**r.to_dict(), "video": str(args.world / (video or r.video))}
@@ -86,8 +82,6 @@ def main() -> None:
         hf_fixes.apply()
     else:  # keep transformers' own get_rope_index (hf_inputs would otherwise install the fix)
         hf_fixes._applied = True
-    if args.prompt == "short":
-        engine.grounding_prompt = short_prompt
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     model = AutoModelForImageTextToText.from_pretrained(args.model)

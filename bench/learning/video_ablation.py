@@ -65,7 +65,8 @@ def logit_sensitivity(model_dir: Path, records: Path) -> float:
     own = json.loads(records.read_text().splitlines()[0])
     other = next(json.loads(x) for x in (records.parent / "swapped.jsonl").read_text().splitlines()
                  if json.loads(x)["id"] == own["id"])
-    prompt = engine.render_prompt(processor, engine.grounding_messages(own["query"], own["duration"], think=False))
+    prompt = engine.render_prompt(processor, engine.grounding_messages(own["query"], own["duration"], think=False,
+                                                                       style=engine.prompt_style_for_model(model_dir)))
     logits = []
     for video in (own["video"], other["video"]):
         with torch.no_grad():

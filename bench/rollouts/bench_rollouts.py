@@ -31,7 +31,7 @@ def main() -> None:
 
     from vtg.data.records import load_records
     from vtg.data.synth import SynthConfig, generate
-    from vtg.engine import close_llm, sampling_for_model
+    from vtg.engine import close_llm, prompt_style_for_model, sampling_for_model
     from vtg.train.rollout import build_groups, make_colocated_llm
     from vtg.train.tiny_model import build_tiny_model
 
@@ -47,7 +47,8 @@ def main() -> None:
         rows += [d] * args.generations
     processor = AutoProcessor.from_pretrained(model_dir)
     sampling = sampling_for_model(model_dir)
-    groups = build_groups(rows, processor, sampling, mode="multi", think=False, for_vllm=True)
+    groups = build_groups(rows, processor, sampling, mode="multi", think=False, for_vllm=True,
+                          prompt_style=prompt_style_for_model(model_dir))
     n_tokens = len(groups) * args.generations * args.tokens
 
     llm = make_colocated_llm(str(model_dir), gpu_memory_utilization=0.1, max_model_len=2048, seed=0)
