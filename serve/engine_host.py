@@ -44,6 +44,8 @@ def engine_args(cfg: ServeConfig):
     if cfg.lora:
         kw.update(enable_lora=True, max_loras=len(cfg.lora),
                   max_lora_rank=_fit_rank(max(_lora_rank(p) for p in cfg.lora.values())))
+    if engine.on_cpu():
+        kw = engine.pin_cpu_kv_cache(kw)
     return AsyncEngineArgs(**kw)
 
 

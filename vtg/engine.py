@@ -116,6 +116,23 @@ def llm_defaults(cpu: bool) -> dict[str, Any]:
     return {**common, "dtype": "bfloat16", "gpu_memory_utilization": 0.85}
 
 
+def pin_cpu_kv_cache(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """On CPU, an explicit KV-cache size: `gpu_memory_utilization` × RAM, as intended.
+
+    vLLM 0.32's CPU worker otherwise sizes it as utilization × RAM minus the RSS of the process the engine core runs
+    in. Ours runs in-process, so a process that has already trained, decoded videos or run another engine (GRPO, a
+    benchmark, a long eval) can have nothing left, and the engine refuses to start ("Reduce CPU memory used by other
+    processes") though the machine has plenty free: measured in bench/learning, where the fifth engine of one process
+    failed with 18.6 of 23.6 GiB available. An explicit `kv_cache_memory_bytes` in kwargs is kept.
+    """
+    if "kv_cache_memory_bytes" in kwargs:
+        return kwargs
+    import psutil
+
+    share = float(kwargs.get("gpu_memory_utilization", 0.1))
+    return {**kwargs, "kv_cache_memory_bytes": int(share * psutil.virtual_memory().total)}
+
+
 def video_normalization_overrides(model_dir: str | Path) -> dict[str, Any]:
     """vLLM engine arguments that keep video pixels normalized the way the transformers video processor does.
 
@@ -155,6 +172,8 @@ def make_llm(model_dir: str | Path, **overrides):
 
     set_num_threads = torch.set_num_threads  # an in-process CPU worker replaces it with a no-op; close_llm restores
     kwargs = {**llm_defaults(cpu), **video_normalization_overrides(model_dir), **overrides}
+    if cpu:
+        kwargs = pin_cpu_kv_cache(kwargs)
     llm = LLM(model=str(model_dir), **kwargs)
     llm._vtg_set_num_threads = set_num_threads
     return llm
