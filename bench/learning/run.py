@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="outputs/bench_learning", help="work folder (world, models, eval runs)")
     p.add_argument("--results", default=str(Path(__file__).resolve().parent), help="where results.{json,md} go")
     p.add_argument("--videos", type=int, default=1500, help="synthetic videos (80%% train, 20%% test)")
+    p.add_argument("--kinds", default=",".join(KINDS),
+                   help="query kinds of the world, comma-separated (e.g. 'single': one object per video)")
     p.add_argument("--sft-steps", type=int, default=None, help="override the tiny SFT recipe's max_steps")
     p.add_argument("--grpo-steps", type=int, default=None, help="override the tiny GRPO recipe's max_steps")
     p.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="extra SFT recipe override")
@@ -50,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.videos < 10:
         p.error("--videos must be >= 10")
+    args.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if not args.kinds or set(args.kinds) - set(KINDS):
+        p.error(f"--kinds: expected names from {','.join(KINDS)}, got {args.kinds}")
     return args
 
 
@@ -57,8 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class Timer:
-    def __init__(self):
-        self.wall: dict[str, float] = {}
+    """Wall time per stage, written to `path` after every stage, so a run stopped later keeps what it measured."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.wall: dict[str, float] = json.loads(path.read_text()) if path.exists() else {}
 
     def stage(self, name: str, done: Path, fn):
         """Run fn unless `done` exists (then reuse it and record no time)."""
@@ -69,15 +77,16 @@ class Timer:
         t0 = time.time()
         result = fn()
         self.wall[name] = round(time.time() - t0, 1)
+        self.path.write_text(json.dumps(self.wall, indent=1))
         print(f"[bench] {name}: {self.wall[name]:.1f}s", flush=True)
         return result
 
 
-def make_world(out: Path, n_videos: int, seed: int) -> None:
+def make_world(out: Path, n_videos: int, seed: int, kinds: tuple[str, ...]) -> None:
     from vtg.data.synth import SynthConfig, generate
 
     # no val split: every held-out video goes to test, so >= 200 test queries per kind need ~1,000 videos
-    generate(SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0,
+    generate(SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0, kinds=kinds,
                          split_fractions=(0.8, 0.0, 0.2)), out, progress=True)
 
 
@@ -86,7 +95,7 @@ def recipe_for(method: str, init: Path, world: Path, out: Path, steps: int | Non
 
     overrides: dict[str, Any] = {"model": str(init), "train_file": str(world / "train.jsonl"), "output_dir": str(out),
                                  "seed": seed}
-    if method == "sft":  # decode + process videos in a worker process while the main process trains
+    if method == "sft":  # decode + process videos in a (persistent, caching) worker while the main process trains
         overrides["dataloader_num_workers"] = 1
     if steps is not None:
         overrides["max_steps"] = steps
@@ -116,9 +125,6 @@ class LogCollector:
 def train(method: str, recipe, threads: int) -> list[dict[str, Any]]:
     import torch
 
-    from vtg.data import video
-
-    video.CACHE_SIZE = max(video.CACHE_SIZE, 4096)  # the whole world's decoded frames fit (~0.4 MB a video)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     logs = LogCollector()
@@ -216,7 +222,7 @@ def constant_texts(const: dict[str, Any], records) -> dict[str, str]:
 # ---------------------------------------------------------------- scoring
 
 
-def per_kind(run_dir: Path, records) -> dict[str, dict[str, float]]:
+def per_kind(run_dir: Path, records, kinds: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """vtg.eval metrics on the whole test split and on each query kind (record extra `kind`)."""
     from vtg.eval.metrics import Conventions, score_predictions
     from vtg.eval.predictions import read_predictions
@@ -224,7 +230,7 @@ def per_kind(run_dir: Path, records) -> dict[str, dict[str, float]]:
     preds = read_predictions(run_dir / "predictions.jsonl")
     conv = Conventions()
     out: dict[str, dict[str, float]] = {}
-    for kind in ("all",) + KINDS:
+    for kind in ("all",) + kinds:
         sub = [r for r in records if kind == "all" or r.extra.get("kind") == kind]
         _, res = score_predictions(sub, {r.id: preds[r.id] for r in sub}, conv)
         m = res["metrics"]
@@ -232,6 +238,26 @@ def per_kind(run_dir: Path, records) -> dict[str, dict[str, float]]:
         out[kind]["queries"] = len(sub)
         out[kind]["parse_failures"] = res["counts"]["parse_failures"]
     return out
+
+
+def paired_r1(run_a: Path, run_b: Path, records, threshold: float = 0.7) -> dict[str, Any]:
+    """Present queries that run b gets right at R1@threshold and run a not (b_only), the reverse (a_only), and the
+    one-sided sign-test p-value of "b is better than a" on those discordant queries."""
+    from math import comb
+
+    from vtg.eval.metrics import Conventions, score_predictions
+    from vtg.eval.predictions import read_predictions
+
+    def hits(run_dir: Path) -> dict[str, bool]:
+        preds = read_predictions(run_dir / "predictions.jsonl")
+        scores, _ = score_predictions(records, {r.id: preds[r.id] for r in records}, Conventions())
+        return {s.id: bool(s.ious) and s.ious[0] >= threshold for s in scores if s.truth}
+
+    a, b = hits(run_a), hits(run_b)
+    b_only, a_only = sum(b[k] and not a[k] for k in a), sum(a[k] and not b[k] for k in a)
+    n = a_only + b_only
+    p = sum(comb(n, k) for k in range(b_only, n + 1)) / 2 ** n if n else 1.0
+    return {"b_only": b_only, "a_only": a_only, "p_one_sided": round(p, 4)}
 
 
 def mean_reward(run_dir: Path, records, weights: dict[str, float]) -> dict[str, float]:
@@ -271,12 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    t = Timer()
+    t = Timer(out / "timings.json")
     world, base = out / "world", out / "model-base"
-    t.stage("synthetic world", world / "test.jsonl", lambda: make_world(world, args.videos, args.seed))
+    t.stage("synthetic world", world / "test.jsonl", lambda: make_world(world, args.videos, args.seed, args.kinds))
     t.stage("tiny model", base / "config.json", lambda: build_tiny_model("qwen2.5-vl", base, args.size, args.seed))
     train_recs, test_recs = load_records(world / "train.jsonl"), load_records(world / "test.jsonl")
-    counts = {k: sum(r.extra.get("kind") == k for r in test_recs) for k in KINDS}
+    counts = {k: sum(r.extra.get("kind") == k for r in test_recs) for k in args.kinds}
     if min(counts.values()) < 200:
         print(f"[bench] warning: test queries per kind {counts}: fewer than 200 (raise --videos)", flush=True)
 
@@ -302,10 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             d = out / "video_control" / f"{name}-{which}"
             t.stage(f"eval {name} {which} videos", d / "metrics.json", lambda m=model, r=recs, d=d: evaluate(m, r, d))
 
-    prev = json.loads((out / "timings.json").read_text()) if (out / "timings.json").exists() else {}
-    timings = {**prev, **t.wall}
-    (out / "timings.json").write_text(json.dumps(timings, indent=1))
-    results = collect(args, out, const, sft_recipe, grpo_recipe, train_recs, test_recs, counts, timings)
+    results = collect(args, out, const, sft_recipe, grpo_recipe, train_recs, test_recs, counts, t.wall)
     write_results(Path(args.results), results)
     return 0
 
@@ -318,7 +341,7 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
     tiny = json.loads((out / "model-base" / "vtg_tiny.json").read_text())
     grpo_logs = json.loads((out / "model-grpo" / "bench_logs.json").read_text())
     sft_logs = json.loads((out / "model-sft" / "bench_logs.json").read_text())
-    runs = {name: per_kind(out / "eval" / name, test_recs) for name in ("constant", "sft", "grpo")}
+    runs = {name: per_kind(out / "eval" / name, test_recs, args.kinds) for name in ("constant", "sft", "grpo")}
     weights = grpo_recipe.rewards
     keep = ("learning_rate", "warmup_steps", "lr_scheduler_type", "max_steps", "per_device_train_batch_size",
             "gradient_accumulation_steps", "max_grad_norm", "sampling", "tuning", "freeze_vision", "train_merger",
@@ -328,7 +351,7 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
                    f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
         "model": {"family": "qwen2.5-vl", **tiny},
-        "world": {"videos": args.videos, "train_queries": len(train_recs), "test_queries": len(test_recs),
+        "world": {"videos": args.videos, "kinds": list(args.kinds), "train_queries": len(train_recs), "test_queries": len(test_recs),
                   "test_per_kind": counts, "duration_s": [8, 20], "fps": 2, "frame": "56x56"},
         "constant_baseline": const,
         "metrics": runs,
@@ -336,6 +359,7 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
                                 "sft": mean_reward(out / "eval" / "sft", test_recs, weights),
                                 "grpo": mean_reward(out / "eval" / "grpo", test_recs, weights)},
         "grpo_logged_reward": grpo_logged_reward(grpo_logs),
+        "grpo_vs_sft_r1_at_0.7": paired_r1(out / "eval" / "sft", out / "eval" / "grpo", test_recs),
         "video_control": {name: {which: video_control(out / "video_control" / f"{name}-{which}",
                                                       out / "video_control" / f"{which}.jsonl")
                                  for which in ("own", "swapped")} for name in ("sft", "grpo")},
@@ -349,15 +373,21 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
 
 def targets(r: dict) -> list[tuple[str, str, bool]]:
     m = r["metrics"]
-    single, grpo, sft = m["grpo"]["single"], m["grpo"], m["sft"]
+    grpo, sft, pair = m["grpo"], m["sft"], r["grpo_vs_sft_r1_at_0.7"]
+
+    def at_least(kind: str, key: str, goal: float, label: str) -> tuple[str, str, bool]:
+        if kind not in grpo:
+            return label, "n/a (kind not in this world)", False
+        return label, f"{grpo[kind][key]:.1f}", grpo[kind][key] >= goal
+
     return [
-        ("single R1@0.7 ≥ 85", f"{single['R@1,IoU=0.7']:.1f}", single["R@1,IoU=0.7"] >= 85),
-        ("single mIoU ≥ 85", f"{single['mIoU']:.1f}", single["mIoU"] >= 85),
-        ("GRPO raises R1@0.7 (all present)", f"{sft['all']['R@1,IoU=0.7']:.1f} → {grpo['all']['R@1,IoU=0.7']:.1f}",
-         grpo["all"]["R@1,IoU=0.7"] > sft["all"]["R@1,IoU=0.7"]),
-        ("multi F1@0.5 ≥ 70", f"{grpo['multi']['F1@0.5']:.1f}", grpo["multi"]["F1@0.5"] >= 70),
-        ("compositional R1@0.5 ≥ 70", f"{grpo['compositional']['R@1,IoU=0.5']:.1f}",
-         grpo["compositional"]["R@1,IoU=0.5"] >= 70),
+        at_least("single", "R@1,IoU=0.7", 85, "single R1@0.7 ≥ 85"),
+        at_least("single", "mIoU", 85, "single mIoU ≥ 85"),
+        ("GRPO raises R1@0.7 (all present; sign test on the queries that changed, p < 0.05)",
+         f"{sft['all']['R@1,IoU=0.7']:.1f} → {grpo['all']['R@1,IoU=0.7']:.1f} (+{pair['b_only']} / −{pair['a_only']} "
+         f"queries, p = {pair['p_one_sided']:.3f})", pair["b_only"] > pair["a_only"] and pair["p_one_sided"] < 0.05),
+        at_least("multi", "F1@0.5", 70, "multi F1@0.5 ≥ 70"),
+        at_least("compositional", "R@1,IoU=0.5", 70, "compositional R1@0.5 ≥ 70"),
         ("reads the video: swapped-video mIoU below own-video mIoU by ≥ 10",
          f"{r['video_control']['grpo']['own']['mIoU']:.1f} vs {r['video_control']['grpo']['swapped']['mIoU']:.1f}",
          r["video_control"]["grpo"]["own"]["mIoU"] - r["video_control"]["grpo"]["swapped"]["mIoU"] >= 10),
@@ -379,7 +409,7 @@ def markdown(r: dict) -> str:
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']}. Timings are noisy: other engineers ran test suites on the same 2 cores.  ",
         f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), random init.  ",
-        f"World: {r['world']['videos']} videos (8–20 s, 2 fps, 56×56), {r['world']['train_queries']} train queries, "
+        f"World: {r['world']['videos']} videos (8–20 s, 2 fps, 56×56; kinds {', '.join(r['world']['kinds'])}), {r['world']['train_queries']} train queries, "
         f"test {r['world']['test_per_kind']} queries per kind.  ",
         f"Constant baseline: {r['constant_baseline']['kind']} window {r['constant_baseline']['window']} "
         f"(train mIoU {r['constant_baseline']['train_mIoU']}), answered for every query.  ",
@@ -388,7 +418,7 @@ def markdown(r: dict) -> str:
         "| kind | run | R1@0.3 | R1@0.5 | R1@0.7 | mIoU | F1@0.5 | absent acc | parse fail |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for kind in ("all",) + KINDS:
+    for kind in ("all",) + tuple(r["world"]["kinds"]):
         for run in ("constant", "sft", "grpo"):
             x = m[run][kind]
             cells = [f"{x[k]:.1f}" if k in x else "–" for k in METRIC_KEYS]
