@@ -33,6 +33,7 @@ def parse_args():
     p.add_argument("--pixels", type=int, default=None, help="frame pixel budget (default: the model's sampling)")
     p.add_argument("--prompt", choices=("full", "short"), default="full")
     p.add_argument("--positions", choices=("reference", "transformers"), default="reference")
+    p.add_argument("--freeze-vision", action="store_true", help="keep the vision tower at init (merger trains)")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--test", type=int, default=100, help="test queries in the own/swapped loss")
     p.add_argument("--seed", type=int, default=0)
@@ -95,7 +96,10 @@ def main() -> None:
     train, pairs = encode_sets(args, processor, sampling)
     print(f"{len(train)} train / {len(pairs)} test pairs ready in {time.time() - t0:.0f}s; "
           f"{train[0]['input_ids'].shape[-1]} tokens in the first sequence", flush=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    if args.freeze_vision:  # random features keep their contrast; the merger still learns to project them
+        for name, param in engine.vision_tower(model).named_parameters():
+            param.requires_grad_("merger" in name)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     pad = processor.tokenizer.pad_token_id
 
     def test_losses():
