@@ -407,7 +407,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# Learning benchmark: tiny Qwen2.5-VL on the synthetic world (constant → SFT → GRPO)", "",
         f"Command: `{r['command']}`  ",
-        f"Machine: {r['machine']}. Timings are noisy: other engineers ran test suites on the same 2 cores.  ",
+        f"Machine: {r['machine']}. Timings are wall-clock; other jobs may have shared the 2 cores "
+        "(bench/learning/README.md says which runs had company).  ",
         f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), random init.  ",
         f"World: {r['world']['videos']} videos (8–20 s, 2 fps, 56×56; kinds {', '.join(r['world']['kinds'])}), {r['world']['train_queries']} train queries, "
         f"test {r['world']['test_per_kind']} queries per kind.  ",
