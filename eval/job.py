@@ -59,7 +59,8 @@ def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpo
     if cfg.prompt_style is None:  # word the question as the model was trained to read it (run.json records it)
         from vtg import engine
 
-        cfg = replace(cfg, prompt_style=engine.prompt_style_for_model(model) if model else "full")
+        style = engine.prompt_style_for_model(model) if model else _served_prompt_style(cfg, endpoint)
+        cfg = replace(cfg, prompt_style=style)
     records_path = cfg.records_path
     if not records_path.exists():
         raise UserError(f"records file not found: {records_path} (set `records:` in the config or pass --records; "
@@ -242,16 +243,31 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
     return make_line(rec.id, text, error=err, extra=_extra(rec), latency_s=time.perf_counter() - t0)
 
 
-def _run_endpoint(cfg: EvalConfig, url: str, todo: list[Record], root: Path, app: Appender, progress) -> None:
+def _client_and_models(cfg: EvalConfig, url: str):
+    """The openai client for the endpoint and the server's model cards (a clear error when it is not up)."""
     import openai
 
     ec = cfg.endpoint
     client = openai.OpenAI(base_url=url, api_key=os.environ.get(ec.api_key_env, "EMPTY"), timeout=ec.timeout_s,
                            max_retries=2)
     try:
-        model_name = ec.model or client.models.list().data[0].id
+        return client, client.models.list().data
     except openai.APIConnectionError as e:
         raise UserError(f"--endpoint {url}: cannot connect ({e}); is the server up?") from None
+
+
+def _served_prompt_style(cfg: EvalConfig, url: str) -> str:
+    """The prompt style a `vtg serve` model card announces; "full" for servers that do not say."""
+    _, cards = _client_and_models(cfg, url)
+    name = cfg.endpoint.model or (cards[0].id if cards else None)
+    card = next((c for c in cards if c.id == name), None)
+    return getattr(card, "prompt_style", None) or "full"
+
+
+def _run_endpoint(cfg: EvalConfig, url: str, todo: list[Record], root: Path, app: Appender, progress) -> None:
+    ec = cfg.endpoint
+    client, cards = _client_and_models(cfg, url)
+    model_name = ec.model or cards[0].id
     # Bounded concurrency: `concurrency` requests in flight; lines are written per chunk so a kill loses little.
     with ThreadPoolExecutor(ec.concurrency) as pool:
         for k, chunk in enumerate(_chunks(todo, max(cfg.batch_size, ec.concurrency))):

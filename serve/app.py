@@ -98,8 +98,10 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     @app.get("/v1/models", dependencies=auth, response_model=ModelList, responses=ERRORS)
     async def models(request: Request):
         host = _serving(request).host
-        cards = [ModelCard(id=cfg.model_name, root=cfg.model)]
-        cards += [ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name) for name, lr in host.loras.items()]
+        style = host.prompt_style  # adapters are asked like their base model
+        cards = [ModelCard(id=cfg.model_name, root=cfg.model, prompt_style=style)]
+        cards += [ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style)
+                  for name, lr in host.loras.items()]
         return ModelList(data=cards)
 
     @app.post("/v1/chat/completions", dependencies=auth, response_model=ChatCompletionResponse, responses=ERRORS)

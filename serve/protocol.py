@@ -234,6 +234,7 @@ class ModelCard(BaseModel):
     owned_by: str = "vtg"
     root: str | None = None
     parent: str | None = None
+    prompt_style: str | None = None  # vtg extension: the grounding prompt style the model was trained with
 
 
 class ModelList(BaseModel):

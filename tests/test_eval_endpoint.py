@@ -40,3 +40,5 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
     assert lines["missing"]["parse"] == "error" and "HTTP 404" in lines["missing"]["error"]
     assert all(lines[r["id"]]["text"] is not None for r in rows[:3])
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["counts"]["errors"] == 1
+    # asked in the served model's prompt style, which `vtg serve` announces on its model card (tiny: "short")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["prompt_style"] == "short"

@@ -83,7 +83,7 @@ def _assert_error(resp, status, *needles):
 
 def test_models_health_metrics_openapi(env):
     assert httpx.get(env["url"] + "/health").json() == {"status": "ok"}
-    assert [m.id for m in _client(env).models.list().data] == ["tiny"]
+    assert [(m.id, m.prompt_style) for m in _client(env).models.list().data] == [("tiny", "short")]
     schema = httpx.get(env["url"] + "/openapi.json").json()
     assert {"/v1/chat/completions", "/v1/grounding", "/v1/models"} <= set(schema["paths"])
 

@@ -21,7 +21,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--size", default="tiny", choices=["tiny", "small"])
+    ap.add_argument("--size", default="tiny", choices=["tiny", "small", "medium"])  # vtg.train.tiny_model.SIZES
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
