@@ -34,6 +34,9 @@ def parse_args():
     p.add_argument("--prompt", choices=("full", "short"), default="full")
     p.add_argument("--positions", choices=("reference", "transformers"), default="reference")
     p.add_argument("--freeze-vision", action="store_true", help="keep the vision tower at init (merger trains)")
+    p.add_argument("--loss", choices=("answer-mean", "token"), default="answer-mean",
+                   help="answer-mean: mean over each answer's tokens (what batch-1 SFT does); token: summed over "
+                        "tokens and divided by the mean answer length, so every token weighs the same")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--test", type=int, default=100, help="test queries in the own/swapped loss")
     p.add_argument("--seed", type=int, default=0)
@@ -47,7 +50,11 @@ def encode_sets(args, processor, sampling):
     from vtg.data.records import load_records
     from vtg.train.collator import VideoGroundingCollator
 
-    tag = f"{args.world.name}-{args.model.name}-{sampling.max_pixels}-{args.prompt}"
+    import hashlib
+
+    # the folders' full paths, not their names: two worlds called "world" must not share a cache
+    where = hashlib.sha1(f"{args.world.resolve()}|{args.model.resolve()}".encode()).hexdigest()[:8]
+    tag = f"{args.world.name}-{args.model.name}-{where}-{sampling.max_pixels}-{args.prompt}"
     cache = args.work / f"{tag}.pt"
     if cache.exists():
         return torch.load(cache)
@@ -102,13 +109,36 @@ def main() -> None:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     pad = processor.tokenizer.pad_token_id
 
+    mean_len = sum(int((t["labels"] != -100).sum()) for t in train) / len(train)
+
+    def batch_loss(inputs):
+        if args.loss == "answer-mean":
+            return model(**inputs).loss
+        labels = inputs["labels"]
+        logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits[:, :-1]
+        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100,
+                                               reduction="sum")
+        return ce / (mean_len * labels.shape[0])
+
+    def first_token_hits(items) -> dict[str, float]:
+        """Greedy first answer token right? Split by whether the answer is "not present"."""
+        hits: dict[str, list[bool]] = {"absent": [], "present": []}
+        for it in items:
+            labels = it["labels"][0]
+            first = int((labels != -100).nonzero()[0])
+            logits = model(**{k: v for k, v in it.items() if k != "labels"}).logits[0, first - 1]
+            kind = "absent" if processor.tokenizer.decode([int(labels[first])]).strip() == "not" else "present"
+            hits[kind].append(int(logits.argmax()) == int(labels[first]))
+        return {k: round(sum(v) / len(v), 3) for k, v in hits.items() if v}
+
     def test_losses():
         model.eval()
         with torch.no_grad():
             own = sum(float(model(**o).loss) for o, _ in pairs) / len(pairs)
             swapped = sum(float(model(**s).loss) for _, s in pairs) / len(pairs)
+            first = first_token_hits([o for o, _ in pairs])
         model.train()
-        return own, swapped
+        return own, swapped, first
 
     order: list[int] = []
     running, history, t0 = None, [], time.time()
@@ -121,18 +151,19 @@ def main() -> None:
         for _ in range(args.batch):
             order = order or random.sample(range(len(train)), len(train))
             batch.append(train[order.pop()])
-        loss = model(**pad_batch(batch, pad)).loss
+        loss = batch_loss(pad_batch(batch, pad))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
         running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
         if step % args.eval_every == 0 or step == args.steps:
-            own, swapped = test_losses()
+            own, swapped, first = test_losses()
             history.append({"step": step, "train": round(running, 4), "own": round(own, 4),
-                            "swapped": round(swapped, 4), "gap": round(swapped - own, 4)})
+                            "swapped": round(swapped, 4), "gap": round(swapped - own, 4), "first_token": first})
             print(f"step {step}: train {running:.4f}  test own-video {own:.4f}  swapped-video {swapped:.4f}  "
-                  f"gap {swapped - own:+.4f}  ({time.time() - t0:.0f}s)", flush=True)
+                  f"gap {swapped - own:+.4f}  first answer token right {first}  ({time.time() - t0:.0f}s)",
+                  flush=True)
     print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "history": history}))
 
 
