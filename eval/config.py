@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtg.data.grammar import PROMPT_STYLES
 from vtg.errors import UserError
 
 FORMATS = ("records", "qvhighlights")
@@ -75,7 +76,7 @@ class EvalConfig:
             raise UserError("format: qvhighlights needs `gt:` (the QVHighlights ground-truth JSONL)")
         if self.mode not in ("single", "multi"):
             raise UserError(f"mode must be 'single' or 'multi', got {self.mode!r}")
-        if self.prompt_style not in (None, "full", "short"):
+        if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
             raise UserError(f"prompt_style must be 'full', 'short' or null (the model's own), got {self.prompt_style!r}")
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.decode_workers < 1:
             raise UserError("max_new_tokens, batch_size and decode_workers must be >= 1")

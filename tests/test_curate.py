@@ -50,6 +50,7 @@ def _cfg(tmp_path, **kw):
     ({"absent": "maybe"}, "--absent"),
     ({"model": None}, "--model is required"),
     ({"model": "/nonexistent/model"}, "not a model folder"),
+    ({"prompt_style": "terse"}, "--prompt-style must be one of"),
 ])
 def test_config_rejects_impossible_settings(tmp_path, kw, expected):
     from vtg.errors import UserError

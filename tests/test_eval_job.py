@@ -95,3 +95,22 @@ def test_run_kill_resume_identical_and_report(eval_setup):
     assert f"| mIoU | {m_full['metrics']['mIoU']:.2f} | {m_full['metrics']['mIoU']:.2f} |" in md
     for f in ("iou_hist.png", "r1_vs_iou.png", "by_video_length.png", "by_moment_length.png", "parse_failures.png"):
         assert (d / "report" / f).stat().st_size > 1000
+
+
+def test_offline_question_is_worded_in_the_configured_prompt_style(synth_world, tiny_qwen25):
+    """run.json records the resolved style (above); this checks the engine input is built with it."""
+    from transformers import AutoProcessor
+
+    from vtg import engine
+    from vtg.eval.config import EvalConfig
+    from vtg.eval.job import _prepare
+
+    rec = load_records(synth_world / "test.jsonl")[0]
+    processor = AutoProcessor.from_pretrained(tiny_qwen25)
+    sampling = engine.sampling_for_model(tiny_qwen25)
+    short = f"{rec.duration:.1f}s. {rec.query.strip()}<|im_end|>"
+    for style, present, absent in (("short", short, "Query:"), ("full", "Query:", short)):
+        cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style=style)
+        prepared = _prepare(rec, synth_world, cfg, processor, sampling)
+        assert prepared.error is None, prepared.error
+        assert present in prepared.inputs["prompt"] and absent not in prepared.inputs["prompt"]

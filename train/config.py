@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from vtg.data.grammar import PROMPT_STYLES
 from vtg.errors import UserError
 
 # Language-model projection names of Qwen2.5-VL / Qwen3-VL. Targeted through a regex anchored on the language
@@ -93,7 +94,7 @@ class TrainRecipe:
             self.lora = _build(LoraSection, self.lora, "lora.")
         if self.mode not in ("multi", "single"):
             raise RecipeError(f"mode must be 'multi' or 'single', got {self.mode!r}")
-        if self.prompt_style is not None and self.prompt_style not in ("full", "short"):
+        if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
             raise RecipeError(f"prompt_style must be 'full', 'short' or null (the model's own), got "
                               f"{self.prompt_style!r}")
         if self.tuning not in ("lora", "full"):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from vtg.data.grammar import PROMPT_STYLES
 from vtg.errors import UserError
 
 METRICS = ("tiou", "tiou_v2", "multi_moment")  # reward names whose value is a per-answer score in [0, 1]
@@ -79,6 +80,9 @@ class CurateConfig:
             raise UserError(f"--limit must be >= 1, got {self.limit}")
         if self.mode not in ("multi", "single"):
             raise UserError(f"--mode must be 'multi' or 'single', got {self.mode!r}")
+        if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
+            raise UserError(f"--prompt-style must be one of {list(PROMPT_STYLES)} or unset (the model's own), "
+                            f"got {self.prompt_style!r}")
         if not Path(self.records).is_file():
             raise UserError(f"--records {self.records}: file not found (a records JSONL, e.g. from `vtg data synth`)")
         if Path(self.out).resolve() == Path(self.records).resolve():
@@ -279,7 +283,7 @@ def register_curate(dsub: argparse._SubParsersAction) -> None:
     c.add_argument("--limit", type=int, default=None, help="only the first K records")
     c.add_argument("--mode", default="multi", choices=["multi", "single"], help="grounding prompt mode")
     c.add_argument("--think", action="store_true", help="ask for <think> reasoning before the answer")
-    c.add_argument("--prompt-style", default=None, choices=["full", "short"],
+    c.add_argument("--prompt-style", default=None, choices=list(PROMPT_STYLES),
                    help="grounding prompt style (default: the model's own, vtg_prompt.json)")
     c.add_argument("--seed", type=int, default=0, help="sampling seed (per record: seed + hash of the id)")
     c.add_argument("--batch-size", type=int, default=8, help="records per engine call (default 8)")
