@@ -149,15 +149,21 @@ def evaluate(model: Path, records: Path, run_dir: Path) -> None:
     run_job(cfg, out=run_dir, model=str(model))
 
 
-def video_control(run_dir: Path, records_path: Path) -> dict[str, float]:
-    """Metrics of one control run (single + multi queries, own or swapped videos), all kinds together."""
-    from vtg.data.records import load_records
+def score_run(run_dir: Path, records) -> tuple[list, dict[str, Any]]:
+    """vtg.eval's per-query scores and aggregate of a run's predictions on `records` (default conventions)."""
     from vtg.eval.metrics import Conventions, score_predictions
     from vtg.eval.predictions import read_predictions
 
-    records = load_records(records_path)
     preds = read_predictions(run_dir / "predictions.jsonl")
-    _, res = score_predictions(records, {r.id: preds[r.id] for r in records}, Conventions())
+    return score_predictions(records, {r.id: preds[r.id] for r in records}, Conventions())
+
+
+def video_control(run_dir: Path, records_path: Path) -> dict[str, float]:
+    """Metrics of one control run (single + multi queries, own or swapped videos), all kinds together."""
+    from vtg.data.records import load_records
+
+    records = load_records(records_path)
+    _, res = score_run(run_dir, records)
     return {k: round(res["metrics"][k], 2) for k in ("R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU")} | {"queries": len(records)}
 
 
@@ -245,12 +251,8 @@ def paired_r1(run_a: Path, run_b: Path, records, threshold: float = 0.7) -> dict
     one-sided sign-test p-value of "b is better than a" on those discordant queries."""
     from math import comb
 
-    from vtg.eval.metrics import Conventions, score_predictions
-    from vtg.eval.predictions import read_predictions
-
     def hits(run_dir: Path) -> dict[str, bool]:
-        preds = read_predictions(run_dir / "predictions.jsonl")
-        scores, _ = score_predictions(records, {r.id: preds[r.id] for r in records}, Conventions())
+        scores, _ = score_run(run_dir, records)
         return {s.id: bool(s.ious) and s.ious[0] >= threshold for s in scores if s.truth}
 
     a, b = hits(run_a), hits(run_b)

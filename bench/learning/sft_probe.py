@@ -15,6 +15,7 @@ the video at a fixed offset from the video's start instead of after its end).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import time
@@ -49,8 +50,6 @@ def encode_sets(args, processor, sampling):
 
     from vtg.data.records import load_records
     from vtg.train.collator import VideoGroundingCollator
-
-    import hashlib
 
     # the folders' full paths, not their names: two worlds called "world" must not share a cache
     where = hashlib.sha1(f"{args.world.resolve()}|{args.model.resolve()}".encode()).hexdigest()[:8]
@@ -108,7 +107,6 @@ def main() -> None:
             param.requires_grad_("merger" in name)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     pad = processor.tokenizer.pad_token_id
-
     mean_len = sum(int((t["labels"] != -100).sum()) for t in train) / len(train)
 
     def batch_loss(inputs):
