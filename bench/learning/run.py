@@ -45,6 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="extra SFT recipe override")
     p.add_argument("--grpo", action="append", default=[], metavar="KEY=VALUE", help="extra GRPO recipe override")
     p.add_argument("--size", default="small", help="tiny model size (vtg.train.tiny_model.SIZES)")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="start SFT from this model folder (e.g. another run's model-sft/final: a curriculum) "
+                        "instead of a random-init tiny model")
+    p.add_argument("--init-wall-s", type=float, default=0.0,
+                   help="seconds it took to train --init; counted in the 30-CPU-minute total")
     p.add_argument("--train-threads", type=int, default=1,
                    help="torch threads for training (1: the data-loader worker gets the other core)")
     p.add_argument("--seed", type=int, default=0)
@@ -52,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.videos < 10:
         p.error("--videos must be >= 10")
+    if args.init is not None and not (Path(args.init) / "config.json").exists():
+        p.error(f"--init: {args.init} is not a model folder (no config.json)")
     args.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not args.kinds or set(args.kinds) - set(KINDS):
         p.error(f"--kinds: expected names from {','.join(KINDS)}, got {args.kinds}")
@@ -302,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     t = Timer(out / "timings.json")
     world, base = out / "world", out / "model-base"
     t.stage("synthetic world", world / "test.jsonl", lambda: make_world(world, args.videos, args.seed, args.kinds))
-    t.stage("tiny model", base / "config.json", lambda: build_tiny_model("qwen2.5-vl", base, args.size, args.seed))
+    if args.init is None:
+        t.stage("tiny model", base / "config.json", lambda: build_tiny_model("qwen2.5-vl", base, args.size, args.seed))
+    else:
+        t.stage("init model", base / "config.json", lambda: shutil.copytree(args.init, base))
+        t.wall["init model training (--init-wall-s)"] = args.init_wall_s
     train_recs, test_recs = load_records(world / "train.jsonl"), load_records(world / "test.jsonl")
     counts = {k: sum(r.extra.get("kind") == k for r in test_recs) for k in args.kinds}
     if min(counts.values()) < 200:
@@ -352,7 +363,7 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/learning/run.py " + shlex.join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
                    f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
-        "model": {"family": "qwen2.5-vl", **tiny},
+        "model": {"family": "qwen2.5-vl", **tiny, "init": args.init},
         "world": {"videos": args.videos, "kinds": list(args.kinds), "train_queries": len(train_recs), "test_queries": len(test_recs),
                   "test_per_kind": counts, "duration_s": [8, 20], "fps": 2, "frame": "56x56"},
         "constant_baseline": const,
@@ -411,7 +422,8 @@ def markdown(r: dict) -> str:
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']}. Timings are wall-clock; other jobs may have shared the 2 cores "
         "(bench/learning/README.md says which runs had company).  ",
-        f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), random init.  ",
+        f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), "
+        + (f"SFT starts from `{r['model']['init']}` (a curriculum).  " if r["model"].get("init") else "random init.  "),
         f"World: {r['world']['videos']} videos (8–20 s, 2 fps, 56×56; kinds {', '.join(r['world']['kinds'])}), {r['world']['train_queries']} train queries, "
         f"test {r['world']['test_per_kind']} queries per kind.  ",
         f"Constant baseline: {r['constant_baseline']['kind']} window {r['constant_baseline']['window']} "
