@@ -13,33 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-from collections import defaultdict
 from pathlib import Path
 
-KINDS = ("single", "multi")  # kinds with present moments whose video pairs make sense
+from vtg.eval.controls import CONTROL_KINDS, write_control_sets
 
 
 def swapped_sets(world: Path, work: Path, seed: int = 0) -> tuple[Path, Path, int]:
-    from vtg.data.records import load_records, write_jsonl
-
-    records = [r for r in load_records(world / "test.jsonl") if r.extra.get("kind") in KINDS]
-    by_duration = defaultdict(set)
-    for r in records:
-        by_duration[r.duration].add(r.video)
-    rng = random.Random(seed)
-    own, swapped = [], []
-    for r in records:
-        others = sorted(by_duration[r.duration] - {r.video})
-        if not others:
-            continue
-        r.video = str((world / r.video).resolve())
-        own.append(r.to_dict())
-        swapped.append({**r.to_dict(), "video": str((world / rng.choice(others)).resolve())})
-    work.mkdir(parents=True, exist_ok=True)
-    write_jsonl(own, work / "own.jsonl")
-    write_jsonl(swapped, work / "swapped.jsonl")
-    return work / "own.jsonl", work / "swapped.jsonl", len(own)
+    """own.jsonl / swapped.jsonl of the world's test split (`vtg.eval.controls`, which the quickstart uses too)."""
+    return write_control_sets(world / "test.jsonl", work, seed)
 
 
 def evaluate(model: Path, records: Path, out: Path) -> dict[str, float]:
@@ -82,7 +63,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "video_ablation.json")
     args = p.parse_args()
     own, swapped, n = swapped_sets(args.world, args.work)
-    results = {"queries": n, "kinds": list(KINDS), "models": {}}
+    results = {"queries": n, "kinds": list(CONTROL_KINDS), "models": {}}
     for model in args.model:
         tag = model.as_posix().replace("/", "_")
         row = {"own_video": evaluate(model, own, args.work / f"{tag}_own"),
