@@ -102,8 +102,6 @@ def recipe_for(method: str, init: Path, world: Path, out: Path, steps: int | Non
 
     overrides: dict[str, Any] = {"model": str(init), "train_file": str(world / "train.jsonl"), "output_dir": str(out),
                                  "seed": seed}
-    if method == "sft":  # decode + process videos in a (persistent, caching) worker while the main process trains
-        overrides["dataloader_num_workers"] = 1
     if steps is not None:
         overrides["max_steps"] = steps
     cli = [t for kv in extra for t in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
@@ -346,12 +344,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def model_description(model: Path) -> dict[str, Any]:
+    """vtg_tiny.json (written by `vtg model tiny`; trained exports, used by --init, lack it: count their weights)."""
+    if (model / "vtg_tiny.json").exists():
+        return json.loads((model / "vtg_tiny.json").read_text())
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(model / "model.safetensors"), "pt") as f:
+        params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    return {"size": "small (trained, from --init)", "params": params}
+
+
 def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_recs, counts, timings) -> dict:
     import dataclasses
 
     import torch
 
-    tiny = json.loads((out / "model-base" / "vtg_tiny.json").read_text())
+    tiny = model_description(out / "model-base")
     grpo_logs = json.loads((out / "model-grpo" / "bench_logs.json").read_text())
     sft_logs = json.loads((out / "model-sft" / "bench_logs.json").read_text())
     runs = {name: per_kind(out / "eval" / name, test_recs, args.kinds) for name in ("constant", "sft", "grpo")}
