@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="outputs/quickstart", help="output folder (default outputs/quickstart)")
     # Defaults: the setting in which the tiny model measurably learns to read the video (bench/learning/README.md):
-    # one object per video, 3000 videos, the tiny recipes' own step counts. About 25 minutes on 2 cores; a smoke run
+    # one object per video, 3000 videos, the tiny recipes' own step counts: 26.6 min alone on 2 cores (README); a smoke run
     # is `--videos 400 --sft-steps 2000 --grpo-steps 10` (minutes, but then it answers from text priors).
     p.add_argument("--videos", type=int, default=3000, help="synthetic videos to generate (default 3000)")
     p.add_argument("--kinds", default="single",
