@@ -32,10 +32,12 @@ def test_quickstart_small_end_to_end(tmp_path):
     assert [r["label"] for r in report["runs"]] == ["base", "sft", "grpo"]
     # 60 videos (seed 0) give two test videos of equal duration: the control runs on their single/multi queries
     control = json.loads((out / "report" / "video_control.json").read_text())
-    assert control["queries"] == 4 and set(control["own"]) == set(control["swapped"]) == {"R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU"}
+    assert control["queries"] == 4
+    assert set(control["own"]) == set(control["swapped"]) == {"R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU"}
     own = [json.loads(x) for x in (out / "eval" / "control" / "own.jsonl").read_text().splitlines()]
     swapped = [json.loads(x) for x in (out / "eval" / "control" / "swapped.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in own] == [r["id"] for r in swapped] and all(a["video"] != b["video"] for a, b in zip(own, swapped))
+    assert [r["id"] for r in own] == [r["id"] for r in swapped]
+    assert all(a["video"] != b["video"] for a, b in zip(own, swapped))
     assert "## Video control (GRPO model)" in (out / "report" / "report.md").read_text()
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings) >= {"SFT", "GRPO", "report"}

@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="outputs/quickstart", help="output folder (default outputs/quickstart)")
     # Defaults: the setting in which the tiny model measurably learns to read the video (bench/learning/README.md):
-    # one object per video, 3000 videos, the tiny recipes' own step counts: 26.6 min alone on 2 cores (README); a smoke run
-    # is `--videos 400 --sft-steps 2000 --grpo-steps 10` (minutes, but then it answers from text priors).
+    # one object per video, 3000 videos, the tiny recipes' own step counts: 26.6 min alone on 2 cores (README).
+    # A smoke run is `--videos 400 --sft-steps 2000 --grpo-steps 10` (minutes, but it answers from text priors).
     p.add_argument("--videos", type=int, default=3000, help="synthetic videos to generate (default 3000)")
     p.add_argument("--kinds", default="single",
                    help="query kinds of the synthetic world, comma-separated, from "
@@ -170,7 +170,8 @@ def _video_control(stages: Stages, model: Path, out: Path, data: Path, limit: in
     for which, records in (("own", own), ("swapped", swapped)):
         run_dir = folder / which
         if n == 0:
-            stages.run(f"video control ({which} videos)", run_dir, lambda: print("  no test videos to swap"), reuse=False)
+            stages.run(f"video control ({which} videos)", run_dir, lambda: print("  no test videos to swap"),
+                       reuse=False)
             continue
         _eval_stage(stages, f"video control ({which} videos)", model, run_dir, records, limit)
         metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
