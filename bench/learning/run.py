@@ -354,7 +354,7 @@ def model_description(model: Path) -> dict[str, Any]:
 
     with safe_open(str(model / "model.safetensors"), "pt") as f:
         params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-    return {"size": "small (trained, from --init)", "params": params}
+    return {"size": "unknown (a trained model from --init)", "params": params}
 
 
 def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_recs, counts, timings) -> dict:
