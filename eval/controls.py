@@ -16,6 +16,12 @@ from pathlib import Path
 from vtg.data.records import Record, load_records, write_jsonl
 
 CONTROL_KINDS = ("single", "multi")  # synthetic-world kinds with moments that belong to one object of the video
+READS_VIDEO_MIOU_GAP = 10.0  # mIoU points the swapped-video run must lose for "the model reads the video"
+
+
+def reads_video(own_miou: float, swapped_miou: float) -> bool:
+    """The control's verdict: swapping the videos costs at least READS_VIDEO_MIOU_GAP points of mIoU."""
+    return own_miou - swapped_miou >= READS_VIDEO_MIOU_GAP
 
 
 def swapped_video_records(records: list[Record], root: str | Path, seed: int = 0,
@@ -23,14 +29,14 @@ def swapped_video_records(records: list[Record], root: str | Path, seed: int = 0
     """(own, swapped): the records that have another video of the same duration, with absolute video paths, and
     the same records with that other video. `kinds` filters by `extra["kind"]` (None: every record with moments)."""
     keep = [r for r in records if r.moments and (kinds is None or r.extra.get("kind") in kinds)]
+    paths = [str(Path(r.video_path(root)).resolve()) for r in keep]  # once per record, not once per pair
     by_duration: dict[float, set[str]] = defaultdict(set)
-    for r in keep:
-        by_duration[r.duration].add(r.video_path(root))
+    for r, path in zip(keep, paths):
+        by_duration[r.duration].add(path)
     rng = random.Random(seed)
     own, swapped = [], []
-    for r in keep:
-        path = str(Path(r.video_path(root)).resolve())
-        others = sorted(str(Path(v).resolve()) for v in by_duration[r.duration] if v != r.video_path(root))
+    for r, path in zip(keep, paths):
+        others = sorted(by_duration[r.duration] - {path})
         if not others:
             continue
         own.append(replace(r, video=path))

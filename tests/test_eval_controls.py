@@ -32,3 +32,10 @@ def test_write_control_sets_counts_and_files(tmp_path):
     own, swapped, n = write_control_sets(tmp_path / "test.jsonl", tmp_path / "control")
     assert n == 2 and own.read_text().count("\n") == swapped.read_text().count("\n") == 2
 
+
+
+def test_reads_video_needs_a_ten_point_mIoU_drop():
+    from vtg.eval.controls import reads_video
+
+    assert reads_video(80.0, 70.0) and reads_video(86.2, 28.4)
+    assert not reads_video(80.0, 70.5) and not reads_video(40.0, 41.0)
