@@ -86,3 +86,35 @@ def test_sft_video_in_gradient_and_export(family, tiny_qwen25, tiny_qwen3, synth
     from transformers import AutoModelForImageTextToText
 
     AutoModelForImageTextToText.from_pretrained(final)  # merged LoRA, loadable
+
+
+class FrozenBlockProbe(VisionProbe):
+    """Also records whether the first vision block's output is part of the autograd graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.block_in_graph: list[bool] = []
+
+    def on_train_begin(self, args, state, control, model=None, **kw):
+        super().on_train_begin(args, state, control, model=model, **kw)
+        from vtg.engine import vision_tower
+
+        def record(module, inputs, out):
+            self.block_in_graph.append((out[0] if isinstance(out, tuple) else out).requires_grad)
+
+        vision_tower(model).blocks[0].register_forward_hook(record)
+
+
+@pytest.mark.parametrize("family,tuning", [("qwen25", "full"), ("qwen25", "lora"), ("qwen3", "lora")])
+def test_frozen_vision_tower_stays_out_of_autograd_with_gradient_checkpointing(family, tuning, tiny_qwen25,
+                                                                               tiny_qwen3, synth_world, tmp_path):
+    """transformers' gradient checkpointing makes the patch embedding's output require grad, which put every frozen
+    vision block into the backward (measured on an H200: 931 vs 6111 training tok/s with / without checkpointing,
+    bench/gpu). The frozen blocks must stay out of the graph while the merger still learns."""
+    from vtg.train.sft import run_sft
+
+    probe = FrozenBlockProbe()
+    run_sft(_recipe(tiny_qwen25 if family == "qwen25" else tiny_qwen3, synth_world, tmp_path / "sft",
+                    gradient_checkpointing=True, tuning=tuning), callbacks=[probe])
+    assert probe.block_in_graph and not any(probe.block_in_graph)
+    assert probe.before and sorted(probe.changed) == sorted(probe.before)  # the merger still gets its gradient

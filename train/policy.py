@@ -73,14 +73,37 @@ def prepare_trainable(model, recipe, wrap: bool = True):
     GRPO passes `wrap=False` and hands `lora_config` to TRL instead: TRL then takes reference log-probs with the
     adapters disabled rather than keeping a second "ref" adapter (which breaks checkpoint saving under ZeRO-3)."""
     for name, p in model.named_parameters():
-        if ".visual." in name or name.startswith("visual."):
+        if _in_vision_tower(name):
             p.requires_grad = (not recipe.freeze_vision) or (recipe.train_merger and is_merger(name))
+    if not any(p.requires_grad for n, p in model.named_parameters() if _in_vision_tower(n) and not is_merger(n)):
+        keep_frozen_vision_out_of_autograd(model)
     config = lora_config(model, recipe)
     if config is None or not wrap:
         return model
     from peft import get_peft_model
 
     return get_peft_model(model, config)
+
+
+def _in_vision_tower(name: str) -> bool:
+    return ".visual." in name or name.startswith("visual.")
+
+
+def keep_frozen_vision_out_of_autograd(model) -> None:
+    """Make `enable_input_require_grads` hook the language model's token embeddings only.
+
+    Gradient checkpointing (and TRL with LoRA) call it; transformers' version hooks the input embeddings of every
+    sub-model, so the frozen vision tower's patch embedding output requires grad, and every frozen vision block is
+    recorded by autograd, back-propagated through and kept for the backward, for nothing: no vision weight before
+    the merger trains (tests/test_train.py checks the blocks stay out of the graph and the merger still learns).
+    """
+
+    def enable_input_require_grads():
+        hook = model.get_input_embeddings().register_forward_hook(lambda module, inputs, out: out.requires_grad_(True))
+        model._require_grads_hooks = [hook]  # the attributes transformers' disable_input_require_grads removes
+        model._require_grads_hook = hook
+
+    model.enable_input_require_grads = enable_input_require_grads
 
 
 def count_trainable(model) -> tuple[int, int]:
