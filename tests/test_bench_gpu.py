@@ -34,3 +34,19 @@ def test_grpo_step_tiny_prints_the_table(tmp_path):
     assert all(math.isfinite(res[k]) and res[k] > 0 for k in ("step_s", "rollout_s", "train_tok_s", "rollout_tok_s"))
     assert res["step_s"] > res["rollout_s"]  # the loss pass took time too
     assert res["grad_norm"] > 0  # and produced gradients (a zero update would time a different computation)
+
+
+def test_cli_smoke_runs_every_job_on_cpu(tmp_path):
+    """bench/gpu/cli_smoke.py (the GPU machine's check of `vtg train` on tiny models) at 5 % of its steps."""
+    out = tmp_path / "smoke.json"
+    r = subprocess.run([sys.executable, str(SCRIPT.parent / "cli_smoke.py"), "--steps-scale", "0.05", "--json",
+                        str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(x["method"], x["tuning"]) for x in rows] == [("sft", "full"), ("sft", "lora"), ("grpo", "full"),
+                                                         ("grpo", "lora")] * 2
+    for x in rows:
+        assert x["vision"] == x["language"] == "cpu/float32"  # precision auto: fp32 on CPU
+        assert x["vision_calls_per_step"] >= 1  # the video reached every optimizer step
+        assert x["merger_grad_min"] > 0, x["job"]  # ... and its gradient the merger (GRPO: the noise reward)
+    assert r.stdout.strip().splitlines()[-1].startswith("qwen3-vl grpo lora")  # the table is printed last

@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     p.add_argument("--generations", type=int, default=None, help="rollouts per prompt (default 8; tiny 2)")
     p.add_argument("--completion", type=int, default=None, help="max completion tokens (default 200; tiny 8)")
     p.add_argument("--micro-batch", type=int, default=2, help="sequences per forward/backward (default 2)")
-    p.add_argument("--beta", type=float, default=0.0, help="KL weight; > 0 adds a reference model forward")
+    p.add_argument("--beta", type=float, default=0.0, help="KL weight; > 0 adds a reference model forward (--tiny only)")
     p.add_argument("--no-grad-ckpt", action="store_true", help="turn gradient checkpointing off")
     p.add_argument("--train-vision", action="store_true", help="train the whole vision tower (default frozen)")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU on other cards")
@@ -295,6 +295,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.generations = args.generations or (2 if args.tiny else 8)
     args.completion = args.completion or (8 if args.tiny else 200)
+    if args.beta > 0 and not args.tiny:
+        # measured on an H200: TRL builds the reference copy from the model's folder, and the random-init 3B model
+        # has none (it is never written: 7.5 GB). With LoRA, TRL would disable the adapters instead.
+        p.error("--beta > 0 needs the model on disk for TRL's reference copy; the random-init 3B model is not saved "
+                "(run with --tiny to exercise the KL path on CPU)")
     if args.generations % args.micro_batch or args.steps < 1:
         p.error(f"--generations {args.generations} must be a multiple of --micro-batch {args.micro_batch}, "
                 "and --steps >= 1")
