@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds it took to train --init; counted in the 30-CPU-minute total")
     p.add_argument("--train-threads", type=int, default=1,
                    help="torch threads for training (1: the data-loader worker gets the other core)")
+    p.add_argument("--frame-size", type=int, default=56,
+                   help="synthetic frame width = height in pixels; 84 puts each 28-px layout cell in one merged token")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete --out first")
     args = p.parse_args(argv)
@@ -89,12 +91,12 @@ class Timer:
         return result
 
 
-def make_world(out: Path, n_videos: int, seed: int, kinds: tuple[str, ...]) -> None:
+def make_world(out: Path, n_videos: int, seed: int, kinds: tuple[str, ...], frame_size: int = 56) -> None:
     from vtg.data.synth import SynthConfig, generate
 
     # no val split: every held-out video goes to test, so >= 200 test queries per kind need ~1,000 videos
     generate(SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0, kinds=kinds,
-                         split_fractions=(0.8, 0.0, 0.2)), out, progress=True)
+                         size=frame_size, split_fractions=(0.8, 0.0, 0.2)), out, progress=True)
 
 
 def recipe_for(method: str, init: Path, world: Path, out: Path, steps: int | None, extra: list[str], seed: int):
@@ -306,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t = Timer(out / "timings.json")
     world, base = out / "world", out / "model-base"
-    t.stage("synthetic world", world / "test.jsonl", lambda: make_world(world, args.videos, args.seed, args.kinds))
+    t.stage("synthetic world", world / "test.jsonl",
+            lambda: make_world(world, args.videos, args.seed, args.kinds, args.frame_size))
+    if args.frame_size != 56:  # the tiny recipes sample 56x56 frames; keep every pixel of the larger ones
+        pixels = [f"sampling.{k}={args.frame_size ** 2}" for k in ("min_pixels", "max_pixels")]
+        args.sft, args.grpo = pixels + args.sft, pixels + args.grpo
     if args.init is None:
         t.stage("tiny model", base / "config.json", lambda: build_tiny_model("qwen2.5-vl", base, args.size, args.seed))
     else:
@@ -376,7 +382,7 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
                    f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
         "model": {"family": "qwen2.5-vl", **tiny, "init": args.init},
         "world": {"videos": args.videos, "kinds": list(args.kinds), "train_queries": len(train_recs), "test_queries": len(test_recs),
-                  "test_per_kind": counts, "duration_s": [8, 20], "fps": 2, "frame": "56x56"},
+                  "test_per_kind": counts, "duration_s": [8, 20], "fps": 2, "frame": f"{args.frame_size}x{args.frame_size}"},
         "constant_baseline": const,
         "metrics": runs,
         "mean_reward_on_test": {"weights": weights,
@@ -437,7 +443,7 @@ def markdown(r: dict) -> str:
         "(bench/learning/README.md says which runs had company).  ",
         f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), "
         + (f"SFT starts from `{r['model']['init']}` (a curriculum).  " if r["model"].get("init") else "random init.  "),
-        f"World: {r['world']['videos']} videos (8–20 s, 2 fps, 56×56; kinds {', '.join(r['world']['kinds'])}), {r['world']['train_queries']} train queries, "
+        f"World: {r['world']['videos']} videos (8–20 s, 2 fps, {r['world'].get('frame', '56x56').replace('x', '×')}; kinds {', '.join(r['world']['kinds'])}), {r['world']['train_queries']} train queries, "
         f"test {r['world']['test_per_kind']} queries per kind.  ",
         f"Constant baseline: {r['constant_baseline']['kind']} window {r['constant_baseline']['window']} "
         f"(train mIoU {r['constant_baseline']['train_mIoU']}), answered for every query.  ",
