@@ -56,10 +56,11 @@ def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpo
         raise UserError("give exactly one of --model DIR or --endpoint URL")
     if model is not None and not Path(model).is_dir():
         raise UserError(f"--model {model}: not a folder with model weights")
+    served = _connect(cfg, endpoint) if endpoint is not None else None
     if cfg.prompt_style is None:  # word the question as the model was trained to read it (run.json records it)
         from vtg import engine
 
-        style = engine.prompt_style_for_model(model) if model else _served_prompt_style(cfg, endpoint)
+        style = engine.prompt_style_for_model(model) if model else served.prompt_style
         cfg = replace(cfg, prompt_style=style)
     records_path = cfg.records_path
     if not records_path.exists():
@@ -82,7 +83,7 @@ def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpo
         if todo and model is not None:
             timing = _run_offline(cfg, model, todo, root, app, progress)
         elif todo:
-            _run_endpoint(cfg, endpoint, todo, root, app, progress)
+            _run_endpoint(cfg, served, todo, root, app, progress)
     wall = time.perf_counter() - t0
     summary = {"predictions": str(pred_path), "queries": len(selected), "ran": len(todo),
                "resumed": len(selected) - len(todo), "wall_s": round(wall, 3),
@@ -243,35 +244,43 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
     return make_line(rec.id, text, error=err, extra=_extra(rec), latency_s=time.perf_counter() - t0)
 
 
-def _client_and_models(cfg: EvalConfig, url: str):
-    """The openai client for the endpoint and the server's model cards (a clear error when it is not up)."""
+@dataclass
+class Served:
+    """The endpoint's client, the model name requests use, and the prompt style its card announces."""
+    client: Any
+    model: str
+    prompt_style: str
+
+
+def _connect(cfg: EvalConfig, url: str) -> Served:
+    """One /v1/models call: a clear error when the server is not up, or does not serve `endpoint.model`."""
     import openai
 
     ec = cfg.endpoint
     client = openai.OpenAI(base_url=url, api_key=os.environ.get(ec.api_key_env, "EMPTY"), timeout=ec.timeout_s,
                            max_retries=2)
     try:
-        return client, client.models.list().data
+        cards = client.models.list().data
     except openai.APIConnectionError as e:
         raise UserError(f"--endpoint {url}: cannot connect ({e}); is the server up?") from None
-
-
-def _served_prompt_style(cfg: EvalConfig, url: str) -> str:
-    """The prompt style a `vtg serve` model card announces; "full" for servers that do not say."""
-    _, cards = _client_and_models(cfg, url)
-    name = cfg.endpoint.model or (cards[0].id if cards else None)
+    if not cards:
+        raise UserError(f"--endpoint {url}: the server lists no models at /v1/models")
+    name = ec.model or cards[0].id
     card = next((c for c in cards if c.id == name), None)
-    return getattr(card, "prompt_style", None) or "full"
+    if card is None:
+        raise UserError(f"endpoint.model: {name!r} is not served at {url}; it serves "
+                        f"{', '.join(repr(c.id) for c in cards)}")
+    # "full" for servers that do not announce a style (any OpenAI-compatible server other than `vtg serve`)
+    return Served(client, name, getattr(card, "prompt_style", None) or "full")
 
 
-def _run_endpoint(cfg: EvalConfig, url: str, todo: list[Record], root: Path, app: Appender, progress) -> None:
+def _run_endpoint(cfg: EvalConfig, served: Served, todo: list[Record], root: Path, app: Appender,
+                  progress) -> None:
     ec = cfg.endpoint
-    client, cards = _client_and_models(cfg, url)
-    model_name = ec.model or cards[0].id
     # Bounded concurrency: `concurrency` requests in flight; lines are written per chunk so a kill loses little.
     with ThreadPoolExecutor(ec.concurrency) as pool:
         for k, chunk in enumerate(_chunks(todo, max(cfg.batch_size, ec.concurrency))):
-            lines = list(pool.map(lambda r: _ask(client, model_name, r, root, cfg), chunk))
+            lines = list(pool.map(lambda r: _ask(served.client, served.model, r, root, cfg), chunk))
             app.write(lines)
             if progress:
                 progress(f"[vtg eval] chunk {k + 1}: {len(lines)} lines, {sum(1 for x in lines if x['error'])} errors")

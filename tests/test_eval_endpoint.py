@@ -1,5 +1,6 @@
 """Integration: `vtg eval run --endpoint` against the real `vtg serve` (vLLM CPU engine, tiny Qwen2.5-VL) with the
-`openai` client: file:// video URLs, bounded concurrency, a missing video recorded as an error line, resume."""
+`openai` client: file:// video URLs, bounded concurrency, a missing video recorded as an error line, resume, an
+unserved model name refused."""
 
 import json
 from pathlib import Path
@@ -32,6 +33,12 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
         capsys.readouterr()
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out)
+        # a model name the server does not serve: refused up front, naming what it serves (not one 404 per query)
+        (tmp_path / "other.yaml").write_text((tmp_path / "eval.yaml").read_text() + "  model: tiny-7b\n")
+        assert main(["eval", "run", "--config", str(tmp_path / "other.yaml"), "--endpoint", server.url + "/v1",
+                     "--out", str(tmp_path / "other")]) == 2
+        assert "endpoint.model: 'tiny-7b' is not served" in capsys.readouterr().err
+        assert not (tmp_path / "other" / "predictions.jsonl").exists()
     finally:
         server.stop()
     assert summary["resumed"] == 2 and summary["ran"] == 2
