@@ -172,17 +172,25 @@ _TASK = {
 # trained from scratch (tiny ones): ~140 instruction tokens between the video and the answer delay a random-init
 # model's learning to read the video (bench/learning/probe_results.md). A model folder records its style
 # (`vtg_prompt.json`, see vtg.engine) so training, eval and serving keep using the same text.
-PROMPT_STYLES = ("full", "short")
+# "query-first": the "short" text, placed before the video instead of after it, so that (causal attention) the video
+# tokens can attend to the query: bench/learning/single_multi_84_query_first.
+PROMPT_STYLES = ("full", "short", "query-first")
+
+
+def query_before_video(style: str) -> bool:
+    """Whether the prompt text goes before the video in the user turn (else after it, Qwen's usual order)."""
+    return style == "query-first"
 
 
 def grounding_prompt(query: str, duration: float, *, mode: str = "multi", think: bool = True,
                      style: str = "full") -> str:
-    """The user turn that goes after the video. Training, eval and serving all use this one text."""
+    """The user turn's text (after the video, or before it: `query_before_video`). Training, eval and serving all
+    use this one text."""
     if mode not in _TASK:
         raise ValueError(f"mode must be one of {sorted(_TASK)}, got {mode!r}")
     if style not in PROMPT_STYLES:
         raise ValueError(f"prompt style must be one of {list(PROMPT_STYLES)}, got {style!r}")
-    if style == "short":  # mode and think are learned from the training answers, not asked for
+    if style in ("short", "query-first"):  # mode and think are learned from the training answers, not asked for
         return f"{duration:.1f}s. {query.strip()}"
     fmt = "'starts at Xs, ends at Ys' (several moments separated by '; ')"
     fmt += f", or '{NOT_PRESENT}' if it does not happen" if mode == "multi" else ""

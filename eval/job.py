@@ -217,12 +217,12 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
 # ---- OpenAI-compatible endpoint --------------------------------------------------------------------------------
 
 def _chat_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
-    from vtg.data.grammar import grounding_prompt
+    from vtg.data.grammar import grounding_prompt, query_before_video
 
     url = rec.video if "://" in rec.video else Path(rec.video_path(root)).resolve().as_uri()
     text = grounding_prompt(rec.query, rec.duration, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style)
-    return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}},
-                                         {"type": "text", "text": text}]}]
+    parts = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": text}]
+    return [{"role": "user", "content": parts[::-1] if query_before_video(cfg.prompt_style) else parts}]
 
 
 def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> dict[str, Any]:

@@ -103,13 +103,19 @@ def test_prompt_style_travels_with_the_model(tiny, tmp_path):
     with pytest.raises(UserError, match="prompt style must be one of"):
         engine.save_prompt_style(tmp_path, "terse")
     (tmp_path / engine.PROMPT_FILE).write_text(json.dumps({"style": "terse"}))
-    with pytest.raises(UserError, match=r"vtg_prompt.json: 'style' must be one of \['full', 'short'\], got 'terse'"):
+    with pytest.raises(UserError, match=r"vtg_prompt.json: 'style' must be one of \['full', 'short', 'query-first'\], "
+                                        "got 'terse'"):
         engine.prompt_style_for_model(tmp_path)
     (tmp_path / engine.PROMPT_FILE).write_text("{style: short")
     with pytest.raises(UserError, match="vtg_prompt.json: not valid JSON"):
         engine.prompt_style_for_model(tmp_path)
     text = engine.render_prompt(_processor(path), engine.grounding_messages("red square", 12.0, style="short"))
     assert "12.0s. red square<|im_end|>" in text and "Query" not in text
+    # the same words before the video: the text ends before the placeholder, the video ends the user turn
+    first = engine.render_prompt(_processor(path), engine.grounding_messages("red square", 12.0, style="query-first"))
+    assert f"12.0s. red square{engine.VIDEO_PLACEHOLDER}<|im_end|>" in first
+    assert first.replace(engine.VIDEO_PLACEHOLDER, "").replace("red square", "") == \
+        text.replace(engine.VIDEO_PLACEHOLDER, "").replace("red square", "")
 
 
 # ---- THE time-scale check through the real tiny processors --------------------------------------------------------

@@ -114,3 +114,12 @@ def test_offline_question_is_worded_in_the_configured_prompt_style(synth_world, 
         prepared = _prepare(rec, synth_world, cfg, processor, sampling)
         assert prepared.error is None, prepared.error
         assert present in prepared.inputs["prompt"] and absent not in prepared.inputs["prompt"]
+    from vtg.eval.job import _chat_messages
+
+    cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style="query-first")
+    prepared = _prepare(rec, synth_world, cfg, processor, sampling)
+    assert f"{short[:-len('<|im_end|>')]}{engine.VIDEO_PLACEHOLDER}<|im_end|>" in prepared.inputs["prompt"]
+    # the endpoint path orders the parts the same way
+    assert [p["type"] for p in _chat_messages(rec, synth_world, cfg)[0]["content"]] == ["text", "video_url"]
+    cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style="short")
+    assert [p["type"] for p in _chat_messages(rec, synth_world, cfg)[0]["content"]] == ["video_url", "text"]

@@ -66,7 +66,7 @@ def test_recipe_prompt_style_overrides_the_models_and_rejects_unknown(tiny_qwen2
 
     assert _recipe(tiny_qwen25, synth_world, tmp_path).resolved_prompt_style() == "short"  # the model's own
     assert _recipe(tiny_qwen25, synth_world, tmp_path, prompt_style="full").resolved_prompt_style() == "full"
-    with pytest.raises(RecipeError, match="prompt_style must be 'full', 'short' or null"):
+    with pytest.raises(RecipeError, match="prompt_style must be one of 'full', 'short', 'query-first' or null"):
         _recipe(tiny_qwen25, synth_world, tmp_path, prompt_style="brief")
 
 

@@ -95,8 +95,8 @@ class TrainRecipe:
         if self.mode not in ("multi", "single"):
             raise RecipeError(f"mode must be 'multi' or 'single', got {self.mode!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
-            raise RecipeError(f"prompt_style must be 'full', 'short' or null (the model's own), got "
-                              f"{self.prompt_style!r}")
+            raise RecipeError(f"prompt_style must be one of {', '.join(map(repr, PROMPT_STYLES))} or null (the "
+                              f"model's own), got {self.prompt_style!r}")
         if self.tuning not in ("lora", "full"):
             raise RecipeError(f"tuning must be 'lora' or 'full', got {self.tuning!r}")
         if self.precision not in ("auto", "bf16", "fp32"):

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from vtg.data.grammar import grounding_prompt
+from vtg.data.grammar import grounding_prompt, query_before_video
 from vtg.errors import UserError
 
 SAMPLING_FILE = "vtg_sampling.json"
@@ -32,11 +32,11 @@ VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 
 def grounding_messages(query: str, duration: float, *, mode: str = "multi", think: bool = True,
                        style: str = "full", system: str | None = None) -> list[dict]:
-    """Chat messages for one grounding question: [system], user = (video, grounding prompt in `style`)."""
-    user = {"role": "user", "content": [
-        {"type": "video"},
-        {"type": "text", "text": grounding_prompt(query, duration, mode=mode, think=think, style=style)},
-    ]}
+    """Chat messages for one grounding question: [system], user = (video, grounding prompt in `style`), or (prompt,
+    video) for a style that puts the query first."""
+    parts = [{"type": "video"},
+             {"type": "text", "text": grounding_prompt(query, duration, mode=mode, think=think, style=style)}]
+    user = {"role": "user", "content": parts[::-1] if query_before_video(style) else parts}
     if system is None:
         return [user]
     return [{"role": "system", "content": [{"type": "text", "text": system}]}, user]
