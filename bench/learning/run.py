@@ -310,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     world, base = out / "world", out / "model-base"
     t.stage("synthetic world", world / "test.jsonl",
             lambda: make_world(world, args.videos, args.seed, args.kinds, args.frame_size))
+    made = json.loads((world / "world.json").read_text())
+    asked = {"n_videos": args.videos, "seed": args.seed, "kinds": list(args.kinds), "size": args.frame_size}
+    if any(made.get(k) != v for k, v in asked.items()):  # a reused --out, or a world linked in by hand
+        raise SystemExit(f"[bench] {world} was made with {({k: made.get(k) for k in asked})}, not {asked}: "
+                         "use another --out or --fresh")
     if args.frame_size != 56:  # the tiny recipes sample 56x56 frames; keep every pixel of the larger ones
         pixels = [f"sampling.{k}={args.frame_size ** 2}" for k in ("min_pixels", "max_pixels")]
         args.sft, args.grpo = pixels + args.sft, pixels + args.grpo
