@@ -173,7 +173,8 @@ _TASK = {
 # model's learning to read the video (bench/learning/probe_results.md). A model folder records its style
 # (`vtg_prompt.json`, see vtg.engine) so training, eval and serving keep using the same text.
 # "query-first": the "short" text, placed before the video instead of after it, so that (causal attention) the video
-# tokens can attend to the query: bench/learning/single_multi_84_query_first.
+# tokens can attend to the query. Tried for the two-object worlds, where it did not help the tiny model at 24k steps
+# (bench/learning/single_multi_query_first).
 PROMPT_STYLES = ("full", "short", "query-first")
 
 

@@ -95,11 +95,13 @@ def keep_frozen_vision_out_of_autograd(model) -> None:
     Gradient checkpointing (and TRL with LoRA) call it; transformers' version hooks the input embeddings of every
     sub-model, so the frozen vision tower's patch embedding output requires grad, and every frozen vision block is
     recorded by autograd, back-propagated through and kept for the backward, for nothing: no vision weight before
-    the merger trains (tests/test_train.py checks the blocks stay out of the graph and the merger still learns).
+    the merger trains (tests/test_train_sft.py checks the blocks stay out of the graph and the merger still learns).
+    Measured on an H200 (bench/gpu): a 3B-sized GRPO step trained 6.7x faster with checkpointing on.
     """
 
     def enable_input_require_grads():
-        hook = model.get_input_embeddings().register_forward_hook(lambda module, inputs, out: out.requires_grad_(True))
+        embeddings = model.get_input_embeddings()  # the language model's: the top-level model delegates to it
+        hook = embeddings.register_forward_hook(lambda module, inputs, out: out.requires_grad_(True))
         model._require_grads_hooks = [hook]  # the attributes transformers' disable_input_require_grads removes
         model._require_grads_hook = hook
 

@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every job's steps (CPU pre-flight)")
     p.add_argument("--trained-sft", default=None,
-                   help="a Qwen2.5-VL tiny model already trained on this world (e.g. bench/learning's model-sft/final): "
+                   help="a Qwen2.5-VL tiny model already trained on this world (bench/learning's model-sft/final): "
                         "its GRPO rows get real rewards; without it they start from the smoke's own 300-step SFT "
                         "model and add a noise reward")
     p.add_argument("--json", default=None)

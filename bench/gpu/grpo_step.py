@@ -287,7 +287,8 @@ def main(argv=None) -> int:
     p.add_argument("--generations", type=int, default=None, help="rollouts per prompt (default 8; tiny 2)")
     p.add_argument("--completion", type=int, default=None, help="max completion tokens (default 200; tiny 8)")
     p.add_argument("--micro-batch", type=int, default=2, help="sequences per forward/backward (default 2)")
-    p.add_argument("--beta", type=float, default=0.0, help="KL weight; > 0 adds a reference model forward (--tiny only)")
+    p.add_argument("--beta", type=float, default=0.0,
+                   help="KL weight; > 0 adds a reference model forward (--tiny only)")
     p.add_argument("--no-grad-ckpt", action="store_true", help="turn gradient checkpointing off")
     p.add_argument("--train-vision", action="store_true", help="train the whole vision tower (default frozen)")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU on other cards")
