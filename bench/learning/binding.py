@@ -11,7 +11,6 @@ For every test video with two present-object queries (the `single,multi` worlds:
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -45,12 +44,9 @@ def binding(world: Path, run: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", type=Path, required=True)
-    ap.add_argument("--run", type=Path, action="append", required=True, help="an eval run folder (repeatable)")
-    args = ap.parse_args()
-    for run in args.run:
-        print(run, json.dumps(binding(args.world, run)))
+    from per_run import main_over_runs  # this folder is on sys.path when the script runs
+
+    main_over_runs(binding, __doc__)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ times ending in ".0" vs ".5" (the synthetic world's moments sit on a 0.5 s grid;
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -35,12 +34,9 @@ def boundary_errors(world: Path, run: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--world", type=Path, required=True)
-    ap.add_argument("--run", type=Path, action="append", required=True, help="an eval run folder (repeatable)")
-    args = ap.parse_args()
-    for run in args.run:
-        print(run, json.dumps(boundary_errors(args.world, run)))
+    from per_run import main_over_runs  # this folder is on sys.path when the script runs
+
+    main_over_runs(boundary_errors, __doc__)
 
 
 if __name__ == "__main__":
