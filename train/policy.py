@@ -93,7 +93,8 @@ def keep_frozen_vision_out_of_autograd(model) -> None:
     """Make `enable_input_require_grads` hook the language model's token embeddings only.
 
     Gradient checkpointing (and TRL with LoRA) call it; transformers' version hooks the input embeddings of every
-    sub-model, so the frozen vision tower's patch embedding output requires grad, and every frozen vision block is
+    sub-model, so the frozen vision tower's patch embedding output (Qwen2.5-VL's vision model names it as its input
+    embeddings; Qwen3-VL's does not) requires grad, and every frozen vision block is
     recorded by autograd, back-propagated through and kept for the backward, for nothing: no vision weight before
     the merger trains (tests/test_train_sft.py checks the blocks stay out of the graph and the merger still learns).
     Measured on an H200 (bench/gpu): a 3B-sized GRPO step trained 6.7x faster with checkpointing on.
