@@ -296,6 +296,21 @@ def _make_video(args: tuple[SynthConfig, int, str]) -> dict[str, Any]:
     return scene
 
 
+def check_reused_world(cfg: SynthConfig, out_dir: str | os.PathLike) -> None:
+    """Refuse a world already on disk in `out_dir` that `world.json` says was made with settings other than `cfg`
+    (reruns reuse it; training on the wrong one would be silent)."""
+    meta = Path(out_dir) / "world.json"
+    if not meta.exists():
+        return
+    have = json.loads(meta.read_text())
+    want = json.loads(json.dumps(asdict(cfg)))  # tuples as lists, like world.json
+    diff = {k: (have.get(k), v) for k, v in want.items() if k in have and have[k] != v}
+    if diff:
+        said = ", ".join(f"{k}: {a!r} on disk vs {b!r} asked" for k, (a, b) in diff.items())
+        raise UserError(f"{out_dir} holds a synthetic world made with other settings ({said}); "
+                        "pass --fresh to start over, or another --out")
+
+
 def generate(cfg: SynthConfig, out_dir: str | os.PathLike, progress: bool = False,
              workers: int | None = None) -> dict[str, Path]:
     """Write videos/*.mp4, {train,val,test}.jsonl, scenes.jsonl and world.json; returns {split: jsonl path}."""

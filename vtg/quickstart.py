@@ -67,7 +67,7 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def run(args: argparse.Namespace) -> int:
-    from vtg.data.synth import SynthConfig, generate
+    from vtg.data.synth import SynthConfig, check_reused_world, generate
     from vtg.train.tiny_model import build_tiny_model
 
     out = Path(args.out)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     data = out / "data"
     world = SynthConfig(n_videos=args.videos, seed=args.seed, min_duration=8.0, max_duration=20.0,
                         kinds=_kinds(args.kinds))  # checks --kinds before anything runs
-    _check_reused_world(world, data)
+    check_reused_world(world, data)
     stages.run("synthetic world", data / "test.jsonl", lambda: generate(world, data, progress=True))
     base = out / "model-base"
     stages.run("tiny model", base / "config.json",
@@ -103,24 +103,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"full report (tables + plots): {out / 'report'}")
     print(f"quickstart finished in {sum(stages.timings.values()):.0f}s: {out}")
     return 0
-
-
-def _check_reused_world(world, data: Path) -> None:
-    """A rerun reuses the world on disk: refuse one generated with other settings rather than train on it silently."""
-    import dataclasses
-
-    from vtg.errors import UserError
-
-    meta = data / "world.json"
-    if not meta.exists():
-        return
-    have = json.loads(meta.read_text())
-    want = json.loads(json.dumps(dataclasses.asdict(world)))  # tuples as lists, like world.json
-    diff = {k: (have.get(k), v) for k, v in want.items() if k in have and have[k] != v}
-    if diff:
-        said = ", ".join(f"{k}: {a!r} on disk vs {b!r} asked" for k, (a, b) in diff.items())
-        raise UserError(f"{data} holds a synthetic world made with other settings ({said}); "
-                        "pass --fresh to start over, or another --out")
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -194,7 +176,8 @@ def _control_markdown(control: dict) -> str:
         lines.append(f"| {name} | {m['R@1,IoU=0.5']:.1f} | {m['R@1,IoU=0.7']:.1f} | {m['mIoU']:.1f} |")
     gap = own["mIoU"] - swapped["mIoU"]
     lines += ["", f"mIoU drops by {gap:.1f} points with swapped videos: "
-              + ("the model reads the video." if reads_video(own["mIoU"], swapped["mIoU"]) else "**the model does not (yet) read the video**; "
+              + ("the model reads the video." if reads_video(own["mIoU"], swapped["mIoU"])
+                 else "**the model does not (yet) read the video**; "
                  "its answers come from text priors (train longer: recipes/tiny/sft)."), ""]
     return "\n".join(lines)
 

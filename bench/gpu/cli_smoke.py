@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grpo_step import ROOT, import_vtg  # noqa: E402
+from grpo_step import ROOT, _noise_reward, import_vtg  # noqa: E402
 
 
 class Probe:
@@ -70,13 +70,6 @@ def _losses(logs: list[dict], key: str) -> tuple[float | None, float | None]:
     return (vals[0], vals[-1]) if vals else (None, None)
 
 
-def _noise_reward(completions, **kw):
-    """Random rewards, for a model too untrained to score: non-zero advantages, so the step has a gradient."""
-    import random
-
-    return [random.random() for _ in completions]
-
-
 def run_job(name: str, method: str, config: str, overrides: dict, noise: bool = False) -> dict:
     from vtg.train.config import GRPORecipe, SFTRecipe, load_recipe
 
@@ -97,8 +90,7 @@ def run_job(name: str, method: str, config: str, overrides: dict, noise: bool = 
         out = train_and_export(trainer, recipe, "grpo", f"rewards {recipe.rewards}", close=trainer.close_llm)
     wall = time.perf_counter() - t0
     steps = recipe.max_steps
-    key = "loss"
-    first, last = _losses(probe.logs, key)
+    first, last = _losses(probe.logs, "loss")
     row = {"job": name, "method": method, "tuning": recipe.tuning, "steps": steps, "wall_s": wall,
            "steps_per_s": steps / wall, **probe.where, "vision_calls": probe.vision_calls,
            "vision_calls_per_step": probe.vision_calls / steps,

@@ -91,12 +91,12 @@ class Timer:
         return result
 
 
-def make_world(out: Path, n_videos: int, seed: int, kinds: tuple[str, ...], frame_size: int = 56) -> None:
-    from vtg.data.synth import SynthConfig, generate
+def world_config(n_videos: int, seed: int, kinds: tuple[str, ...], frame_size: int = 56):
+    from vtg.data.synth import SynthConfig
 
     # no val split: every held-out video goes to test, so >= 200 test queries per kind need ~1,000 videos
-    generate(SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0, kinds=kinds,
-                         size=frame_size, split_fractions=(0.8, 0.0, 0.2)), out, progress=True)
+    return SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0, kinds=kinds,
+                       size=frame_size, split_fractions=(0.8, 0.0, 0.2))
 
 
 def recipe_for(method: str, init: Path, world: Path, out: Path, steps: int | None, extra: list[str], seed: int):
@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args(argv)
     from vtg.data.records import load_records
+    from vtg.data.synth import check_reused_world, generate
+    from vtg.errors import UserError
     from vtg.train.tiny_model import build_tiny_model
 
     out = Path(args.out).resolve()
@@ -308,13 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t = Timer(out / "timings.json")
     world, base = out / "world", out / "model-base"
-    t.stage("synthetic world", world / "test.jsonl",
-            lambda: make_world(world, args.videos, args.seed, args.kinds, args.frame_size))
-    made = json.loads((world / "world.json").read_text())
-    asked = {"n_videos": args.videos, "seed": args.seed, "kinds": list(args.kinds), "size": args.frame_size}
-    if any(made.get(k) != v for k, v in asked.items()):  # a reused --out, or a world linked in by hand
-        raise SystemExit(f"[bench] {world} was made with {({k: made.get(k) for k in asked})}, not {asked}: "
-                         "use another --out or --fresh")
+    world_cfg = world_config(args.videos, args.seed, args.kinds, args.frame_size)
+    try:  # a reused --out, or a world linked in by hand
+        check_reused_world(world_cfg, world)
+    except UserError as e:
+        raise SystemExit(f"[bench] {e}") from None
+    t.stage("synthetic world", world / "test.jsonl", lambda: generate(world_cfg, world, progress=True))
     if args.frame_size != 56:  # the tiny recipes sample 56x56 frames; keep every pixel of the larger ones
         pixels = [f"sampling.{k}={args.frame_size ** 2}" for k in ("min_pixels", "max_pixels")]
         args.sft, args.grpo = pixels + args.sft, pixels + args.grpo
