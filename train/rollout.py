@@ -74,7 +74,8 @@ def build_groups(rows, processor, sampling, *, mode: str, think: bool, for_vllm:
 # ---- vLLM ---------------------------------------------------------------------------------------------------------
 
 
-def make_colocated_llm(model_dir: str, *, gpu_memory_utilization: float, max_model_len: int, seed: int):
+def make_colocated_llm(model_dir: str, *, gpu_memory_utilization: float, max_model_len: int, seed: int,
+                       **engine_overrides):
     """A vLLM engine in this process (weights can be replaced in place after each update)."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in-process: its model is reachable
     from vtg.engine import make_llm
@@ -84,7 +85,7 @@ def make_colocated_llm(model_dir: str, *, gpu_memory_utilization: float, max_mod
                     # reset_prefix_cache() after each weight sync also empties the engine's encoder cache, while the
                     # front end's processor cache still believes a seen video is cached: the next rollout on the same
                     # video fails with "Encoder cache miss". Without that cache every request carries its video.
-                    mm_processor_cache_gb=0)
+                    mm_processor_cache_gb=0, **engine_overrides)
 
 
 def vllm_model(llm):

@@ -23,6 +23,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--size", default="tiny", choices=["tiny", "small", "medium"])  # vtg.train.tiny_model.SIZES
     ap.add_argument("--out", default=None)
+    ap.add_argument("--sweep-max-num-seqs", default=None, metavar="N,N,...",
+                    help="instead: vLLM alone at each engine max_num_seqs, --repeats times each (JSON lines)")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
     import torch
@@ -51,14 +54,28 @@ def main() -> None:
                           prompt_style=prompt_style_for_model(model_dir))
     n_tokens = len(groups) * args.generations * args.tokens
 
-    llm = make_colocated_llm(str(model_dir), gpu_memory_utilization=0.1, max_model_len=2048, seed=0)
     params = SamplingParams(n=args.generations, temperature=1.0, max_tokens=args.tokens, ignore_eos=True)
-    llm.generate([g.vllm_request for g in groups[:1]], params, use_tqdm=False)  # warm-up
-    t = time.perf_counter()
-    outs = llm.generate([g.vllm_request for g in groups], params, use_tqdm=False)
-    vllm_s = time.perf_counter() - t
-    assert sum(len(c.token_ids) for o in outs for c in o.outputs) == n_tokens
-    close_llm(llm)
+
+    def time_vllm(**overrides) -> tuple[float, int]:
+        """(seconds for all prompts after a one-prompt warm-up, the engine's max_num_seqs)"""
+        llm = make_colocated_llm(str(model_dir), gpu_memory_utilization=0.1, max_model_len=2048, seed=0, **overrides)
+        max_num_seqs = llm.llm_engine.vllm_config.scheduler_config.max_num_seqs
+        llm.generate([g.vllm_request for g in groups[:1]], params, use_tqdm=False)  # warm-up
+        t = time.perf_counter()
+        outs = llm.generate([g.vllm_request for g in groups], params, use_tqdm=False)
+        seconds = time.perf_counter() - t
+        assert sum(len(c.token_ids) for o in outs for c in o.outputs) == n_tokens
+        close_llm(llm)
+        return seconds, max_num_seqs
+
+    if args.sweep_max_num_seqs:
+        for n in [int(x) for x in args.sweep_max_num_seqs.split(",")]:
+            for _ in range(args.repeats):
+                seconds, _ = time_vllm(max_num_seqs=n)
+                print(json.dumps({"model": args.size, "prompts": len(groups), "max_num_seqs": n,
+                                  "vllm_tokens_per_s": round(n_tokens / seconds, 1)}), flush=True)
+        return
+    vllm_s, max_num_seqs = time_vllm()
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     t = time.perf_counter()
@@ -71,7 +88,7 @@ def main() -> None:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
         "model": f"tiny qwen2.5-vl ({args.size})", "prompts": len(groups), "generations": args.generations,
-        "tokens_per_completion": args.tokens, "prompt_tokens": len(groups[0].prompt_ids),
+        "tokens_per_completion": args.tokens, "vllm_max_num_seqs": max_num_seqs, "prompt_tokens": len(groups[0].prompt_ids),
         "vllm_tokens_per_s": round(n_tokens / vllm_s, 1), "hf_tokens_per_s": round(n_tokens / hf_s, 1),
         "ratio_vllm_over_hf": round(hf_s / vllm_s, 2),
     }
