@@ -32,7 +32,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--pixels", type=int, default=None, help="frame pixel budget (default: the model's sampling)")
-    p.add_argument("--prompt", choices=("full", "short"), default="full")
+    p.add_argument("--prompt", choices=("full", "short", "query-first"), default="full")
     p.add_argument("--positions", choices=("reference", "transformers"), default="reference")
     p.add_argument("--freeze-vision", action="store_true", help="keep the vision tower at init (merger trains)")
     p.add_argument("--loss", choices=("answer-mean", "token"), default="answer-mean",
@@ -40,6 +40,9 @@ def parse_args():
                         "tokens and divided by the mean answer length, so every token weighs the same")
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--test", type=int, default=100, help="test queries in the own/swapped loss")
+    p.add_argument("--binding", action="store_true",
+                   help="two-object worlds: also the test loss with the *other* query's moments of the same video "
+                        "as the answer; a model that ignores which object the query names scores both the same")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -53,7 +56,7 @@ def encode_sets(args, processor, sampling):
 
     # the folders' full paths, not their names: two worlds called "world" must not share a cache
     where = hashlib.sha1(f"{args.world.resolve()}|{args.model.resolve()}".encode()).hexdigest()[:8]
-    tag = f"{args.world.name}-{args.model.name}-{where}-{sampling.max_pixels}-{args.prompt}"
+    tag = f"{args.world.name}-{args.model.name}-{where}-{sampling.max_pixels}-{args.prompt}-b{int(args.binding)}"
     cache = args.work / f"{tag}.pt"
     if cache.exists():
         return torch.load(cache)
@@ -67,11 +70,20 @@ def encode_sets(args, processor, sampling):
     by_duration: dict[float, list] = {}
     for r in test:
         by_duration.setdefault(r.duration, []).append(r)
+    by_video: dict[str, list] = {}
+    for r in test:
+        by_video.setdefault(r.video, []).append(r)
     rng, pairs = random.Random(0), []
     for r in test:
         others = [o for o in by_duration[r.duration] if o.video != r.video]
-        if others and len(pairs) < args.test:
-            pairs.append((collator.encode(row(r)), collator.encode(row(r, rng.choice(others).video))))
+        # the other object's answer: another query of the same video, with other moments
+        neighbours = [o for o in by_video[r.video] if o.moments and o.moments != r.moments]
+        if not others or len(pairs) >= args.test or (args.binding and not (r.moments and neighbours)):
+            continue
+        pair = (collator.encode(row(r)), collator.encode(row(r, rng.choice(others).video)))
+        if args.binding:
+            pair += (collator.encode({**row(r), "moments": neighbours[0].moments}),)
+        pairs.append(pair)
     args.work.mkdir(parents=True, exist_ok=True)
     torch.save((train, pairs), cache)
     return train, pairs
@@ -132,11 +144,12 @@ def main() -> None:
     def test_losses():
         model.eval()
         with torch.no_grad():
-            own = sum(float(model(**o).loss) for o, _ in pairs) / len(pairs)
-            swapped = sum(float(model(**s).loss) for _, s in pairs) / len(pairs)
-            first = first_token_hits([o for o, _ in pairs])
+            own = sum(float(model(**p[0]).loss) for p in pairs) / len(pairs)
+            swapped = sum(float(model(**p[1]).loss) for p in pairs) / len(pairs)
+            other = sum(float(model(**p[2]).loss) for p in pairs) / len(pairs) if args.binding else None
+            first = first_token_hits([p[0] for p in pairs])
         model.train()
-        return own, swapped, first
+        return own, swapped, other, first
 
     order: list[int] = []
     running, history, t0 = None, [], time.time()
@@ -156,11 +169,15 @@ def main() -> None:
         opt.zero_grad()
         running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
         if step % args.eval_every == 0 or step == args.steps:
-            own, swapped, first = test_losses()
+            own, swapped, other, first = test_losses()
             history.append({"step": step, "train": round(running, 4), "own": round(own, 4),
                             "swapped": round(swapped, 4), "gap": round(swapped - own, 4), "first_token": first})
+            bind = ""
+            if other is not None:
+                history[-1].update(other_object=round(other, 4), binding_gap=round(other - own, 4))
+                bind = f"other-object answer {other:.4f}  binding gap {other - own:+.4f}  "
             print(f"step {step}: train {running:.4f}  test own-video {own:.4f}  swapped-video {swapped:.4f}  "
-                  f"gap {swapped - own:+.4f}  first answer token right {first}  ({time.time() - t0:.0f}s)",
+                  f"gap {swapped - own:+.4f}  {bind}first answer token right {first}  ({time.time() - t0:.0f}s)",
                   flush=True)
     print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "history": history}))
 
