@@ -122,3 +122,21 @@ def test_bad_family_or_size_is_a_user_error(tmp_path):
         build_tiny_model("llava", tmp_path)
     with pytest.raises(UserError, match="tiny, small"):
         build_tiny_model("qwen3-vl", tmp_path, size="huge")
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_every_size_builds_with_its_text_attention_shape(tmp_path, family):
+    """Each size's heads / KV heads / layers reach the config and a forward pass runs (Qwen2.5-VL derives head_dim
+    from hidden / heads, so a size that breaks head_dim 64 fails here, not 20 minutes into a benchmark)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from vtg.train.tiny_model import SIZES, build_tiny_model
+
+    for name, size in SIZES.items():
+        path = build_tiny_model(family, tmp_path / name, size=name)
+        text = json.loads((path / "config.json").read_text())["text_config"]
+        assert (text["num_attention_heads"], text["num_key_value_heads"], text["num_hidden_layers"]) == (
+            size.text_heads, size.text_kv_heads, size.text_layers), name
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        batch = AutoProcessor.from_pretrained(path)(text=["starts at 1.0s, ends at 2.0s"], return_tensors="pt")
+        assert torch.isfinite(model(**batch, labels=batch["input_ids"]).loss), name

@@ -111,6 +111,8 @@ class TinySize:
     text_hidden: int = 128
     text_intermediate: int = 256
     text_layers: int = 2
+    text_heads: int = 2  # Qwen2.5-VL's text attention takes head_dim = hidden / heads: keep it 64 (the mrope sections)
+    text_kv_heads: int = 1
 
 
 SIZES: dict[str, TinySize] = {
@@ -118,6 +120,10 @@ SIZES: dict[str, TinySize] = {
     "small": TinySize(vision_hidden=64, vision_intermediate=128),
     # bench/learning: a wider/deeper option for the four-kind synthetic world (text hidden stays 128: 2 heads of 64)
     "medium": TinySize(vision_hidden=128, vision_intermediate=256, text_intermediate=512, text_layers=4),
+    # bench/learning, two-object worlds: does the language model bind a query to its object when each head has its
+    # own keys and values (`small` shares one KV head between its 2 heads), or with 4 layers too?
+    "small-kv2": TinySize(vision_hidden=64, vision_intermediate=128, text_kv_heads=2),
+    "small-deep": TinySize(vision_hidden=64, vision_intermediate=128, text_kv_heads=2, text_layers=4),
 }
 
 _WORDS = (
@@ -127,17 +133,38 @@ _WORDS = (
 ).split()
 
 
-def _corpus(seed: int) -> list[str]:
-    """Texts the tokenizer learns merges from: prompts, answers (one, several, none), numbers, scene words."""
-    rng = random.Random(seed)
-    texts = [" ".join(_WORDS), NOT_PRESENT, "0123456789 .,;:'\"?!()[]-", "<think>", "</think>"]
-    for i in range(300):
-        dur = rng.uniform(4, 120)
-        query = " ".join(rng.sample(_WORDS, 4))
-        moments = sorted((round(rng.uniform(0, dur / 2), 1), round(rng.uniform(dur / 2, dur), 1)) for _ in range(i % 3))
-        texts.append(grounding_prompt(query, dur, mode="single" if i % 2 else "multi", think=bool(i % 3)))
-        texts.append(format_answer(moments, think=f"the {query} is seen near {dur / 3:.1f}s" if i % 2 else None))
+def _world_queries() -> list[str]:
+    """Every query wording of the synthetic world (vtg.data.synth), so its colour and shape names become tokens."""
+    from vtg.data.synth import COLOURS, QUERY_TEMPLATES, SHAPES
+
+    names = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    texts = [t.format(o=n) for n in names for t in QUERY_TEMPLATES]
+    for a in names:
+        texts += [f"after the {a} disappears, when does the {n} appear?" for n in names if n != a]
+        texts += [f"before the {a} appears, when does the {n} appear?" for n in names if n != a]
     return texts
+
+
+def _corpus(seed: int) -> list[str]:
+    """Texts the tokenizer learns merges from: prompts, answers (one, several, none), numbers, scene words, the
+    synthetic world's queries and the chat template's words.
+
+    The world's queries are there so that "red", "circle", ... are single tokens: with the first vocabulary (384
+    entries, no world queries in the corpus) they were split into letters ('Ġ', 'g', 'r', 'e', 'en' for " green"),
+    and a 2-layer model had to assemble the name from letters before it could look for the object
+    (bench/learning/README.md, "Tokenizer")."""
+    rng = random.Random(seed)
+    texts = [" ".join(_WORDS), NOT_PRESENT, "0123456789 .,;:'\"?!()[]-", "<think>", "</think>",
+             "system\nYou are a helpful assistant.", "user\n", "assistant\n"] * 20
+    world = _world_queries()
+    for i in range(600):
+        dur = rng.uniform(4, 120)
+        query = " ".join(rng.sample(_WORDS, 4)) if i % 2 else rng.choice(world)
+        moments = sorted((round(rng.uniform(0, dur / 2), 1), round(rng.uniform(dur / 2, dur), 1)) for _ in range(i % 3))
+        style = "full" if i % 3 else "short"
+        texts.append(grounding_prompt(query, dur, mode="single" if i % 2 else "multi", think=bool(i % 3), style=style))
+        texts.append(format_answer(moments, think=f"the {query} is seen near {dur / 3:.1f}s" if i % 2 else None))
+    return texts + world
 
 
 def _train_tokenizer(seed: int):
@@ -149,7 +176,7 @@ def _train_tokenizer(seed: int):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=384, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=512, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(seed), trainer=trainer)
@@ -176,7 +203,8 @@ def _token_ids(tokenizer) -> dict[str, int]:
 def _text_kwargs(size: TinySize, vocab: int, ids: dict, mrope_section: list[int], **extra) -> dict:
     return dict(
         vocab_size=vocab, hidden_size=size.text_hidden, intermediate_size=size.text_intermediate,
-        num_hidden_layers=size.text_layers, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+        num_hidden_layers=size.text_layers, num_attention_heads=size.text_heads,
+        num_key_value_heads=size.text_kv_heads, head_dim=64,
         max_position_embeddings=32768, rms_norm_eps=1e-6, pad_token_id=ids["pad"], eos_token_id=ids["eos"],
         bos_token_id=ids["pad"], rope_parameters={"rope_type": "default", "mrope_section": mrope_section, **extra},
     )
