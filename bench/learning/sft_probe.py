@@ -10,6 +10,9 @@ the video at a fixed offset from the video's start instead of after its end).
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/learning/sft_probe.py \
         --model outputs/bench_learning/model-base --world outputs/exp_s3k/world --steps 6000 --prompt short
+
+The encoded-record cache (--work) holds the pixel values of every record in float32: ~5.4 GB for a 3000-video
+two-object world. Delete old ones (`outputs/sft_probe/*.pt`); a dozen of them filled this machine's disk once.
 """
 
 from __future__ import annotations
