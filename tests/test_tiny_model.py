@@ -140,3 +140,15 @@ def test_every_size_builds_with_its_text_attention_shape(tmp_path, family):
         model = AutoModelForImageTextToText.from_pretrained(path)
         batch = AutoProcessor.from_pretrained(path)(text=["starts at 1.0s, ends at 2.0s"], return_tensors="pt")
         assert torch.isfinite(model(**batch, labels=batch["input_ids"]).loss), name
+
+
+def test_world_names_are_single_tokens(tiny):
+    """The synthetic world's colour and shape names are whole tokens (they were split into letters once, so the tiny
+    model had to assemble "green" from 'g', 'r', 'e', 'en' before it could look for the object)."""
+    from transformers import AutoTokenizer
+
+    from vtg.data.synth import COLOURS, SHAPES
+
+    tok = AutoTokenizer.from_pretrained(tiny[1])
+    split = {w: tok.tokenize(" " + w) for w in [*COLOURS, *SHAPES] if len(tok.tokenize(" " + w)) != 1}
+    assert not split, split

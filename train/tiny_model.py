@@ -151,8 +151,8 @@ def _corpus(seed: int) -> list[str]:
 
     The world's queries are there so that "red", "circle", ... are single tokens: with the first vocabulary (384
     entries, no world queries in the corpus) they were split into letters ('Ġ', 'g', 'r', 'e', 'en' for " green"),
-    and a 2-layer model had to assemble the name from letters before it could look for the object
-    (bench/learning/README.md, "Tokenizer")."""
+    and a 2-layer model had to assemble the name from letters before it could look for the object. (Whole-word
+    names did not make it bind the query to its object either: bench/learning/README.md, "Binding, 2026-11-27".)"""
     rng = random.Random(seed)
     texts = [" ".join(_WORDS), NOT_PRESENT, "0123456789 .,;:'\"?!()[]-", "<think>", "</think>",
              "system\nYou are a helpful assistant.", "user\n", "assistant\n"] * 20
