@@ -37,6 +37,8 @@ MIN_EVENT = 2  # frames an object stays visible, at least
 MIN_GAP = 2  # frames between two occurrences of the same object, at least
 MIN_FRAMES = 10  # enough for 3 occurrences with gaps, or the compositional layout
 QUERY_TEMPLATES = ("when does the {o} appear?", "when is the {o} visible?", "find when the {o} is on screen.")
+RELATION_TEMPLATES = {"after": "after the {a} disappears, when does the {o} appear?",
+                      "before": "before the {a} appears, when does the {o} appear?"}  # compositional: o relative to a
 
 
 @dataclass(frozen=True)
@@ -179,9 +181,18 @@ def _query_text(rng, q: dict[str, Any]) -> str:
     name = f"{q['target']['colour']} {q['target']['shape']}"
     if q["kind"] == "compositional":
         anchor = f"{q['anchor']['colour']} {q['anchor']['shape']}"
-        cond = (f"after the {anchor} disappears" if q["relation"] == "after" else f"before the {anchor} appears")
-        return f"{cond}, when does the {name} appear?"
+        return RELATION_TEMPLATES[q["relation"]].format(a=anchor, o=name)
     return QUERY_TEMPLATES[int(rng.integers(len(QUERY_TEMPLATES)))].format(o=name)
+
+
+def all_query_texts() -> list[str]:
+    """Every query wording the world can produce (the tiny tokenizer learns its words from them)."""
+    names = [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    texts = [t.format(o=n) for n in names for t in QUERY_TEMPLATES]
+    for a in names:
+        for template in RELATION_TEMPLATES.values():
+            texts += [template.format(a=a, o=n) for n in names if n != a]
+    return texts
 
 
 # ---------------------------------------------------------------- drawing and encoding

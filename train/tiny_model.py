@@ -133,18 +133,6 @@ _WORDS = (
 ).split()
 
 
-def _world_queries() -> list[str]:
-    """Every query wording of the synthetic world (vtg.data.synth), so its colour and shape names become tokens."""
-    from vtg.data.synth import COLOURS, QUERY_TEMPLATES, SHAPES
-
-    names = [f"{c} {s}" for c in COLOURS for s in SHAPES]
-    texts = [t.format(o=n) for n in names for t in QUERY_TEMPLATES]
-    for a in names:
-        texts += [f"after the {a} disappears, when does the {n} appear?" for n in names if n != a]
-        texts += [f"before the {a} appears, when does the {n} appear?" for n in names if n != a]
-    return texts
-
-
 def _corpus(seed: int) -> list[str]:
     """Texts the tokenizer learns merges from: prompts, answers (one, several, none), numbers, scene words, the
     synthetic world's queries and the chat template's words.
@@ -156,7 +144,9 @@ def _corpus(seed: int) -> list[str]:
     rng = random.Random(seed)
     texts = [" ".join(_WORDS), NOT_PRESENT, "0123456789 .,;:'\"?!()[]-", "<think>", "</think>",
              "system\nYou are a helpful assistant.", "user\n", "assistant\n"] * 20
-    world = _world_queries()
+    from vtg.data.synth import all_query_texts
+
+    world = all_query_texts()
     for i in range(600):
         dur = rng.uniform(4, 120)
         query = " ".join(rng.sample(_WORDS, 4)) if i % 2 else rng.choice(world)
