@@ -71,10 +71,9 @@ def encode_sets(args, processor, sampling):
     train = [collator.encode(row(r)) for r in load_records(args.world / "train.jsonl")]
     test = load_records(args.world / "test.jsonl")
     by_duration: dict[float, list] = {}
-    for r in test:
-        by_duration.setdefault(r.duration, []).append(r)
     by_video: dict[str, list] = {}
     for r in test:
+        by_duration.setdefault(r.duration, []).append(r)
         by_video.setdefault(r.video, []).append(r)
     rng, pairs = random.Random(0), []
     for r in test:

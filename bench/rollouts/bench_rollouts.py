@@ -17,11 +17,13 @@ from pathlib import Path
 
 
 def main() -> None:
+    from vtg.train.tiny_model import SIZES
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--generations", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=64)
-    ap.add_argument("--size", default="tiny", choices=["tiny", "small", "medium"])  # vtg.train.tiny_model.SIZES
+    ap.add_argument("--size", default="tiny", choices=list(SIZES))
     ap.add_argument("--out", default=None)
     ap.add_argument("--sweep-max-num-seqs", default=None, metavar="N,N,...",
                     help="instead: vLLM alone at each engine max_num_seqs, --repeats times each (JSON lines)")
@@ -88,7 +90,8 @@ def main() -> None:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
         "model": f"tiny qwen2.5-vl ({args.size})", "prompts": len(groups), "generations": args.generations,
-        "tokens_per_completion": args.tokens, "vllm_max_num_seqs": max_num_seqs, "prompt_tokens": len(groups[0].prompt_ids),
+        "tokens_per_completion": args.tokens, "vllm_max_num_seqs": max_num_seqs,
+        "prompt_tokens": len(groups[0].prompt_ids),
         "vllm_tokens_per_s": round(n_tokens / vllm_s, 1), "hf_tokens_per_s": round(n_tokens / hf_s, 1),
         "ratio_vllm_over_hf": round(hf_s / vllm_s, 2),
     }
