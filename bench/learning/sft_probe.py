@@ -46,6 +46,17 @@ def parse_args():
     p.add_argument("--binding", action="store_true",
                    help="two-object worlds: also the test loss with the *other* query's moments of the same video "
                         "as the answer; a model that ignores which object the query names scores both the same")
+    p.add_argument("--aux-name", type=float, default=0.0, metavar="WEIGHT",
+                   help="two-object worlds: add WEIGHT x an auxiliary loss that asks a linear head to read the named "
+                        "object's colour and shape from the hidden state after --aux-layer decoder layers, at every "
+                        "position that predicts an answer token (a training signal for moving the name to the "
+                        "answer, one half of binding)")
+    p.add_argument("--aux-layer", type=int, default=1, help="hidden_states index the auxiliary head reads")
+    p.add_argument("--think", default=None, metavar="TEMPLATE",
+                   help='train and test with a <think> target made from the record, e.g. "the {target}" (the named '
+                        "object said again in the answer, before its moments)")
+    p.add_argument("--save", type=Path, default=None,
+                   help="save the trained model (and its processor) here, for `vtg eval run` and binding.py")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -60,13 +71,19 @@ def encode_sets(args, processor, sampling):
     # the folders' full paths, not their names: two worlds called "world" must not share a cache
     where = hashlib.sha1(f"{args.world.resolve()}|{args.model.resolve()}".encode()).hexdigest()[:8]
     tag = f"{args.world.name}-{args.model.name}-{where}-{sampling.max_pixels}-{args.prompt}-b{int(args.binding)}"
+    if args.think:
+        tag += "-think" + hashlib.sha1(args.think.encode()).hexdigest()[:6]
     cache = args.work / f"{tag}.pt"
     if cache.exists():
         return torch.load(cache)
-    collator = VideoGroundingCollator(processor, sampling, mode="multi", think=False, prompt_style=args.prompt)
+    collator = VideoGroundingCollator(processor, sampling, mode="multi", think=bool(args.think),
+                                      prompt_style=args.prompt)
 
     def row(r, video=None):
-        return {**r.to_dict(), "video": str(args.world / (video or r.video))}
+        out = {**r.to_dict(), "video": str(args.world / (video or r.video))}
+        if args.think:  # a templated reasoning target from the record's own fields
+            out["think"] = args.think.format(**out)
+        return out
 
     train = [collator.encode(row(r)) for r in load_records(args.world / "train.jsonl")]
     test = load_records(args.world / "test.jsonl")
@@ -89,6 +106,67 @@ def encode_sets(args, processor, sampling):
     args.work.mkdir(parents=True, exist_ok=True)
     torch.save((train, pairs), cache)
     return train, pairs
+
+
+class NameHead:
+    """--aux-name: linear read-outs of the named object's colour and shape from a decoder layer's hidden state at the
+    answer-predicting positions. Bench-only: it tests whether a signal for one half of binding breaks the saddle."""
+
+    def __init__(self, hidden: int, args, tokenizer):
+        import torch
+
+        from vtg.data.synth import COLOURS, SHAPES
+
+        self.colours, self.shapes, self.layer, self.last = list(COLOURS), list(SHAPES), args.aux_layer, None
+        self.colour = torch.nn.Linear(hidden, len(self.colours))
+        self.shape = torch.nn.Linear(hidden, len(self.shapes))
+        self.tokenizer = tokenizer
+
+    def parameters(self):
+        return [*self.colour.parameters(), *self.shape.parameters()]
+
+    def targets(self, path) -> list[tuple[int, int]]:
+        from vtg.data.records import load_records
+
+        out = []
+        for r in load_records(path):
+            colour, shape = r.to_dict()["target"].split()[-2:]
+            out.append((self.colours.index(colour), self.shapes.index(shape)))
+        return out
+
+    def _want(self, item) -> tuple[int, int]:
+        """The named object of an encoded test item, from its prompt: the last colour and shape words (in the
+        relational wordings the queried object comes after the anchor)."""
+        prompt = item["input_ids"][0][item["labels"][0] == -100]
+        words = self.tokenizer.decode(prompt).replace("?", " ").replace(".", " ").split()
+        colour = [w for w in words if w in self.colours][-1]
+        shape = [w for w in words if w in self.shapes][-1]
+        return self.colours.index(colour), self.shapes.index(shape)
+
+    def _read(self, hidden, labels):
+        predicting = labels[:, 1:] != -100  # position i predicts token i + 1
+        h = hidden[:, :-1][predicting]
+        rows = predicting.nonzero()[:, 0]
+        return self.colour(h), self.shape(h), rows
+
+    def loss(self, hidden, labels, names):
+        import torch
+        import torch.nn.functional as F
+
+        colour, shape, rows = self._read(hidden, labels)
+        want = torch.tensor(names)[rows]
+        return F.cross_entropy(colour, want[:, 0]) + F.cross_entropy(shape, want[:, 1])
+
+    def accuracy(self, model, pairs) -> float:
+        """Share of the test pairs' answer positions where both read-outs name the right object (chance 1/12)."""
+        hits = total = 0
+        for item, *_ in pairs:
+            out = model(**item, output_hidden_states=True)
+            colour, shape, _ = self._read(out.hidden_states[self.layer], item["labels"])
+            want = self._want(item)
+            hits += int(((colour.argmax(-1) == want[0]) & (shape.argmax(-1) == want[1])).sum())
+            total += colour.shape[0]
+        return round(hits / max(1, total), 3)
 
 
 def main() -> None:
@@ -122,8 +200,16 @@ def main() -> None:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     pad = processor.tokenizer.pad_token_id
     mean_len = sum(int((t["labels"] != -100).sum()) for t in train) / len(train)
+    aux = NameHead(model.config.get_text_config().hidden_size, args, processor.tokenizer) if args.aux_name else None
+    if aux:
+        opt.add_param_group({"params": list(aux.parameters())})
+        train_names = aux.targets(args.world / "train.jsonl")
 
-    def batch_loss(inputs):
+    def batch_loss(inputs, names=None):
+        if aux:
+            out = model(**inputs, output_hidden_states=True)
+            aux.last = aux.loss(out.hidden_states[args.aux_layer], inputs["labels"], names)
+            return out.loss + args.aux_name * aux.last
         if args.loss == "answer-mean":
             return model(**inputs).loss
         labels = inputs["labels"]
@@ -150,8 +236,9 @@ def main() -> None:
             swapped = sum(float(model(**p[1]).loss) for p in pairs) / len(pairs)
             other = sum(float(model(**p[2]).loss) for p in pairs) / len(pairs) if args.binding else None
             first = first_token_hits([p[0] for p in pairs])
+            name_read = aux.accuracy(model, pairs) if aux else None
         model.train()
-        return own, swapped, other, first
+        return own, swapped, other, first, name_read
 
     order: list[int] = []
     running, history, t0 = None, [], time.time()
@@ -160,27 +247,39 @@ def main() -> None:
         frac = step / args.warmup if step <= args.warmup else (args.steps - step) / max(1, args.steps - args.warmup)
         for group in opt.param_groups:
             group["lr"] = args.lr * frac
-        batch = []
+        batch, names = [], []
         for _ in range(args.batch):
             order = order or random.sample(range(len(train)), len(train))
-            batch.append(train[order.pop()])
-        loss = batch_loss(pad_batch(batch, pad))
+            index = order.pop()
+            batch.append(train[index])
+            names.append(train_names[index] if aux else None)
+        loss = batch_loss(pad_batch(batch, pad), names)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        lm_loss = float(loss) - (args.aux_name * float(aux.last) if aux else 0.0)  # "train" is the answer loss alone
+        running = lm_loss if running is None else 0.98 * running + 0.02 * lm_loss
         if step % args.eval_every == 0 or step == args.steps:
-            own, swapped, other, first = test_losses()
+            own, swapped, other, first, name_read = test_losses()
             history.append({"step": step, "train": round(running, 4), "own": round(own, 4),
                             "swapped": round(swapped, 4), "gap": round(swapped - own, 4), "first_token": first})
             bind = ""
             if other is not None:
                 history[-1].update(other_object=round(other, 4), binding_gap=round(other - own, 4))
                 bind = f"other-object answer {other:.4f}  binding gap {other - own:+.4f}  "
+            if name_read is not None:
+                history[-1]["aux_name_accuracy"] = name_read
+                bind += f"aux head reads the name {name_read}  "
             print(f"step {step}: train {running:.4f}  test own-video {own:.4f}  swapped-video {swapped:.4f}  "
                   f"gap {swapped - own:+.4f}  {bind}first answer token right {first}  ({time.time() - t0:.0f}s)",
                   flush=True)
+    if args.save:
+        model.save_pretrained(args.save)
+        processor.save_pretrained(args.save)
+        for extra in (engine.PROMPT_FILE, engine.SAMPLING_FILE):  # the model's own prompt style and frame sampling
+            if (args.model / extra).exists():
+                (args.save / extra).write_text((args.model / extra).read_text())
     print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "history": history}))
 
 
