@@ -18,14 +18,15 @@ from pathlib import Path
 from vtg.data.grammar import moment_f1
 
 
-def binding(world: Path, run: Path) -> dict:
+def binding(world: Path, run: Path, keep_video=None) -> dict:
+    """`keep_video(records of one video) -> bool` restricts the count to some videos (prior_world.py splits by class)."""
     gold = [json.loads(x) for x in (world / "test.jsonl").read_text().splitlines()]
     preds = {p["id"]: p for p in map(json.loads, (run / "predictions.jsonl").read_text().splitlines())}
     by_video = defaultdict(list)
     for r in gold:
         if r["moments"]:
             by_video[r["video"]].append(r)
-    pairs = [qs for qs in by_video.values() if len(qs) == 2]
+    pairs = [qs for qs in by_video.values() if len(qs) == 2 and (keep_video is None or keep_video(qs))]
     same = binds = swaps = 0
     named_f1 = other_f1 = 0.0
     for a, b in pairs:
