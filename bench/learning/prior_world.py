@@ -44,10 +44,13 @@ def main() -> None:
     p.add_argument("--world", type=Path, required=True, help="a `vtg data synth --kinds single,multi` world")
     p.add_argument("--out", type=Path, help="the new world (required unless --binding-run)")
     p.add_argument("--binding-run", type=Path, help="an eval run on --world's test split: binding per video class")
-    p.add_argument("--single-colours", default="red,green")
+    p.add_argument("--single-colours", action="append",
+                   help="colours whose objects are the single-event ones (default red,green); repeat it for a union "
+                        "of priors: a video is kept when it is kept under any of them")
     p.add_argument("--keep", choices=("mixed", "consistent"), default="mixed")
     args = p.parse_args()
-    single_colours = set(args.single_colours.split(","))
+    priors = [set(c.split(",")) for c in (args.single_colours or ["red,green"])]
+    single_colours = priors[0]
     keep = {"consistent"} | ({"mixed"} if args.keep == "mixed" else set())
     if args.binding_run:
         from binding import binding  # this folder is on sys.path when the script runs
@@ -65,7 +68,8 @@ def main() -> None:
         r = json.loads(line)
         by_video[r["video"]].append(r)
     classes = {v: classify(rs, single_colours) for v, rs in by_video.items()}
-    kept = [line for line in lines if classes[json.loads(line)["video"]] in keep]
+    kept_videos = {v for v, rs in by_video.items() if any(classify(rs, c) in keep for c in priors)}
+    kept = [line for line in lines if json.loads(line)["video"] in kept_videos]
 
     args.out.mkdir(parents=True, exist_ok=True)
     for entry in os.listdir(args.world):  # videos hard-linked, the other splits copied as they are
