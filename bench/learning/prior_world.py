@@ -62,14 +62,14 @@ def main() -> None:
     if args.out is None:
         raise SystemExit("--out is required to write a world")
 
-    by_video: dict[str, list[dict]] = defaultdict(list)
     lines = (args.world / "train.jsonl").read_text().splitlines()
-    for line in lines:
-        r = json.loads(line)
+    records = [json.loads(line) for line in lines]
+    by_video: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
         by_video[r["video"]].append(r)
     classes = {v: classify(rs, single_colours) for v, rs in by_video.items()}
     kept_videos = {v for v, rs in by_video.items() if any(classify(rs, c) in keep for c in priors)}
-    kept = [line for line in lines if json.loads(line)["video"] in kept_videos]
+    kept = [(line, r) for line, r in zip(lines, records) if r["video"] in kept_videos]
 
     args.out.mkdir(parents=True, exist_ok=True)
     for entry in os.listdir(args.world):  # videos hard-linked, the other splits copied as they are
@@ -80,12 +80,8 @@ def main() -> None:
             shutil.copytree(src, dst, copy_function=os.link)
         else:
             shutil.copy2(src, dst)
-    (args.out / "train.jsonl").write_text("\n".join(kept) + "\n")
-    named_single = Counter()
-    for line in kept:
-        r = json.loads(line)
-        if r["target"].split()[0] in single_colours:
-            named_single[r["kind"]] += 1
+    (args.out / "train.jsonl").write_text("".join(line + "\n" for line, _ in kept))
+    named_single = Counter(r["kind"] for _, r in kept if r["target"].split()[0] in single_colours)
     summary = {"videos": Counter(classes.values()), "kept_records": len(kept), "of": len(lines),
                "single_share_when_a_single_colour_is_named":
                    round(named_single["single"] / max(1, sum(named_single.values())), 3)}

@@ -117,7 +117,7 @@ class NameHead:
 
         from vtg.data.synth import COLOURS, SHAPES
 
-        self.colours, self.shapes, self.layer, self.last = list(COLOURS), list(SHAPES), args.aux_layer, None
+        self.colours, self.shapes, self.layer = list(COLOURS), list(SHAPES), args.aux_layer
         self.colour = torch.nn.Linear(hidden, len(self.colours))
         self.shape = torch.nn.Linear(hidden, len(self.shapes))
         self.tokenizer = tokenizer
@@ -125,18 +125,9 @@ class NameHead:
     def parameters(self):
         return [*self.colour.parameters(), *self.shape.parameters()]
 
-    def targets(self, path) -> list[tuple[int, int]]:
-        from vtg.data.records import load_records
-
-        out = []
-        for r in load_records(path):
-            colour, shape = r.to_dict()["target"].split()[-2:]
-            out.append((self.colours.index(colour), self.shapes.index(shape)))
-        return out
-
-    def _want(self, item) -> tuple[int, int]:
-        """The named object of an encoded test item, from its prompt: the last colour and shape words (in the
-        relational wordings the queried object comes after the anchor)."""
+    def named_object(self, item) -> tuple[int, int]:
+        """The named object of an encoded item, from its prompt: the last colour and shape words (in the relational
+        wordings the queried object comes after the anchor)."""
         prompt = item["input_ids"][0][item["labels"][0] == -100]
         words = self.tokenizer.decode(prompt).replace("?", " ").replace(".", " ").split()
         colour = [w for w in words if w in self.colours][-1]
@@ -163,7 +154,7 @@ class NameHead:
         for item, *_ in pairs:
             out = model(**item, output_hidden_states=True)
             colour, shape, _ = self._read(out.hidden_states[self.layer], item["labels"])
-            want = self._want(item)
+            want = self.named_object(item)
             hits += int(((colour.argmax(-1) == want[0]) & (shape.argmax(-1) == want[1])).sum())
             total += colour.shape[0]
         return round(hits / max(1, total), 3)
@@ -203,20 +194,23 @@ def main() -> None:
     aux = NameHead(model.config.get_text_config().hidden_size, args, processor.tokenizer) if args.aux_name else None
     if aux:
         opt.add_param_group({"params": list(aux.parameters())})
-        train_names = aux.targets(args.world / "train.jsonl")
+        train_names = [aux.named_object(item) for item in train]
 
     def batch_loss(inputs, names=None):
+        """(the loss to minimise, the answer loss alone: what "train" reports)"""
         if aux:
             out = model(**inputs, output_hidden_states=True)
-            aux.last = aux.loss(out.hidden_states[args.aux_layer], inputs["labels"], names)
-            return out.loss + args.aux_name * aux.last
+            name_loss = aux.loss(out.hidden_states[args.aux_layer], inputs["labels"], names)
+            return out.loss + args.aux_name * name_loss, out.loss
         if args.loss == "answer-mean":
-            return model(**inputs).loss
+            loss = model(**inputs).loss
+            return loss, loss
         labels = inputs["labels"]
         logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits[:, :-1]
         ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100,
                                                reduction="sum")
-        return ce / (mean_len * labels.shape[0])
+        loss = ce / (mean_len * labels.shape[0])
+        return loss, loss
 
     def first_token_hits(items) -> dict[str, float]:
         """Greedy first answer token right? Split by whether the answer is "not present"."""
@@ -253,13 +247,13 @@ def main() -> None:
             index = order.pop()
             batch.append(train[index])
             names.append(train_names[index] if aux else None)
-        loss = batch_loss(pad_batch(batch, pad), names)
+        loss, answer_loss = batch_loss(pad_batch(batch, pad), names)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
-        lm_loss = float(loss) - (args.aux_name * float(aux.last) if aux else 0.0)  # "train" is the answer loss alone
-        running = lm_loss if running is None else 0.98 * running + 0.02 * lm_loss
+        answer_loss = float(answer_loss)
+        running = answer_loss if running is None else 0.98 * running + 0.02 * answer_loss
         if step % args.eval_every == 0 or step == args.steps:
             own, swapped, other, first, name_read = test_losses()
             history.append({"step": step, "train": round(running, 4), "own": round(own, 4),
