@@ -57,6 +57,10 @@ def parse_args():
                         "object said again in the answer, before its moments)")
     p.add_argument("--save", type=Path, default=None,
                    help="save the trained model (and its processor) here, for `vtg eval run` and binding.py")
+    p.add_argument("--group-by-video", action="store_true",
+                   help="each step trains on all queries of one video together (in a two-object world: both "
+                        "objects' queries), so what does not depend on the name cancels within the batch; "
+                        "--batch then counts videos")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -234,6 +238,15 @@ def main() -> None:
         model.train()
         return own, swapped, other, first, name_read
 
+    units = [[i] for i in range(len(train))]
+    if args.group_by_video:
+        from vtg.data.records import load_records
+
+        videos: dict[str, list[int]] = {}
+        for i, r in enumerate(load_records(args.world / "train.jsonl")):
+            videos.setdefault(r.video, []).append(i)
+        assert sum(map(len, videos.values())) == len(train), "train cache and train.jsonl disagree"
+        units = list(videos.values())
     order: list[int] = []
     running, history, t0 = None, [], time.time()
     model.train()
@@ -243,10 +256,10 @@ def main() -> None:
             group["lr"] = args.lr * frac
         batch, names = [], []
         for _ in range(args.batch):
-            order = order or random.sample(range(len(train)), len(train))
-            index = order.pop()
-            batch.append(train[index])
-            names.append(train_names[index] if aux else None)
+            order = order or random.sample(range(len(units)), len(units))
+            for index in units[order.pop()]:
+                batch.append(train[index])
+                names.append(train_names[index] if aux else None)
         loss, answer_loss = batch_loss(pad_batch(batch, pad), names)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
