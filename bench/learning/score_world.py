@@ -5,7 +5,7 @@ For worlds made outside `run.py` (e.g. one-kind worlds trained with `sft_probe.p
 run, and the paired R1@0.7 sign test of each run against the constant.
 
     .venv/bin/python bench/learning/score_world.py --world outputs/multi_only_world \
-        --run probe=outputs/eval_multi_only [--out bench/learning/one_object_kinds/multi.json]
+        --run sft_probe_24k=outputs/eval_multi_only [--out bench/learning/per_kind_worlds/multi_probe.json]
 """
 
 from __future__ import annotations

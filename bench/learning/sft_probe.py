@@ -265,7 +265,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
-        answer_loss = float(answer_loss)
+        answer_loss = float(answer_loss.detach())  # a number for the log, off the graph
         running = answer_loss if running is None else 0.98 * running + 0.02 * answer_loss
         if step % args.eval_every == 0 or step == args.steps:
             own, swapped, other, first, name_read = test_losses()
