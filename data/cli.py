@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--kinds", default="single,multi,compositional,absent",
                    help="query kinds to draw, comma-separated (default all four)")
     s.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test fractions of the videos")
+    s.add_argument("--one-kind-per-video", action="store_true",
+                   help="each video shows the objects of one query kind only (kinds in turn), one query per video; "
+                        "default: one query of every kind per video, their objects side by side")
     s.set_defaults(func=_synth)
 
     v = dsub.add_parser("validate", help="check a records JSONL against the schema and print a summary")
@@ -88,7 +91,8 @@ def _synth(args: argparse.Namespace) -> int:
         raise UserError(f"--split-fractions must be three numbers like 0.8,0.1,0.1, got {args.split_fractions!r}")
     cfg = SynthConfig(n_videos=args.n, seed=args.seed, fps=args.fps, size=args.size,
                       min_duration=args.min_duration, max_duration=args.max_duration,
-                      kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()), split_fractions=fractions)
+                      kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()), split_fractions=fractions,
+                      one_kind_per_video=args.one_kind_per_video)
     generate(cfg, args.out, progress=True)
     return 0
 

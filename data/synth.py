@@ -7,6 +7,10 @@ frames [a, b) → the moment [a/fps, b/fps] in seconds, exact. Query kinds (reco
 - compositional: "after X disappears / before X appears, when does Y appear?" with X shown once and Y shown on
   both sides of X, so the answer is a strict, non-empty subset of Y's occurrences;
 - absent: a colour/shape combination that is not in the video (`moments: []`).
+By default every video holds one query of each kind (so one object per kind, side by side: a query must name the
+right one). With `one_kind_per_video` each video holds the objects of one kind only (kinds in turn by video
+index): single, multi and absent videos show one object, compositional ones the anchor and the target, so per-kind
+skills can be measured without telling objects apart.
 Everything is drawn from `numpy.random.default_rng([seed, video index])`: same seed → byte-identical records,
 and videos can be generated in any order or in parallel.
 Besides the records, `scenes.jsonl` lists every object's colour, shape, pixel box and frame intervals (for tests
@@ -51,6 +55,7 @@ class SynthConfig:
     max_duration: float = 120.0
     kinds: tuple[str, ...] = KINDS
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    one_kind_per_video: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", tuple(self.kinds))
@@ -154,7 +159,8 @@ def make_scene(cfg: SynthConfig, index: int) -> dict[str, Any]:
         return objects[-1]
 
     queries: list[dict[str, Any]] = []
-    kinds = cfg.kinds
+    # one kind per video: in turn by index (no extra random draw, so default worlds stay byte-identical)
+    kinds = (cfg.kinds[index % len(cfg.kinds)],) if cfg.one_kind_per_video else cfg.kinds
     for kind in kinds:
         if kind == "single":
             o = new_object(_intervals(rng, 0, n, 1))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from vtg.data.records import read_jsonl
-from vtg.data.synth import COLOURS, KINDS, SPLITS, SynthConfig, generate
+from vtg.data.synth import COLOURS, KINDS, SPLITS, SynthConfig, generate, make_scene
 from vtg.data.video import FrameSampling, read_video
 from vtg.errors import UserError
 
@@ -131,6 +131,24 @@ def test_odd_size_and_single_kind_world(tmp_path):
     assert [r.extra["kind"] for r in records] == ["single", "single"]
     v = read_video(tmp_path / records[0].video, FrameSampling(fps=2.0, image_factor=2, min_pixels=4))
     assert v.metadata.width == v.metadata.height == 46  # padded to even for yuv420p
+
+
+def test_one_kind_per_video_world(tmp_path):
+    generate(SynthConfig(n_videos=8, kinds=KINDS, one_kind_per_video=True, min_duration=8, max_duration=10),
+             tmp_path, workers=1)
+    records, scenes = _records(tmp_path), _scenes(tmp_path)
+    by_video = defaultdict(list)
+    for r in records:
+        by_video[r.video].append(r)
+    assert len(by_video) == 8 and all(len(rs) == 1 for rs in by_video.values())
+    kinds = [by_video[f"videos/v{i:05d}.mp4"][0].extra["kind"] for i in range(8)]
+    assert kinds == list(KINDS) * 2  # in turn by index, balanced
+    for video, (r,) in by_video.items():
+        shown = {f"{o['colour']} {o['shape']}" for o in scenes[video]["objects"]}
+        assert len(shown) == (2 if r.extra["kind"] == "compositional" else 1)
+        assert (r.extra["target"] in shown) == (r.extra["kind"] != "absent")
+    default = SynthConfig(n_videos=8, kinds=KINDS, min_duration=8, max_duration=10)
+    assert [q["kind"] for q in make_scene(default, 3)["queries"]] == list(KINDS)  # default: every kind, every video
 
 
 def test_cli_end_to_end(tmp_path):
