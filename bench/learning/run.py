@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="start SFT from this model folder (e.g. another run's model-sft/final: a curriculum) "
                         "instead of a random-init tiny model")
+    p.add_argument("--first-stage", default=None, metavar="KINDS:STEPS",
+                   help="a curriculum inside the timed run: SFT the random-init model for STEPS steps on a world of "
+                        "KINDS first (e.g. 'single:20000', all videos train, seed + 1), then the main SFT from it")
+    p.add_argument("--one-kind-per-video", action="store_true",
+                   help="the main world shows the objects of one query kind per video (no objects to tell apart)")
     p.add_argument("--init-wall-s", type=float, default=0.0,
                    help="seconds it took to train --init; counted in the 30-CPU-minute total")
     p.add_argument("--train-threads", type=int, default=1,
@@ -64,6 +69,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if not args.kinds or set(args.kinds) - set(KINDS):
         p.error(f"--kinds: expected names from {','.join(KINDS)}, got {args.kinds}")
+    if args.first_stage is not None:
+        kinds, _, steps = args.first_stage.partition(":")
+        kinds = tuple(k.strip() for k in kinds.split(",") if k.strip())
+        if not kinds or set(kinds) - set(KINDS) or not steps.isdigit() or int(steps) < 1:
+            p.error(f"--first-stage: expected KINDS:STEPS like single:20000, got {args.first_stage!r}")
+        if args.init is not None:
+            p.error("--first-stage and --init both choose where SFT starts: pass one")
+        args.first_stage = (kinds, int(steps))
     return args
 
 
@@ -91,12 +104,13 @@ class Timer:
         return result
 
 
-def world_config(n_videos: int, seed: int, kinds: tuple[str, ...], frame_size: int = 56):
+def world_config(n_videos: int, seed: int, kinds: tuple[str, ...], frame_size: int = 56,
+                 one_kind_per_video: bool = False, split_fractions=(0.8, 0.0, 0.2)):
     from vtg.data.synth import SynthConfig
 
     # no val split: every held-out video goes to test, so >= 200 test queries per kind need ~1,000 videos
     return SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0, kinds=kinds,
-                       size=frame_size, split_fractions=(0.8, 0.0, 0.2))
+                       size=frame_size, split_fractions=split_fractions, one_kind_per_video=one_kind_per_video)
 
 
 def recipe_for(method: str, init: Path, world: Path, out: Path, steps: int | None, extra: list[str], seed: int):
@@ -310,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t = Timer(out / "timings.json")
     world, base = out / "world", out / "model-base"
-    world_cfg = world_config(args.videos, args.seed, args.kinds, args.frame_size)
+    world_cfg = world_config(args.videos, args.seed, args.kinds, args.frame_size, args.one_kind_per_video)
     try:  # a reused --out, or a world linked in by hand
         check_reused_world(world_cfg, world)
     except UserError as e:
@@ -324,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         t.stage("init model", base / "config.json", lambda: shutil.copytree(args.init, base))
         t.wall["init model training (--init-wall-s)"] = args.init_wall_s
+    if args.first_stage is not None:
+        base = first_stage(args, out, base, t)
     train_recs, test_recs = load_records(world / "train.jsonl"), load_records(world / "test.jsonl")
     counts = {k: sum(r.extra.get("kind") == k for r in test_recs) for k in args.kinds}
     if min(counts.values()) < 200:
@@ -356,6 +372,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def first_stage(args, out: Path, base: Path, t: Timer) -> Path:
+    """The curriculum's first lesson, timed with the rest: SFT on a world of the first-stage kinds (its own videos,
+    seed + 1, all train), from `base`; returns the model the main SFT starts from."""
+    from vtg.data.synth import check_reused_world, generate
+
+    kinds, steps = args.first_stage
+    world = out / "world-first-stage"
+    cfg = world_config(args.videos, args.seed + 1, kinds, args.frame_size, split_fractions=(1.0, 0.0, 0.0))
+    check_reused_world(cfg, world)
+    t.stage("first-stage world", world / "train.jsonl", lambda: generate(cfg, world, progress=True))
+    recipe = recipe_for("sft", base, world, out / "model-first-stage", steps, args.sft, args.seed)
+    model = out / "model-first-stage" / "final"
+    t.stage("first-stage SFT", model / "config.json", lambda: train("sft", recipe, args.train_threads))
+    return model
+
+
 def model_description(model: Path) -> dict[str, Any]:
     """vtg_tiny.json (written by `vtg model tiny`; trained exports, used by --init, lack it: count their weights)."""
     if (model / "vtg_tiny.json").exists():
@@ -386,8 +418,11 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/learning/run.py " + shlex.join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
                    f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
-        "model": {"family": "qwen2.5-vl", **tiny, "init": args.init},
-        "world": {"videos": args.videos, "kinds": list(args.kinds), "train_queries": len(train_recs), "test_queries": len(test_recs),
+        "model": {"family": "qwen2.5-vl", **tiny, "init": args.init,
+                  "first_stage": None if args.first_stage is None else
+                  {"kinds": list(args.first_stage[0]), "steps": args.first_stage[1], "videos": args.videos}},
+        "world": {"videos": args.videos, "kinds": list(args.kinds), "one_kind_per_video": args.one_kind_per_video,
+                  "train_queries": len(train_recs), "test_queries": len(test_recs),
                   "test_per_kind": counts, "duration_s": [8, 20], "fps": 2, "frame": f"{args.frame_size}x{args.frame_size}"},
         "constant_baseline": const,
         "metrics": runs,
@@ -448,8 +483,13 @@ def markdown(r: dict) -> str:
         f"Machine: {r['machine']}. Timings are wall-clock; other jobs may have shared the 2 cores "
         "(bench/learning/README.md says which runs had company).  ",
         f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), "
-        + (f"SFT starts from `{r['model']['init']}` (a curriculum).  " if r["model"].get("init") else "random init.  "),
-        f"World: {r['world']['videos']} videos (8–20 s, 2 fps, {r['world'].get('frame', '56x56').replace('x', '×')}; kinds {', '.join(r['world']['kinds'])}), {r['world']['train_queries']} train queries, "
+        + (f"SFT starts from `{r['model']['init']}` (a curriculum).  " if r["model"].get("init") else
+           "random init, first SFT {steps} steps on a world of {kinds} ({videos} other videos, all train), then the "
+           "main SFT (a curriculum).  ".format(steps=r["model"]["first_stage"]["steps"],
+                                              kinds=", ".join(r["model"]["first_stage"]["kinds"]),
+                                              videos=r["model"]["first_stage"]["videos"])
+           if r["model"].get("first_stage") else "random init.  "),
+        f"World: {r['world']['videos']} videos (8–20 s, 2 fps, {r['world'].get('frame', '56x56').replace('x', '×')}; kinds {', '.join(r['world']['kinds'])}{', one kind per video' if r['world'].get('one_kind_per_video') else ''}), {r['world']['train_queries']} train queries, "
         f"test {r['world']['test_per_kind']} queries per kind.  ",
         f"Constant baseline: {r['constant_baseline']['kind']} window {r['constant_baseline']['window']} "
         f"(train mIoU {r['constant_baseline']['train_mIoU']}), answered for every query.  ",
