@@ -51,6 +51,10 @@ def parse_args():
                         "object's colour and shape from the hidden state after --aux-layer decoder layers, at every "
                         "position that predicts an answer token (a training signal for moving the name to the "
                         "answer, one half of binding)")
+    p.add_argument("--aux-query-words", type=float, default=0.0, metavar="WEIGHT",
+                   help="the same signal without labels (any data set): add WEIGHT x a loss that asks a linear head "
+                        "to predict the query's informative words (prompt tokens in fewer than half of the train "
+                        "prompts: the system text, chat template and video tokens drop out) at the answer positions")
     p.add_argument("--aux-layer", type=int, default=1, help="hidden_states index the auxiliary head reads")
     p.add_argument("--think", default=None, metavar="TEMPLATE",
                    help='train and test with a <think> target made from the record, e.g. "the {target}" (the named '
@@ -164,6 +168,58 @@ class NameHead:
         return round(hits / max(1, total), 3)
 
 
+class QueryWordsHead(NameHead):
+    """--aux-query-words: a linear read-out of the prompt's informative tokens (a bag of words, as a distribution:
+    cross-entropy against the uniform distribution over the bag) at the answer-predicting positions. Needs no labels:
+    "informative" = in fewer than half of the train prompts, so what every prompt shares drops out."""
+
+    def __init__(self, hidden: int, args, tokenizer, train):
+        import torch
+
+        self.layer, self.tokenizer = args.aux_layer, tokenizer
+        self.vocab = len(tokenizer)
+        self.head = torch.nn.Linear(hidden, self.vocab)
+        df = torch.zeros(self.vocab)
+        for item in train:
+            df[self._prompt_ids(item)] += 1
+        self.common = df >= len(train) / 2
+
+    def parameters(self):
+        return list(self.head.parameters())
+
+    @staticmethod
+    def _prompt_ids(item):
+        return item["input_ids"][0][item["labels"][0] == -100].unique()
+
+    def named_object(self, item):  # the bag of the item's informative prompt tokens
+        ids = self._prompt_ids(item)
+        return ids[~self.common[ids]]
+
+    def _read(self, hidden, labels):
+        predicting = labels[:, 1:] != -100
+        return self.head(hidden[:, :-1][predicting]), predicting.nonzero()[:, 0]
+
+    def loss(self, hidden, labels, bags):
+        import torch
+
+        logits, rows = self._read(hidden, labels)
+        target = torch.zeros(len(bags), self.vocab)
+        for i, bag in enumerate(bags):
+            target[i, bag] = 1.0 / len(bag)
+        return -(target[rows] * logits.log_softmax(-1)).sum(-1).mean()
+
+    def accuracy(self, model, pairs) -> float:
+        """Share of the test pairs' answer positions whose top word is one of the query's informative words."""
+        hits = total = 0
+        for item, *_ in pairs:
+            out = model(**item, output_hidden_states=True)
+            logits, _ = self._read(out.hidden_states[self.layer], item["labels"])
+            bag = set(self.named_object(item).tolist())
+            hits += sum(int(t) in bag for t in logits.argmax(-1))
+            total += logits.shape[0]
+        return round(hits / max(1, total), 3)
+
+
 def main() -> None:
     args = parse_args()
     import torch
@@ -195,7 +251,12 @@ def main() -> None:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     pad = processor.tokenizer.pad_token_id
     mean_len = sum(int((t["labels"] != -100).sum()) for t in train) / len(train)
-    aux = NameHead(model.config.get_text_config().hidden_size, args, processor.tokenizer) if args.aux_name else None
+    hidden = model.config.get_text_config().hidden_size
+    if args.aux_name and args.aux_query_words:
+        raise SystemExit("--aux-name and --aux-query-words: pick one")
+    aux_weight = args.aux_name or args.aux_query_words
+    aux = (NameHead(hidden, args, processor.tokenizer) if args.aux_name else
+           QueryWordsHead(hidden, args, processor.tokenizer, train) if args.aux_query_words else None)
     if aux:
         opt.add_param_group({"params": list(aux.parameters())})
         train_names = [aux.named_object(item) for item in train]
@@ -205,7 +266,7 @@ def main() -> None:
         if aux:
             out = model(**inputs, output_hidden_states=True)
             name_loss = aux.loss(out.hidden_states[args.aux_layer], inputs["labels"], names)
-            return out.loss + args.aux_name * name_loss, out.loss
+            return out.loss + aux_weight * name_loss, out.loss
         if args.loss == "answer-mean":
             loss = model(**inputs).loss
             return loss, loss
