@@ -316,8 +316,13 @@ def _decode_indices(container, wanted: list[int], source: str):
     """Decode the stream up to the last wanted index; returns (rgb arrays, pts seconds, frames decoded)."""
     import av
 
+    from av.video.reformatter import VideoReformatter
+
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
+    # which made small videos ~3x slower to decode (45 vs 13 ms for a 56x56, 34-frame clip); same pixels.
+    rgb = VideoReformatter()
     want = set(wanted)
     last = wanted[-1]
     arrays, times, t0, i = [], [], None, -1
@@ -327,7 +332,7 @@ def _decode_indices(container, wanted: list[int], source: str):
             if t0 is None:
                 t0 = t if t is not None else 0.0
             if i in want:
-                arrays.append(frame.to_ndarray(format="rgb24"))
+                arrays.append(rgb.reformat(frame, format="rgb24").to_ndarray())
                 times.append((t - t0) if t is not None else i / float(stream.average_rate or 1))
             if i >= last:
                 break

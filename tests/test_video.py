@@ -66,6 +66,21 @@ def test_decode_frames_sizes_timestamps(clips):
     assert torch.equal(u.frames, v.frames)
 
 
+def test_pixels_are_pyav_rgb24_exactly(tmp_path):
+    """The decoder reuses one swscale context per stream (speed): every pixel must equal PyAV's own conversion."""
+    import av
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(8, 64, 96, 3), dtype=np.uint8)  # noise: any colour-conversion change shows
+    encode_mp4(frames, tmp_path / "noise.mp4", 2.0)
+    v = read_video(tmp_path / "noise.mp4", FrameSampling(fps=2.0, image_factor=32, min_pixels=64 * 96,
+                                                         max_pixels=64 * 96))
+    with av.open(str(tmp_path / "noise.mp4")) as c:
+        want = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert tuple(v.frames.shape) == (8, 3, 64, 96)
+    assert np.array_equal(v.frames.permute(0, 2, 3, 1).numpy(), want)
+
+
 def test_frames_are_even_multiples_of_image_factor(tmp_path):
     path = event_clip(tmp_path / "odd.mp4", 2, duration=7.5, size=(58, 90))  # 15 frames, odd count and sizes
     for factor in (28, 32):
