@@ -61,6 +61,8 @@ class TrainRecipe:
     sampling: dict[str, Any] = field(default_factory=dict)  # FrameSampling keys; the model's own recipe when empty
     video_cache_mb: int = 0  # keep decoded frames up to this many MB per process (and per data-loader worker, for
     # one epoch unless they persist), so later epochs skip decoding; 0: only the last 8 videos stay decoded
+    vision_feature_cache_mb: int = 0  # keep the frozen vision tower's features (before the merger) per video up to
+    # this many MB per process, so each video's tower forward runs once (Qwen2.5-VL; needs freeze_vision)
     mode: str = "multi"  # grounding prompt mode: "multi" (0..n moments) or "single"
     think: bool = False  # ask for / train on <think> reasoning
     prompt_style: str | None = None  # "full" or "short" (vtg.data.grammar); None: the model's own (vtg_prompt.json)
@@ -108,6 +110,11 @@ class TrainRecipe:
         if self.video_cache_mb < 0:
             raise RecipeError(f"video_cache_mb must be >= 0 (0: only the last few videos stay decoded), got "
                               f"{self.video_cache_mb}")
+        if self.vision_feature_cache_mb < 0:
+            raise RecipeError(f"vision_feature_cache_mb must be >= 0 (0: off), got {self.vision_feature_cache_mb}")
+        if self.vision_feature_cache_mb and not self.freeze_vision:
+            raise RecipeError("vision_feature_cache_mb keeps the frozen vision tower's features, but freeze_vision is "
+                              "false (the tower trains): set vision_feature_cache_mb: 0, or freeze_vision: true")
         if self.learning_rate <= 0:
             raise RecipeError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:

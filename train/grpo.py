@@ -189,6 +189,7 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
     from trl import GRPOConfig
 
     from vtg.data.video import set_cache_budget
+    from vtg.train import vision_cache
     from vtg.train.common import load_training_records, trainer_kwargs
     from vtg.train.policy import load_model_and_processor, lora_config, prepare_trainable
     from vtg.train.rewards import get_reward
@@ -198,6 +199,7 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
     model, processor = load_model_and_processor(recipe)
     peft_config = lora_config(model, recipe)
     model = prepare_trainable(model, recipe, wrap=False)
+    vision_cache.install(model, recipe.vision_feature_cache_mb)
     names = list(recipe.rewards)
     funcs = [get_reward(n) for n in names]
     weights = [float(recipe.rewards[n]) for n in names]

@@ -17,6 +17,7 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     from trl import SFTConfig, SFTTrainer
 
     from vtg.data.video import set_cache_budget
+    from vtg.train import vision_cache
     from vtg.train.collator import VideoGroundingCollator
     from vtg.train.common import load_training_records, records_dataset, trainer_kwargs
     from vtg.train.policy import load_model_and_processor, prepare_trainable
@@ -25,6 +26,7 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     set_cache_budget(recipe.video_cache_mb)
     model, processor = load_model_and_processor(recipe)
     model = prepare_trainable(model, recipe)
+    vision_cache.install(model, recipe.vision_feature_cache_mb)
     collator = VideoGroundingCollator(processor, recipe.frame_sampling(), mode=recipe.mode, think=recipe.think,
                                       max_length=recipe.max_length, prompt_style=recipe.resolved_prompt_style())
     args = SFTConfig(
