@@ -168,7 +168,7 @@ class NameHead:
         return round(hits / max(1, total), 3)
 
 
-class QueryWordsHead(NameHead):
+class QueryWordsHead:
     """--aux-query-words: a linear read-out of the prompt's informative tokens (a bag of words, as a distribution:
     cross-entropy against the uniform distribution over the bag) at the answer-predicting positions. Needs no labels:
     "informative" = in fewer than half of the train prompts, so what every prompt shares drops out."""
