@@ -321,7 +321,7 @@ def _decode_indices(container, wanted: list[int], source: str):
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
-    # which made small videos ~3x slower to decode (45 vs 13 ms for a 56x56, 34-frame clip); same pixels.
+    # which made small videos ~3x slower to decode (45 vs 14 ms per 56x56 synthetic clip: bench/video/decode.py).
     rgb = VideoReformatter()
     want = set(wanted)
     last = wanted[-1]
