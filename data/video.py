@@ -315,7 +315,6 @@ def frame_size(height: int, width: int, nframes: int, sampling: FrameSampling) -
 def _decode_indices(container, wanted: list[int], source: str):
     """Decode the stream up to the last wanted index; returns (rgb arrays, pts seconds, frames decoded)."""
     import av
-
     from av.video.reformatter import VideoReformatter
 
     stream = container.streams.video[0]
