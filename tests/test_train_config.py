@@ -80,3 +80,22 @@ def test_yaml_number_strings_and_wrong_types():
         load_recipe(SFTRecipe, None, {"max_steps": "lots", "sampling": TINY})
     with pytest.raises(RecipeError, match="think: expected true or false"):
         load_recipe(SFTRecipe, None, {"think": "maybe", "sampling": TINY})
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+@pytest.mark.parametrize("method", ["sft", "grpo"])
+def test_tiny_recipes_see_four_merged_tokens_per_frame_pair_in_either_family(family, method, synth_world, request):
+    """The tiny recipes run both families on 56-px synthetic worlds. A fixed pixel budget of 56x56 once made
+    Qwen3-VL (32-px merged tokens) see 32x32 frames, one token per frame pair, with no error anywhere."""
+    from vtg.data.video import read_video
+    from vtg.data.records import load_records
+
+    model = request.getfixturevalue({"qwen2.5-vl": "tiny_qwen25", "qwen3-vl": "tiny_qwen3"}[family])
+    cls = SFTRecipe if method == "sft" else GRPORecipe
+    recipe = load_recipe(cls, ROOT / "recipes" / "tiny" / method / "config_default.yaml", {"model": str(model)})
+    sampling = recipe.frame_sampling()
+    record = load_records(synth_world / "train.jsonl")[0]
+    video = read_video(record.video_path(synth_world), sampling)
+    height, width = video.frames.shape[-2:]
+    factor = {"qwen2.5-vl": 28, "qwen3-vl": 32}[family]
+    assert (height // factor, width // factor) == (2, 2) and height % factor == width % factor == 0
