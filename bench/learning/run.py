@@ -1,4 +1,4 @@
-"""Learning benchmark: does the tiny Qwen2.5-VL learn the synthetic world by SFT, and does GRPO improve it?
+"""Learning benchmark: does the tiny Qwen-VL (2.5 or 3) learn the synthetic world by SFT, and does GRPO improve it?
 
 From nothing: synthetic world (train + held-out test, >= 200 test queries per kind) -> `small` tiny model ->
 (a) best constant baseline fitted on train -> (b) SFT (tiny recipe) -> (c) GRPO from (b) (tiny recipe), each scored
@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="extra SFT recipe override")
     p.add_argument("--grpo", action="append", default=[], metavar="KEY=VALUE", help="extra GRPO recipe override")
     p.add_argument("--size", default="small", help="tiny model size (vtg.train.tiny_model.SIZES)")
+    p.add_argument("--family", choices=("qwen2.5-vl", "qwen3-vl"), default="qwen2.5-vl",
+                   help="tiny model family; qwen3-vl samples 64x64 frames (its merged tokens are 32 px)")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="start SFT from this model folder (e.g. another run's model-sft/final: a curriculum) "
                         "instead of a random-init tiny model")
@@ -102,6 +104,9 @@ class Timer:
         self.path.write_text(json.dumps(self.wall, indent=1))
         print(f"[bench] {name}: {self.wall[name]:.1f}s", flush=True)
         return result
+
+
+FAMILY_NAMES = {"qwen2.5-vl": "Qwen2.5-VL", "qwen3-vl": "Qwen3-VL"}
 
 
 def world_config(n_videos: int, seed: int, kinds: tuple[str, ...], frame_size: int = 56,
@@ -330,11 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         raise SystemExit(f"[bench] {e}") from None
     t.stage("synthetic world", world / "test.jsonl", lambda: generate(world_cfg, world, progress=True))
-    if args.frame_size != 56:  # the tiny recipes sample 56x56 frames; keep every pixel of the larger ones
-        pixels = [f"sampling.{k}={args.frame_size ** 2}" for k in ("min_pixels", "max_pixels")]
+    if args.frame_size != 56 or args.family == "qwen3-vl":
+        # the tiny recipes sample 56x56 frames; keep every pixel of larger ones. Qwen3-VL's merged token is 32x32
+        # pixels: 56-px frames are resized to 64x64 (4 tokens per frame pair, as Qwen2.5-VL's 28-px tokens at 56)
+        side = -(-args.frame_size // 32) * 32 if args.family == "qwen3-vl" else args.frame_size
+        pixels = [f"sampling.{k}={side ** 2}" for k in ("min_pixels", "max_pixels")]
         args.sft, args.grpo = pixels + args.sft, pixels + args.grpo
     if args.init is None:
-        t.stage("tiny model", base / "config.json", lambda: build_tiny_model("qwen2.5-vl", base, args.size, args.seed))
+        t.stage("tiny model", base / "config.json", lambda: build_tiny_model(args.family, base, args.size, args.seed))
     else:
         t.stage("init model", base / "config.json", lambda: shutil.copytree(args.init, base))
         t.wall["init model training (--init-wall-s)"] = args.init_wall_s
@@ -418,7 +426,7 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/learning/run.py " + shlex.join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
                    f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
-        "model": {"family": "qwen2.5-vl", **tiny, "init": args.init,
+        "model": {"family": args.family, **tiny, "init": args.init,
                   "first_stage": None if args.first_stage is None else
                   {"kinds": list(args.first_stage[0]), "steps": args.first_stage[1], "videos": args.videos}},
         "world": {"videos": args.videos, "kinds": list(args.kinds), "one_kind_per_video": args.one_kind_per_video,
@@ -477,12 +485,13 @@ def write_results(folder: Path, r: dict) -> None:
 
 def markdown(r: dict) -> str:
     m = r["metrics"]
+    family = FAMILY_NAMES[r["model"].get("family", "qwen2.5-vl")]
     lines = [
-        "# Learning benchmark: tiny Qwen2.5-VL on the synthetic world (constant → SFT → GRPO)", "",
+        f"# Learning benchmark: tiny {family} on the synthetic world (constant → SFT → GRPO)", "",
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']}. Timings are wall-clock; other jobs may have shared the 2 cores "
         "(bench/learning/README.md says which runs had company).  ",
-        f"Model: {r['model']['params']:,}-parameter tiny Qwen2.5-VL (size `{r['model']['size']}`), "
+        f"Model: {r['model']['params']:,}-parameter tiny {family} (size `{r['model']['size']}`), "
         + (f"SFT starts from `{r['model']['init']}` (a curriculum).  " if r["model"].get("init") else
            "random init, first SFT {steps} steps on a world of {kinds} ({videos} other videos, all train), then the "
            "main SFT (a curriculum).  ".format(steps=r["model"]["first_stage"]["steps"],
