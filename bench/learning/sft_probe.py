@@ -38,6 +38,9 @@ def parse_args():
     p.add_argument("--prompt", choices=("full", "short", "query-first"), default="full")
     p.add_argument("--positions", choices=("reference", "transformers"), default="reference")
     p.add_argument("--freeze-vision", action="store_true", help="keep the vision tower at init (merger trains)")
+    p.add_argument("--merger-lr-mult", type=float, default=1.0,
+                   help="the vision merger's learning rate as a multiple of --lr (does a faster projector leave the "
+                        "text-only plateau sooner?)")
     p.add_argument("--loss", choices=("answer-mean", "token"), default="answer-mean",
                    help="answer-mean: mean over each answer's tokens (what batch-1 SFT does); token: summed over "
                         "tokens and divided by the mean answer length, so every token weighs the same")
@@ -248,7 +251,10 @@ def main() -> None:
     if args.freeze_vision:  # random features keep their contrast; the merger still learns to project them
         for name, param in engine.vision_tower(model).named_parameters():
             param.requires_grad_("merger" in name)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in trainable if "merger" not in n], "mult": 1.0},
+              {"params": [p for n, p in trainable if "merger" in n], "mult": args.merger_lr_mult}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.lr, weight_decay=0.0)
     pad = processor.tokenizer.pad_token_id
     mean_len = sum(int((t["labels"] != -100).sum()) for t in train) / len(train)
     hidden = model.config.get_text_config().hidden_size
@@ -258,7 +264,7 @@ def main() -> None:
     aux = (NameHead(hidden, args, processor.tokenizer) if args.aux_name else
            QueryWordsHead(hidden, args, processor.tokenizer, train) if args.aux_query_words else None)
     if aux:
-        opt.add_param_group({"params": list(aux.parameters())})
+        opt.add_param_group({"params": list(aux.parameters()), "mult": 1.0})
         train_names = [aux.named_object(item) for item in train]
 
     def batch_loss(inputs, names=None):
@@ -314,7 +320,7 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         frac = step / args.warmup if step <= args.warmup else (args.steps - step) / max(1, args.steps - args.warmup)
         for group in opt.param_groups:
-            group["lr"] = args.lr * frac
+            group["lr"] = args.lr * frac * group["mult"]
         batch, names = [], []
         for _ in range(args.batch):
             order = order or random.sample(range(len(units)), len(units))
