@@ -118,3 +118,34 @@ def test_frozen_vision_tower_stays_out_of_autograd_with_gradient_checkpointing(f
                     gradient_checkpointing=True, tuning=tuning), callbacks=[probe])
     assert probe.block_in_graph and not any(probe.block_in_graph)
     assert probe.before and sorted(probe.changed) == sorted(probe.before)  # the merger still gets its gradient
+
+
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_merger_learning_rate_reaches_the_optimizer_and_scheduler(tuning, tiny_qwen25, synth_world, tmp_path):
+    """`merger_learning_rate` gives the merger (and only it) its own rate, kept in proportion by the scheduler; the
+    rest of the model keeps `learning_rate`. bench/learning/qwen3: a 10x merger rate helped leave the plateau."""
+    from vtg.train.policy import is_merger
+    from vtg.train.sft import build_sft_trainer
+
+    trainer = build_sft_trainer(_recipe(tiny_qwen25, synth_world, tmp_path, learning_rate=1e-4,
+                                        merger_learning_rate=1e-3, tuning=tuning, warmup_steps=0, max_steps=10))
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    trained = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert all(id(p) in lr_of for _, p in trained), "a trainable weight is missing from the optimizer"
+    merger = sorted({lr_of[id(p)] for n, p in trained if is_merger(n)})
+    rest = sorted({lr_of[id(p)] for n, p in trained if not is_merger(n)})
+    assert merger == [pytest.approx(1e-3)] and rest == [pytest.approx(1e-4)]
+    trainer.optimizer.step()
+    trainer.lr_scheduler.step()  # linear decay: both rates shrink alike
+    rates = {g["lr"] for g in trainer.optimizer.param_groups}
+    assert sorted(rates) == [pytest.approx(0.9e-4), pytest.approx(0.9e-3)]
+
+
+def test_merger_learning_rate_without_a_training_merger_is_refused(tiny_qwen25, synth_world, tmp_path):
+    from vtg.train.config import RecipeError
+
+    with pytest.raises(RecipeError, match="merger_learning_rate.*train_merger: true"):
+        _recipe(tiny_qwen25, synth_world, tmp_path, merger_learning_rate=1e-3, train_merger=False)
+    with pytest.raises(RecipeError, match="merger_learning_rate must be > 0"):
+        _recipe(tiny_qwen25, synth_world, tmp_path, merger_learning_rate=0.0)

@@ -155,3 +155,38 @@ def train_and_export(trainer, recipe, method: str, detail: str, close=None):
         if close is not None:
             close()
     return export_from_trainer(trainer, recipe, to_yaml(recipe))
+
+
+def install_merger_learning_rate(trainer, recipe) -> None:
+    """Give the vision merger's trainable weights `recipe.merger_learning_rate` (the scheduler scales every group
+    alike). Wraps the trainer's own `create_optimizer`, which the plain, DeepSpeed and resume paths all call, so the
+    optimizer class, its settings and the weight-decay split stay the trainer's."""
+    if recipe.merger_learning_rate is None:
+        return
+    import inspect
+    import types
+
+    from vtg.train.policy import is_merger
+
+    build = trainer.create_optimizer
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is not None:
+            return self.optimizer
+        opt = build(model)
+        merger = {id(p) for n, p in (model or self.model).named_parameters() if is_merger(n) and p.requires_grad}
+        if not merger:
+            raise UserError("merger_learning_rate: no trainable merger weight found in the model")
+        groups = []
+        for group in opt.param_groups:
+            settings = {k: v for k, v in group.items() if k != "params"}
+            for is_m in (False, True):
+                params = [p for p in group["params"] if (id(p) in merger) == is_m]
+                if params:
+                    groups.append({**settings, "params": params,
+                                   **({"lr": recipe.merger_learning_rate} if is_m else {})})
+        accepted = inspect.signature(type(opt)).parameters  # defaults can hold keys the constructor does not take
+        self.optimizer = type(opt)(groups, **{k: v for k, v in opt.defaults.items() if k in accepted})
+        return self.optimizer
+
+    trainer.create_optimizer = types.MethodType(create_optimizer, trainer)

@@ -71,6 +71,7 @@ class TrainRecipe:
     train_merger: bool = False  # unfreeze the vision merger (projector); the rest of the vision tower stays frozen
     freeze_vision: bool = True
     learning_rate: float = 1e-5
+    merger_learning_rate: float | None = None  # the vision merger's own rate (LLaVA's mm_projector_lr); None: learning_rate
     lr_scheduler_type: str = "linear"
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -117,6 +118,13 @@ class TrainRecipe:
                               "false (the tower trains): set vision_feature_cache_mb: 0, or freeze_vision: true")
         if self.learning_rate <= 0:
             raise RecipeError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.merger_learning_rate is not None:
+            if not self.merger_learning_rate > 0:
+                raise RecipeError(f"merger_learning_rate must be > 0 (or null: learning_rate), got "
+                                  f"{self.merger_learning_rate!r}")
+            if self.freeze_vision and not self.train_merger:
+                raise RecipeError("merger_learning_rate is set but the merger does not train (freeze_vision: true, "
+                                  "train_merger: false): set train_merger: true, or drop merger_learning_rate")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise RecipeError("set max_steps > 0 or num_train_epochs > 0")
         if not isinstance(self.sampling, dict):

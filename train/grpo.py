@@ -190,7 +190,7 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
 
     from vtg.data.video import set_cache_budget
     from vtg.train import vision_cache
-    from vtg.train.common import load_training_records, trainer_kwargs
+    from vtg.train.common import install_merger_learning_rate, load_training_records, trainer_kwargs
     from vtg.train.policy import load_model_and_processor, lora_config, prepare_trainable
     from vtg.train.rewards import get_reward
 
@@ -222,9 +222,11 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
         use_vllm=False,  # rollouts go through our video-aware rollout_func (which uses vLLM itself)
         log_completions=recipe.log_completions,
     )
-    return VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args,
-                            train_dataset=grpo_dataset(rows, recipe), processing_class=processor,
-                            callbacks=callbacks, peft_config=peft_config, recipe=recipe)
+    trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args,
+                               train_dataset=grpo_dataset(rows, recipe), processing_class=processor,
+                               callbacks=callbacks, peft_config=peft_config, recipe=recipe)
+    install_merger_learning_rate(trainer, recipe)
+    return trainer
 
 
 def run_grpo(recipe: GRPORecipe, callbacks: list | None = None) -> Path:

@@ -19,7 +19,8 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     from vtg.data.video import set_cache_budget
     from vtg.train import vision_cache
     from vtg.train.collator import VideoGroundingCollator
-    from vtg.train.common import load_training_records, records_dataset, trainer_kwargs
+    from vtg.train.common import (install_merger_learning_rate, load_training_records, records_dataset,
+                                  trainer_kwargs)
     from vtg.train.policy import load_model_and_processor, prepare_trainable
 
     rows = load_training_records(recipe.train_file, recipe.max_samples)
@@ -35,8 +36,10 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
         dataset_kwargs={"skip_prepare_dataset": True},
         packing=False,
     )
-    return SFTTrainer(model=model, args=args, train_dataset=records_dataset(rows), data_collator=collator,
-                      processing_class=processor, callbacks=callbacks)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=records_dataset(rows), data_collator=collator,
+                         processing_class=processor, callbacks=callbacks)
+    install_merger_learning_rate(trainer, recipe)
+    return trainer
 
 
 def run_sft(recipe: SFTRecipe, callbacks: list | None = None) -> Path:
