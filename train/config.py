@@ -71,7 +71,7 @@ class TrainRecipe:
     train_merger: bool = False  # unfreeze the vision merger (projector); the rest of the vision tower stays frozen
     freeze_vision: bool = True
     learning_rate: float = 1e-5
-    merger_learning_rate: float | None = None  # the vision merger's own rate (LLaVA's mm_projector_lr); None: learning_rate
+    merger_learning_rate: float | None = None  # the merger's own rate (LLaVA's mm_projector_lr); None: learning_rate
     lr_scheduler_type: str = "linear"
     warmup_steps: int = 0
     weight_decay: float = 0.0

@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vtg.data.records import load_records
     from vtg.data.synth import check_reused_world, generate
+    from vtg.engine import IMAGE_FACTOR
     from vtg.errors import UserError
     from vtg.train.tiny_model import build_tiny_model
 
@@ -335,10 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         raise SystemExit(f"[bench] {e}") from None
     t.stage("synthetic world", world / "test.jsonl", lambda: generate(world_cfg, world, progress=True))
-    if args.frame_size != 56 or args.family == "qwen3-vl":
-        # the tiny recipes sample 56x56 frames; keep every pixel of larger ones. Qwen3-VL's merged token is 32x32
-        # pixels: 56-px frames are resized to 64x64 (4 tokens per frame pair, as Qwen2.5-VL's 28-px tokens at 56)
-        side = -(-args.frame_size // 32) * 32 if args.family == "qwen3-vl" else args.frame_size
+    if args.frame_size != 56:
+        # the tiny recipes give 56-px frames 4 merged tokens per frame pair in either family; keep every pixel of
+        # larger ones, rounded up to the family's merged-token size (28 px; Qwen3-VL 32: 84 -> 96, not down to 64)
+        factor = IMAGE_FACTOR[args.family]
+        side = -(-args.frame_size // factor) * factor
         pixels = [f"sampling.{k}={side ** 2}" for k in ("min_pixels", "max_pixels")]
         args.sft, args.grpo = pixels + args.sft, pixels + args.grpo
     if args.init is None:
