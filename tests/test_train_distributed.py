@@ -37,16 +37,27 @@ def _loads(final: Path):
     AutoModelForImageTextToText.from_pretrained(final)
 
 
+def _merger_rate_kept_in_proportion(logs, ratio):
+    """`merger_learning_rate` reached DeepSpeed's optimizer (the rate is read back from its groups) and the scheduler
+    scales it with the rest (the logged rates keep the recipe's ratio at every step)."""
+    pairs = [(float(x["learning_rate"]), float(x["merger_learning_rate"])) for x in logs]
+    assert len({lr for lr, _ in pairs}) > 1, pairs  # the schedule moved, so the ratio is checked at several rates
+    assert all(m == pytest.approx(ratio * lr) for lr, m in pairs if lr > 0), pairs
+
+
 def test_zero3_two_process_sft(tiny_qwen25, synth_world, tmp_path):
-    logs = _run("sft", tiny_qwen25, synth_world, tmp_path / "sft", "--max_steps", "4", "--tuning", "full")
+    logs = _run("sft", tiny_qwen25, synth_world, tmp_path / "sft", "--max_steps", "4", "--tuning", "full",
+                "--train_merger", "true", "--merger_learning_rate", "1e-2")
     losses = [float(x["loss"]) for x in logs]
     assert len(losses) == 4 and losses[-1] < losses[0]
+    _merger_rate_kept_in_proportion(logs, 10)
     _loads(tmp_path / "sft" / "final")
 
 
 def test_zero3_two_process_grpo(tiny_qwen25, synth_world, tmp_path):
     logs = _run("grpo", tiny_qwen25, synth_world, tmp_path / "grpo", "--max_steps", "2", "--num_generations", "2",
                 "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--use_vllm", "false",
-                "--train_merger", "true")
+                "--train_merger", "true", "--merger_learning_rate", "1e-2")
     assert len(logs) == 2 and all("rewards/tiou_v2/mean" in x for x in logs)
+    _merger_rate_kept_in_proportion(logs, 10)
     _loads(tmp_path / "grpo" / "final")

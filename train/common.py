@@ -157,6 +157,9 @@ def train_and_export(trainer, recipe, method: str, detail: str, close=None):
     return export_from_trainer(trainer, recipe, to_yaml(recipe))
 
 
+MERGER_GROUP = "vtg_merger"  # marks the merger's optimizer group (torch keeps extra keys in a group)
+
+
 def install_merger_learning_rate(trainer, recipe) -> None:
     """Give the vision merger's trainable weights `recipe.merger_learning_rate` (the scheduler scales every group
     alike). Wraps the trainer's own `create_optimizer`, which the plain, DeepSpeed and resume paths all call, so the
@@ -184,9 +187,30 @@ def install_merger_learning_rate(trainer, recipe) -> None:
                 params = [p for p in group["params"] if (id(p) in merger) == is_m]
                 if params:
                     groups.append({**settings, "params": params,
-                                   **({"lr": recipe.merger_learning_rate} if is_m else {})})
+                                   **({"lr": recipe.merger_learning_rate, MERGER_GROUP: True} if is_m else {})})
         accepted = inspect.signature(type(opt)).parameters  # defaults can hold keys the constructor does not take
         self.optimizer = type(opt)(groups, **{k: v for k, v in opt.defaults.items() if k in accepted})
         return self.optimizer
 
     trainer.create_optimizer = types.MethodType(create_optimizer, trainer)
+    from transformers import TrainerCallback
+
+    used = {}
+
+    class RecordMergerRate(TrainerCallback):
+        # read where the Trainer reads the rate it logs: after the optimizer step, before the scheduler's
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            rates = [g["lr"] for g in trainer.optimizer.param_groups if g.get(MERGER_GROUP)]
+            used["rate"] = float(rates[0]) if rates else None
+
+    trainer.add_callback(RecordMergerRate())
+    log = trainer.log
+
+    def log_with_merger_rate(self, logs, *args, **kwargs):
+        # the Trainer logs group 0's rate only; the merger's, read back from the optimizer that steps (DeepSpeed's
+        # included), shows the split reached it and that the scheduler keeps the two in proportion
+        if "learning_rate" in logs and used.get("rate") is not None:
+            logs["merger_learning_rate"] = used["rate"]
+        return log(logs, *args, **kwargs)
+
+    trainer.log = types.MethodType(log_with_merger_rate, trainer)
