@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grpo-steps", type=int, default=None, help="override the tiny GRPO recipe's max_steps")
     p.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="extra SFT recipe override")
     p.add_argument("--grpo", action="append", default=[], metavar="KEY=VALUE", help="extra GRPO recipe override")
+    p.add_argument("--first-sft", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra override for the --first-stage SFT only (after --sft), e.g. learning_rate=1e-4")
     p.add_argument("--size", default="small", help="tiny model size (vtg.train.tiny_model.SIZES)")
     p.add_argument("--family", choices=("qwen2.5-vl", "qwen3-vl"), default="qwen2.5-vl",
                    help="tiny model family; qwen3-vl samples 64x64 frames (its merged tokens are 32 px)")
@@ -66,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.videos < 10:
         p.error("--videos must be >= 10")
+    if args.first_sft and args.first_stage is None:
+        p.error("--first-sft overrides the first stage's recipe: it needs --first-stage")
     if args.init is not None and not (Path(args.init) / "config.json").exists():
         p.error(f"--init: {args.init} is not a model folder (no config.json)")
     args.kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
@@ -392,7 +396,7 @@ def first_stage(args, out: Path, base: Path, t: Timer) -> Path:
     cfg = world_config(args.videos, args.seed + 1, kinds, args.frame_size, split_fractions=(1.0, 0.0, 0.0))
     check_reused_world(cfg, world)
     t.stage("first-stage world", world / "train.jsonl", lambda: generate(cfg, world, progress=True))
-    recipe = recipe_for("sft", base, world, out / "model-first-stage", steps, args.sft, args.seed)
+    recipe = recipe_for("sft", base, world, out / "model-first-stage", steps, args.sft + args.first_sft, args.seed)
     model = out / "model-first-stage" / "final"
     t.stage("first-stage SFT", model / "config.json", lambda: train("sft", recipe, args.train_threads))
     return model
