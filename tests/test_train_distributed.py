@@ -27,7 +27,7 @@ def _run(method, model, world, out, *extra):
     assert res.returncode == 0, text[-4000:]
     for rank in (0, 1):  # really two ranks under ZeRO-3, not a silent single-process fallback
         assert f"[vtg] rank {rank}/2: DistributedType.DEEPSPEED, DeepSpeed ZeRO-3" in text
-    return _logged_steps(text)
+    return _logged_steps(text), text
 
 
 def _loads(final: Path):
@@ -46,18 +46,21 @@ def _merger_rate_kept_in_proportion(logs, ratio):
 
 
 def test_zero3_two_process_sft(tiny_qwen25, synth_world, tmp_path):
-    logs = _run("sft", tiny_qwen25, synth_world, tmp_path / "sft", "--max_steps", "4", "--tuning", "full",
-                "--train_merger", "true", "--merger_learning_rate", "1e-2")
+    logs, text = _run("sft", tiny_qwen25, synth_world, tmp_path / "sft", "--max_steps", "4", "--tuning", "full",
+                      "--train_merger", "true", "--merger_learning_rate", "1e-2", "--video_check_every", "2",
+                      "--video_check_records", "2")
     losses = [float(x["loss"]) for x in logs]
     assert len(losses) == 4 and losses[-1] < losses[0]
+    # the video check's forwards ran on both ranks (ZeRO-3 gathers each layer collectively: one rank alone hangs)
+    assert text.count("{'video_check/own_loss'") == 3 and "[vtg] video check at step 4" in text
     _merger_rate_kept_in_proportion(logs, 10)
     _loads(tmp_path / "sft" / "final")
 
 
 def test_zero3_two_process_grpo(tiny_qwen25, synth_world, tmp_path):
-    logs = _run("grpo", tiny_qwen25, synth_world, tmp_path / "grpo", "--max_steps", "2", "--num_generations", "2",
-                "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--use_vllm", "false",
-                "--train_merger", "true", "--merger_learning_rate", "1e-2")
+    logs, _ = _run("grpo", tiny_qwen25, synth_world, tmp_path / "grpo", "--max_steps", "2", "--num_generations",
+                   "2", "--per_device_train_batch_size", "2", "--max_completion_length", "8", "--use_vllm", "false",
+                   "--train_merger", "true", "--merger_learning_rate", "1e-2")
     assert len(logs) == 2 and all("rewards/tiou_v2/mean" in x for x in logs)
     _merger_rate_kept_in_proportion(logs, 10)
     _loads(tmp_path / "grpo" / "final")

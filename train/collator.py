@@ -50,12 +50,14 @@ class VideoGroundingCollator:
         self.prompt_style = prompt_style
         self.max_length = max_length
 
-    def encode(self, row: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """One record → model inputs with labels on the answer tokens only."""
+    def encode(self, row: dict[str, Any], video=None) -> dict[str, torch.Tensor]:
+        """One record → model inputs with labels on the answer tokens only; `video` (a DecodedVideo) replaces the
+        record's own decoded frames (train/video_check.py passes them shuffled)."""
         from vtg.data.video import read_video_cached
         from vtg.engine import grounding_messages, hf_inputs, render_prompt
 
-        video = read_video_cached(row["video"], self.sampling)
+        if video is None:
+            video = read_video_cached(row["video"], self.sampling)
         messages = grounding_messages(row["query"], float(row["duration"]), mode=self.mode, think=self.think,
                                       style=self.prompt_style)
         prompt = render_prompt(self.processor, messages)
@@ -76,8 +78,9 @@ class VideoGroundingCollator:
         feats["labels"] = labels[None]
         return feats
 
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        return pad_batch([self.encode(r) for r in rows], self.tokenizer.pad_token_id)
+    def __call__(self, rows: list[dict[str, Any]], videos: list | None = None) -> dict[str, torch.Tensor]:
+        videos = [None] * len(rows) if videos is None else videos
+        return pad_batch([self.encode(r, v) for r, v in zip(rows, videos, strict=True)], self.tokenizer.pad_token_id)
 
 
 def pad_batch(items: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -91,6 +91,9 @@ class TrainRecipe:
     report_to: str = "none"
     dataloader_num_workers: int = 0
     resume: bool = False  # continue from the last checkpoint-N in output_dir (after a crash or a kill)
+    video_check_every: int = 0  # every N steps (and at step 0) log the answer loss of a few training records with
+    # their frames in order vs shuffled in time: a gap near 0 says the model ignores the video (train/video_check.py)
+    video_check_records: int = 16
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -108,6 +111,10 @@ class TrainRecipe:
                     "logging_steps"):
             if getattr(self, key) <= 0:
                 raise RecipeError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.video_check_every < 0:
+            raise RecipeError(f"video_check_every must be >= 0 (0: off), got {self.video_check_every}")
+        if self.video_check_records <= 0:
+            raise RecipeError(f"video_check_records must be > 0, got {self.video_check_records}")
         if self.video_cache_mb < 0:
             raise RecipeError(f"video_cache_mb must be >= 0 (0: only the last few videos stay decoded), got "
                               f"{self.video_cache_mb}")

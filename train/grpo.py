@@ -189,7 +189,8 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
     from trl import GRPOConfig
 
     from vtg.data.video import set_cache_budget
-    from vtg.train import vision_cache
+    from vtg.train import video_check, vision_cache
+    from vtg.train.collator import VideoGroundingCollator
     from vtg.train.common import install_merger_learning_rate, load_training_records, trainer_kwargs
     from vtg.train.policy import load_model_and_processor, lora_config, prepare_trainable
     from vtg.train.rewards import get_reward
@@ -226,6 +227,10 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
                                train_dataset=grpo_dataset(rows, recipe), processing_class=processor,
                                callbacks=callbacks, peft_config=peft_config, recipe=recipe)
     install_merger_learning_rate(trainer, recipe)
+    if recipe.video_check_every:  # scored as SFT would score the true answer, with the policy's own prompt
+        video_check.install(trainer, recipe, VideoGroundingCollator(
+            processor, recipe.frame_sampling(), mode=recipe.mode, think=recipe.think, max_length=recipe.max_length,
+            prompt_style=recipe.resolved_prompt_style()), rows)
     return trainer
 
 

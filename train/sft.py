@@ -17,7 +17,7 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     from trl import SFTConfig, SFTTrainer
 
     from vtg.data.video import set_cache_budget
-    from vtg.train import vision_cache
+    from vtg.train import video_check, vision_cache
     from vtg.train.collator import VideoGroundingCollator
     from vtg.train.common import (install_merger_learning_rate, load_training_records, records_dataset,
                                   trainer_kwargs)
@@ -39,6 +39,7 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     trainer = SFTTrainer(model=model, args=args, train_dataset=records_dataset(rows), data_collator=collator,
                          processing_class=processor, callbacks=callbacks)
     install_merger_learning_rate(trainer, recipe)
+    video_check.install(trainer, recipe, collator, rows)
     return trainer
 
 

@@ -449,11 +449,41 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
                                                       out / "video_control" / f"{which}.jsonl")
                                  for which in ("own", "swapped")} for name in ("sft", "grpo")},
         "sft_loss": [[x["step"], round(x["loss"], 4)] for x in sft_logs if "loss" in x],
+        "video_check": video_check_curves(out),
         "recipes": {"sft": {k: v for k, v in dataclasses.asdict(sft_recipe).items() if k in keep},
                     "grpo": {k: v for k, v in dataclasses.asdict(grpo_recipe).items() if k in keep}},
         "wall_s": timings,
         "train_threads": args.train_threads,
     }
+
+
+def video_check_curves(out: Path) -> dict[str, list]:
+    """Each training stage's `video_check` logs (train/video_check.py): [step, own loss, shuffled loss, gap]."""
+    curves = {}
+    for stage in ("model-first-stage", "model-sft", "model-grpo"):
+        path = out / stage / "bench_logs.json"
+        if path.exists():
+            rows = [x for x in json.loads(path.read_text()) if "video_check/gap" in x]
+            curves[stage.removeprefix("model-")] = [
+                [x["step"], round(x["video_check/own_loss"], 4), round(x["video_check/shuffled_loss"], 4),
+                 round(x["video_check/gap"], 4)] for x in rows]
+    return curves
+
+
+def video_check_line(curves: dict[str, list]) -> str | None:
+    from vtg.train.video_check import GAP_READS_VIDEO
+
+    parts = []
+    for stage, rows in curves.items():
+        if rows:
+            onset = next((step for step, _, _, gap in rows if gap >= GAP_READS_VIDEO), None)
+            parts.append(f"{stage}: gap {rows[0][3]:+.3f} at step {rows[0][0]}, {rows[-1][3]:+.3f} at step "
+                         f"{rows[-1][0]}, first >= {GAP_READS_VIDEO} at " + (f"step {onset}" if onset is not None
+                                                                              else "no check"))
+    if not parts:
+        return None
+    return ("Video check during training (answer loss with frame pairs shuffled in time minus in order, "
+            "`video_check/gap`, nats per answer token): " + "; ".join(parts) + ".")
 
 
 def targets(r: dict) -> list[tuple[str, str, bool]]:
@@ -528,6 +558,8 @@ def markdown(r: dict) -> str:
     if gl:
         lines.append(f"GRPO's logged rollout reward (temperature {r['recipes']['grpo']['temperature']}): first quarter of "
                      f"logs {gl['first_logs_mean']:.3f}, last quarter {gl['last_logs_mean']:.3f}.")
+    if video_check_line(r.get("video_check", {})):
+        lines += ["", video_check_line(r["video_check"])]
     vc = r["video_control"]
     lines += ["", "Video control (single + multi test queries, each also asked with another test video of the same "
               "duration; `bench/learning/video_ablation.py`'s sets): a model that reads the video loses accuracy "
