@@ -40,7 +40,7 @@ def pick_records(rows: list[dict[str, Any]], count: int, seed: int) -> list[dict
 
 
 class VideoCheck:
-    """The check as a TrainerCallback (built by `install`); `scores()` → (own loss, shuffled loss) of the trainer's model."""
+    """The check as a TrainerCallback (built by `install`); `scores()`: (own, shuffled) loss of the trainer's model."""
 
     def __new__(cls, trainer, collator, records, every: int, seed: int):
         from transformers import Trainer, TrainerCallback
