@@ -169,6 +169,8 @@ def install_merger_learning_rate(trainer, recipe) -> None:
     import inspect
     import types
 
+    from transformers import TrainerCallback
+
     from vtg.train.policy import is_merger
 
     build = trainer.create_optimizer
@@ -193,8 +195,6 @@ def install_merger_learning_rate(trainer, recipe) -> None:
         return self.optimizer
 
     trainer.create_optimizer = types.MethodType(create_optimizer, trainer)
-    from transformers import TrainerCallback
-
     used = {}
 
     class RecordMergerRate(TrainerCallback):

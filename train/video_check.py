@@ -39,72 +39,9 @@ def pick_records(rows: list[dict[str, Any]], count: int, seed: int) -> list[dict
     return random.Random(seed).sample(present, min(count, len(present)))
 
 
-class VideoCheck:
-    """The check as a TrainerCallback (built by `install`); `scores()`: (own, shuffled) loss of the trainer's model."""
-
-    def __new__(cls, trainer, collator, records, every: int, seed: int):
-        from transformers import Trainer, TrainerCallback
-
-        from vtg.data.video import read_video_cached
-
-        class _VideoCheck(TrainerCallback):
-            def __init__(self):
-                self.history: list[dict[str, float]] = []
-
-            def scores(self) -> tuple[float, float]:
-                import torch
-
-                model = trainer.model
-                was_training = model.training
-                model.eval()
-                own, shuffled = [], []
-                try:
-                    with torch.no_grad():
-                        for i, row in enumerate(records):
-                            video = read_video_cached(row["video"], collator.sampling)
-                            for out, v in ((own, video), (shuffled, shuffled_pairs(video, seed + i))):
-                                # the base Trainer's: device (and DeepSpeed's dtype); GRPO's _prepare_inputs rolls out
-                                inputs = Trainer._prepare_input(trainer, collator([row], videos=[v]))
-                                with trainer.compute_loss_context_manager():
-                                    out.append(float(model(**inputs).loss))
-                finally:
-                    model.train(was_training)
-                return sum(own) / len(own), sum(shuffled) / len(shuffled)
-
-            def _run(self, state, control):
-                own, shuffled = self.scores()
-                logs = {"video_check/own_loss": own, "video_check/shuffled_loss": shuffled,
-                        "video_check/gap": shuffled - own}
-                self.history.append({"step": state.global_step, **logs})
-                # the base Trainer.log: TRL's SFT/GRPO overrides would flush their step metrics into this entry;
-                # logging clears control.should_log, which the trainer's own log of this step still needs
-                should_log = control.should_log
-                Trainer.log(trainer, dict(logs))
-                control.should_log = should_log
-
-            def on_train_begin(self, args, state, control, **kwargs):
-                self._run(state, control)
-
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step % every == 0:
-                    self._run(state, control)
-
-            def on_train_end(self, args, state, control, **kwargs):
-                if not self.history or not trainer.accelerator.is_main_process:
-                    return
-                last = self.history[-1]
-                verdict = ("uses the video" if last["video_check/gap"] >= GAP_READS_VIDEO else
-                           "does NOT yet use the video: its answers do not depend on when things are shown")
-                print(f"[vtg] video check at step {last['step']}: answer loss {last['video_check/own_loss']:.4f} "
-                      f"with the frames in order, {last['video_check/shuffled_loss']:.4f} shuffled (gap "
-                      f"{last['video_check/gap']:+.4f}; >= {GAP_READS_VIDEO} counts as reading): the model "
-                      f"{verdict}", flush=True)
-
-        return _VideoCheck()
-
-
 def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
-    """Add the check to `trainer` when `recipe.video_check_every` > 0; returns the callback (or None)."""
+    """Add the check to `trainer` when `recipe.video_check_every` > 0; returns the callback (or None). The callback's
+    `scores()` gives the (own, shuffled) answer loss of the trainer's model on the picked records."""
     if not recipe.video_check_every:
         return None
     records = pick_records(rows, recipe.video_check_records, recipe.seed)
@@ -113,6 +50,64 @@ def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
 
         raise UserError(f"video_check_every: {recipe.train_file} has no record with a moment to check on; set "
                         "video_check_every: 0")
-    check = VideoCheck(trainer, collator, records, recipe.video_check_every, recipe.seed)
+    import torch
+    from transformers import Trainer, TrainerCallback
+
+    from vtg.data.video import read_video_cached
+
+    every, seed = recipe.video_check_every, recipe.seed
+
+    class VideoCheck(TrainerCallback):
+        def __init__(self):
+            self.history: list[dict[str, float]] = []
+
+        def scores(self) -> tuple[float, float]:
+            model = trainer.model
+            was_training = model.training
+            model.eval()
+            own, shuffled = [], []
+            try:
+                with torch.no_grad():
+                    for i, row in enumerate(records):
+                        video = read_video_cached(row["video"], collator.sampling)
+                        for out, v in ((own, video), (shuffled, shuffled_pairs(video, seed + i))):
+                            # the base Trainer's: device (and DeepSpeed's dtype); GRPO's _prepare_inputs rolls out
+                            inputs = Trainer._prepare_input(trainer, collator([row], videos=[v]))
+                            with trainer.compute_loss_context_manager():
+                                out.append(float(model(**inputs).loss))
+            finally:
+                model.train(was_training)
+            return sum(own) / len(own), sum(shuffled) / len(shuffled)
+
+        def _run(self, state, control):
+            own, shuffled = self.scores()
+            logs = {"video_check/own_loss": own, "video_check/shuffled_loss": shuffled,
+                    "video_check/gap": shuffled - own}
+            self.history.append({"step": state.global_step, **logs})
+            # the base Trainer.log: TRL's SFT/GRPO overrides would flush their step metrics into this entry;
+            # logging clears control.should_log, which the trainer's own log of this step still needs
+            should_log = control.should_log
+            Trainer.log(trainer, dict(logs))
+            control.should_log = should_log
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._run(state, control)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % every == 0:
+                self._run(state, control)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if not self.history or not trainer.accelerator.is_main_process:
+                return
+            last = self.history[-1]
+            verdict = ("uses the video" if last["video_check/gap"] >= GAP_READS_VIDEO else
+                       "does NOT yet use the video: its answers do not depend on when things are shown")
+            print(f"[vtg] video check at step {last['step']}: answer loss {last['video_check/own_loss']:.4f} "
+                  f"with the frames in order, {last['video_check/shuffled_loss']:.4f} shuffled (gap "
+                  f"{last['video_check/gap']:+.4f}; >= {GAP_READS_VIDEO} counts as reading): the model "
+                  f"{verdict}", flush=True)
+
+    check = VideoCheck()
     trainer.add_callback(check)
     return check

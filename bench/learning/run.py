@@ -558,8 +558,9 @@ def markdown(r: dict) -> str:
     if gl:
         lines.append(f"GRPO's logged rollout reward (temperature {r['recipes']['grpo']['temperature']}): first quarter of "
                      f"logs {gl['first_logs_mean']:.3f}, last quarter {gl['last_logs_mean']:.3f}.")
-    if video_check_line(r.get("video_check", {})):
-        lines += ["", video_check_line(r["video_check"])]
+    check_line = video_check_line(r.get("video_check", {}))
+    if check_line:
+        lines += ["", check_line]
     vc = r["video_control"]
     lines += ["", "Video control (single + multi test queries, each also asked with another test video of the same "
               "duration; `bench/learning/video_ablation.py`'s sets): a model that reads the video loses accuracy "
