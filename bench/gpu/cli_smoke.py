@@ -95,7 +95,11 @@ def run_job(name: str, method: str, config: str, overrides: dict, noise: bool = 
            "steps_per_s": steps / wall, **probe.where, "vision_calls": probe.vision_calls,
            "vision_calls_per_step": probe.vision_calls / steps,
            "merger_grad_min": min(probe.merger_grad) if probe.merger_grad else None,
-           "loss_first": first, "loss_last": last, "output": str(out)}
+           "loss_first": first, "loss_last": last, "output": str(out),
+           # the recipe's video check (step 0 and every video_check_every steps) and the merger's own rate
+           "video_check_gap": [l["video_check/gap"] for l in probe.logs if "video_check/gap" in l],
+           "merger_lr_ratio": next((l["merger_learning_rate"] / l["learning_rate"] for l in reversed(probe.logs)
+                                    if l.get("merger_learning_rate") and l.get("learning_rate")), None)}
     if method == "grpo":
         row["reward_first"], row["reward_last"] = _losses(probe.logs, "reward")
     return row
@@ -154,14 +158,15 @@ def table(result: dict) -> str:
         return "-" if v is None else format(v, fmt)
 
     head = ["job", "steps", "s", "steps/s", "vision", "language", "trainable", "vision fwd/step", "merger |g| min",
-            "loss first->last", "reward first->last"]
+            "loss first->last", "reward first->last", "video check gap", "merger lr / lr"]
     lines = [f"card: {result['card']}, torch {result['torch']}", " | ".join(head)]
     for r in result["rows"]:
         lines.append(" | ".join([
             r["job"], str(r["steps"]), f(r["wall_s"], ".1f"), f(r["steps_per_s"], ".1f"), r.get("vision", "-"),
             r.get("language", "-"), f"{r.get('trainable', 0):,}", f(r["vision_calls_per_step"], ".2f"),
             f(r["merger_grad_min"]), f"{f(r['loss_first'])} -> {f(r['loss_last'])}",
-            f"{f(r.get('reward_first'))} -> {f(r.get('reward_last'))}" if r["method"] == "grpo" else "-"]))
+            f"{f(r.get('reward_first'))} -> {f(r.get('reward_last'))}" if r["method"] == "grpo" else "-",
+            ", ".join(f"{g:+.4f}" for g in r.get("video_check_gap", [])) or "-", f(r.get("merger_lr_ratio"))]))
     return "\n".join(lines)
 
 

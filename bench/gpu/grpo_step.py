@@ -50,6 +50,18 @@ QWEN25_VL_3B = {
                    fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2),
     "tie_word_embeddings": True,
 }
+# Qwen2.5-VL-7B-Instruct's, likewise from memory: a wider, shallower text model, untied LM head, same vision tower
+QWEN25_VL_7B = {
+    "text": dict(QWEN25_VL_3B["text"], hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                 num_attention_heads=28, num_key_value_heads=4, vocab_size=152064),
+    "vision": dict(QWEN25_VL_3B["vision"], out_hidden_size=3584),
+    "tie_word_embeddings": False,
+}
+SIZES = {"3b": QWEN25_VL_3B, "7b": QWEN25_VL_7B}
+# DESIGN.md §10's 7B figures: H100 with checkpointing 1177 tok/s (5.9 %); H200 1110 tok/s, and 5707 tok/s at 71 GiB
+# with the vision tower frozen and checkpointing off
+BASELINE_7B = {"rollout tok/s": "206 (HF generate, 8 x 200 tokens, 7.8 s)", "training MFU": "5.9 % (fwd+bwd, grad "
+               "ckpt, 2 sequences; H200: 1110 tok/s, 5707 tok/s frozen tower + no ckpt, 71 GiB)", "card": "H100"}
 
 
 def import_vtg() -> None:
@@ -96,18 +108,19 @@ def write_records(path: Path, video: Path, duration: float, n: int) -> Path:
     return path
 
 
-def big_model(tiny_dir: Path, dtype, device: str):
-    """A random-init Qwen2.5-VL-3B-sized model with the tiny folder's special-token ids, built on `device`."""
+def big_model(tiny_dir: Path, dtype, device: str, dims: dict = QWEN25_VL_3B):
+    """A random-init Qwen2.5-VL model of `dims` (3B- or 7B-sized) with the tiny folder's special-token ids, built on
+    `device`."""
     import torch
     from transformers import AutoConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     base = AutoConfig.from_pretrained(tiny_dir)
-    t = dict(QWEN25_VL_3B["text"])
+    t = dict(dims["text"])
     mrope, theta = t.pop("mrope_section"), t.pop("rope_theta")
     text = {k: v for k, v in base.text_config.to_dict().items() if k != "layer_types"}  # re-derived from depth
     text.update(t, rope_parameters={"rope_type": "default", "mrope_section": mrope, "rope_theta": theta},
-                tie_word_embeddings=QWEN25_VL_3B["tie_word_embeddings"])
-    vision = {**base.vision_config.to_dict(), **QWEN25_VL_3B["vision"]}
+                tie_word_embeddings=dims["tie_word_embeddings"])
+    vision = {**base.vision_config.to_dict(), **dims["vision"]}
     cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=text["tie_word_embeddings"],
                            **{k: getattr(base, k) for k in ("image_token_id", "video_token_id",
                                                            "vision_start_token_id", "vision_end_token_id")})
@@ -186,15 +199,22 @@ def run(args) -> dict:
         seconds, h, w, frames = 60, 224, 196, 120
     video = write_video(work / "video.mp4", seconds, h, w)
     n_gen = args.generations
-    records = write_records(work / "records.jsonl", video, float(seconds), n=args.steps)
+    records = write_records(work / "records.jsonl", video, float(seconds), n=max(args.steps, args.video_check))
     dtype = torch.bfloat16 if cuda else torch.float32
     if args.tiny:
         from transformers import AutoModelForImageTextToText
 
         model = AutoModelForImageTextToText.from_pretrained(tiny_dir, dtype=dtype)
     else:
-        model = big_model(tiny_dir, dtype, "cuda")
+        model = big_model(tiny_dir, dtype, "cuda", SIZES[args.size])
     n_params = sum(p.numel() for p in model.parameters())
+    save_s = None
+    if args.beta > 0 and not args.tiny:  # TRL builds the KL reference from the policy's folder: write one
+        t = time.perf_counter()
+        model.save_pretrained(work / "model")
+        _processor(tiny_dir).save_pretrained(work / "model")
+        model.config._name_or_path = str(work / "model")
+        save_s = time.perf_counter() - t
     # build_grpo_trainer imports this at call time: it gets the random weights as built, the folder's processor
     policy.load_model_and_processor = lambda recipe: (model, _processor(tiny_dir))
     recipe = GRPORecipe(
@@ -203,7 +223,8 @@ def run(args) -> dict:
         gradient_accumulation_steps=n_gen // args.micro_batch, max_completion_length=args.completion,
         tuning="full", freeze_vision=not args.train_vision, train_merger=True,
         gradient_checkpointing=not args.no_grad_ckpt, precision="bf16" if cuda else "fp32", use_vllm=False,
-        beta=args.beta, learning_rate=1e-6, temperature=1.0, logging_steps=1, save_steps=10**6,
+        beta=args.beta, learning_rate=1e-6, video_check_every=10**6 if args.video_check else 0,
+        video_check_records=max(args.video_check, 1), temperature=1.0, logging_steps=1, save_steps=10**6,
         max_length=4096 if not args.tiny else 1024, rewards={"tiou_v2": 1.0, "format": 1.0},
         sampling={"fps": 2.0, "max_frames": frames, "min_pixels": h * w, "max_pixels": h * w},
     )
@@ -211,6 +232,20 @@ def run(args) -> dict:
     from transformers.trainer_utils import SaveStrategy
 
     trainer.args.save_strategy = SaveStrategy.NO  # random weights: nothing to save (7.5 GB at the end otherwise)
+    check_s: list[float] = []
+    if args.video_check:  # the check runs once, before the first step: time it (it is outside the step timer)
+        check = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == "VideoCheck")
+        scores = check.scores
+
+        def timed_scores():
+            t = time.perf_counter()
+            out = scores()
+            if cuda:
+                torch.cuda.synchronize()
+            check_s.append(time.perf_counter() - t)
+            return out
+
+        check.scores = timed_scores
     timer = StepTimer(trainer, cuda)
     trainer.add_callback(timer.callback)
     if cuda:
@@ -224,8 +259,10 @@ def run(args) -> dict:
     card = torch.cuda.get_device_name(0) if cuda else "cpu"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
     train_tps = train_tokens / train_s
+    check = [h for h in trainer.state.log_history if "video_check/gap" in h]
     return {
-        "card": card, "model": "tiny Qwen2.5-VL" if args.tiny else "Qwen2.5-VL-3B-sized (random init)",
+        "card": card, "model": "tiny Qwen2.5-VL" if args.tiny else f"Qwen2.5-VL-{args.size.upper()}-sized (random init)",
+        "size": "tiny" if args.tiny else args.size,
         "params": n_params, "dtype": str(dtype).removeprefix("torch."),
         "prompt_tokens": last["prompt_tokens"] // n_gen, "generations": n_gen, "micro_batch": args.micro_batch,
         "grad_ckpt": not args.no_grad_ckpt, "vision": "trained" if args.train_vision else "frozen (merger trained)",
@@ -236,6 +273,9 @@ def run(args) -> dict:
         "train_tokens": train_tokens, "train_tok_s": train_tps,
         "mfu": 6 * n_params * train_tps / (peak * 1e12) if peak else None, "peak_tflops": peak,
         "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "model_save_s": save_s,
+        "video_check": {"records": args.video_check, "seconds": check_s[0], "gap": check[0]["video_check/gap"],
+                        "own_loss": check[0]["video_check/own_loss"]} if check_s else None,
     }
 
 
@@ -259,20 +299,26 @@ def table(r: dict) -> str:
     def f(v, fmt):
         return "n/a" if v is None else format(v, fmt)
 
+    base = BASELINE_7B if r.get("size") == "7b" else BASELINE_3B
+
     rows = [
-        ("card", r["card"], BASELINE_3B["card"]),
-        ("model", f"{r['model']}, {r['params'] / 1e6:,.1f}M params, {r['dtype']}", "3B-sized, random init, bf16"),
+        ("card", r["card"], base["card"]),
+        ("model", f"{r['model']}, {r['params'] / 1e6:,.1f}M params, {r['dtype']}", f"{'7B' if r.get('size') == '7b' else '3B'}-sized, random init, bf16"),
         ("setup", f"prompt {r['prompt_tokens']} tok, G={r['generations']}, micro-batch {r['micro_batch']}, "
                   f"grad ckpt {'on' if r['grad_ckpt'] else 'off'}, vision {r['vision']}, beta {r['beta']}",
          "3.5k-token prompt, 8 x 200 rollouts"),
         ("step time (s)", f(r["step_s"], ".2f"), "-"),
         ("rollout time (s)", f(r["rollout_s"], ".2f"), "-"),
-        ("rollout tokens/s", f(r["rollout_tok_s"], ".1f"), BASELINE_3B["rollout tok/s"]),
-        ("training tokens/s", f(r["train_tok_s"], ".1f"), "~1190 (from 2.7 % MFU, same formula)"),
+        ("rollout tokens/s", f(r["rollout_tok_s"], ".1f"), base["rollout tok/s"]),
+        ("training tokens/s", f(r["train_tok_s"], ".1f"), "~1190 (from 2.7 % MFU, same formula)" if base is BASELINE_3B else "1177"),
         ("MFU (6·N·tok/s / peak)", "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.2f} % of {r['peak_tflops']:g} "
-         "TFLOP/s", BASELINE_3B["training MFU"]),
+         "TFLOP/s", base["training MFU"]),
         ("peak memory (GiB)", f(r["peak_mem_gib"], ".1f"), "-"),
     ]
+    if r.get("video_check"):
+        v = r["video_check"]
+        rows.append(("video check (step 0)", f"{v['seconds']:.2f} s for {v['records']} records x 2 passes, gap "
+                     f"{v['gap']:+.4f}", "-"))
     w0, w1 = max(len(a) for a, _, _ in rows), max(len(str(b)) for _, b, _ in rows)
     lines = [f"{'metric':<{w0}} | {'this run':<{w1}} | DESIGN.md §10 baseline (H100, plain transformers)",
              "-" * (w0 + w1 + 54)]
@@ -283,12 +329,16 @@ def table(r: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tiny", action="store_true", help="tiny model, a few frames, CPU (smoke test)")
+    p.add_argument("--size", choices=sorted(SIZES), default="3b", help="model dimensions (default 3b)")
+    p.add_argument("--video-check", type=int, default=0, metavar="N",
+                   help="time the video check (train/video_check.py) on N records before the first step")
     p.add_argument("--steps", type=int, default=2, help="optimizer steps; the last one is reported (default 2)")
     p.add_argument("--generations", type=int, default=None, help="rollouts per prompt (default 8; tiny 2)")
     p.add_argument("--completion", type=int, default=None, help="max completion tokens (default 200; tiny 8)")
     p.add_argument("--micro-batch", type=int, default=2, help="sequences per forward/backward (default 2)")
     p.add_argument("--beta", type=float, default=0.0,
-                   help="KL weight; > 0 adds a reference model forward (--tiny only)")
+                   help="KL weight; > 0 adds a reference model forward (the random model is saved for TRL to "
+                        "load the reference from; the time it takes is reported)")
     p.add_argument("--no-grad-ckpt", action="store_true", help="turn gradient checkpointing off")
     p.add_argument("--train-vision", action="store_true", help="train the whole vision tower (default frozen)")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak bf16 TFLOP/s for MFU on other cards")
@@ -296,11 +346,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.generations = args.generations or (2 if args.tiny else 8)
     args.completion = args.completion or (8 if args.tiny else 200)
-    if args.beta > 0 and not args.tiny:
-        # measured on an H200: TRL builds the reference copy from the model's folder, and the random-init 3B model
-        # has none (it is never written: 7.5 GB). With LoRA, TRL would disable the adapters instead.
-        p.error("--beta > 0 needs the model on disk for TRL's reference copy; the random-init 3B model is not saved "
-                "(run with --tiny to exercise the KL path on CPU)")
     if args.generations % args.micro_batch or args.steps < 1:
         p.error(f"--generations {args.generations} must be a multiple of --micro-batch {args.micro_batch}, "
                 "and --steps >= 1")
