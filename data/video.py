@@ -18,6 +18,7 @@ are `index / fps` (that is what transformers and vLLM compute), which equals the
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import tempfile
@@ -218,6 +219,14 @@ def _download(url: str, max_bytes: int = MAX_DOWNLOAD_BYTES) -> str:
         os.unlink(tmp)
         raise VideoError(f"{url}: download failed: {e}") from None
     return tmp
+
+
+# PyAV before 18 leaves a frame-threaded decoder (`thread_type = "AUTO"`, below) in a reference cycle after its
+# container closes, its FFmpeg threads alive until the garbage collector frees it. A process forked before then (a
+# DataLoader worker) frees it in the child, where those threads do not exist, and waits for them for ever: found on
+# an H200 machine with av 17, where `vtg train sft` stopped at step 0 once the step-0 video check had decoded in the
+# parent (bench/gpu/README.md). Collecting before every fork frees it in the parent, with its threads.
+os.register_at_fork(before=gc.collect)
 
 
 def _open_container(path: str, source: str):
