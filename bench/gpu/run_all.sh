@@ -25,10 +25,11 @@ step() {  # name, limit seconds, command...: log to $LOGS/name.log, print its ta
   tar -czf "$OUT/logs.tgz" -C "$LOGS" .
 }
 trained=outputs/bl_single_recipe/model-sft/final
-step grpo_step_3b 150 python3 bench/gpu/grpo_step.py --video-check 8 --json "$OUT/grpo_step_3b.json"
-step grpo_step_7b 200 python3 bench/gpu/grpo_step.py --size 7b --video-check 8 --json "$OUT/grpo_step_7b.json"
+# first: the tiny CLI jobs (on 2026-11-27 they hung at step 0 there before the fork fix in vtg.data.video)
 step cli_smoke 220 python3 bench/gpu/cli_smoke.py --json "$OUT/cli_smoke.json" \
   $( [ -d $trained ] && echo --trained-sft $trained )
+step grpo_step_3b 150 python3 bench/gpu/grpo_step.py --video-check 8 --json "$OUT/grpo_step_3b.json"
+step grpo_step_7b 200 python3 bench/gpu/grpo_step.py --size 7b --video-check 8 --json "$OUT/grpo_step_7b.json"
 step grpo_step_3b_kl 150 python3 bench/gpu/grpo_step.py --beta 0.04 --json "$OUT/grpo_step_3b_kl.json"
 step grpo_step_3b_mb8 120 python3 bench/gpu/grpo_step.py --micro-batch 8 --json "$OUT/grpo_step_3b_mb8.json"
 echo "total: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/summary.txt"
