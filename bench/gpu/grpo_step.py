@@ -37,8 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # bf16 dense, SXM (NVIDIA datasheets; H200 = H100 compute)
 # DESIGN.md §10, measured on an H100 with plain transformers (SDPA), random-init 3B-sized model
-BASELINE_3B = {"rollout tok/s": "190 (HF generate, 8 x 200 tokens)", "training MFU": "2.7 % (fwd+bwd, grad ckpt, "
-               "2 sequences)", "card": "H100"}
+BASELINE_3B = {"model": "3B-sized, random init, bf16", "rollout tok/s": "190 (HF generate, 8 x 200 tokens)",
+               "training tok/s": "~1190 (from 2.7 % MFU, same formula)",
+               "training MFU": "2.7 % (fwd+bwd, grad ckpt, 2 sequences)", "card": "H100"}
 
 # Qwen2.5-VL-3B-Instruct's config.json, from memory (not read from the hub here): text + vision dimensions.
 QWEN25_VL_3B = {
@@ -60,8 +61,10 @@ QWEN25_VL_7B = {
 SIZES = {"3b": QWEN25_VL_3B, "7b": QWEN25_VL_7B}
 # DESIGN.md §10's 7B figures: H100 with checkpointing 1177 tok/s (5.9 %); H200 1110 tok/s, and 5707 tok/s at 71 GiB
 # with the vision tower frozen and checkpointing off
-BASELINE_7B = {"rollout tok/s": "206 (HF generate, 8 x 200 tokens, 7.8 s)", "training MFU": "5.9 % (fwd+bwd, grad "
-               "ckpt, 2 sequences; H200: 1110 tok/s, 5707 tok/s frozen tower + no ckpt, 71 GiB)", "card": "H100"}
+BASELINE_7B = {"model": "7B-sized, random init, bf16", "rollout tok/s": "206 (HF generate, 8 x 200 tokens, 7.8 s)",
+               "training tok/s": "1177",
+               "training MFU": "5.9 % (fwd+bwd, grad ckpt, 2 sequences; H200: 1110 tok/s, 5707 tok/s frozen tower + "
+                               "no ckpt, 71 GiB)", "card": "H100"}
 
 
 def import_vtg() -> None:
@@ -233,6 +236,7 @@ def run(args) -> dict:
 
     trainer.args.save_strategy = SaveStrategy.NO  # random weights: nothing to save (7.5 GB at the end otherwise)
     check_s: list[float] = []
+    check = None
     if args.video_check:  # the check runs once, before the first step: time it (it is outside the step timer)
         check = next(c for c in trainer.callback_handler.callbacks if type(c).__name__ == "VideoCheck")
         scores = check.scores
@@ -259,9 +263,9 @@ def run(args) -> dict:
     card = torch.cuda.get_device_name(0) if cuda else "cpu"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
     train_tps = train_tokens / train_s
-    check = [h for h in trainer.state.log_history if "video_check/gap" in h]
     return {
-        "card": card, "model": "tiny Qwen2.5-VL" if args.tiny else f"Qwen2.5-VL-{args.size.upper()}-sized (random init)",
+        "card": card,
+        "model": "tiny Qwen2.5-VL" if args.tiny else f"Qwen2.5-VL-{args.size.upper()}-sized (random init)",
         "size": "tiny" if args.tiny else args.size,
         "params": n_params, "dtype": str(dtype).removeprefix("torch."),
         "prompt_tokens": last["prompt_tokens"] // n_gen, "generations": n_gen, "micro_batch": args.micro_batch,
@@ -274,8 +278,8 @@ def run(args) -> dict:
         "mfu": 6 * n_params * train_tps / (peak * 1e12) if peak else None, "peak_tflops": peak,
         "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         "model_save_s": save_s,
-        "video_check": {"records": args.video_check, "seconds": check_s[0], "gap": check[0]["video_check/gap"],
-                        "own_loss": check[0]["video_check/own_loss"]} if check_s else None,
+        "video_check": {"records": args.video_check, "seconds": check_s[0], "gap": check.history[0]["video_check/gap"],
+                        "own_loss": check.history[0]["video_check/own_loss"]} if check else None,
     }
 
 
@@ -303,14 +307,14 @@ def table(r: dict) -> str:
 
     rows = [
         ("card", r["card"], base["card"]),
-        ("model", f"{r['model']}, {r['params'] / 1e6:,.1f}M params, {r['dtype']}", f"{'7B' if r.get('size') == '7b' else '3B'}-sized, random init, bf16"),
+        ("model", f"{r['model']}, {r['params'] / 1e6:,.1f}M params, {r['dtype']}", base["model"]),
         ("setup", f"prompt {r['prompt_tokens']} tok, G={r['generations']}, micro-batch {r['micro_batch']}, "
                   f"grad ckpt {'on' if r['grad_ckpt'] else 'off'}, vision {r['vision']}, beta {r['beta']}",
          "3.5k-token prompt, 8 x 200 rollouts"),
         ("step time (s)", f(r["step_s"], ".2f"), "-"),
         ("rollout time (s)", f(r["rollout_s"], ".2f"), "-"),
         ("rollout tokens/s", f(r["rollout_tok_s"], ".1f"), base["rollout tok/s"]),
-        ("training tokens/s", f(r["train_tok_s"], ".1f"), "~1190 (from 2.7 % MFU, same formula)" if base is BASELINE_3B else "1177"),
+        ("training tokens/s", f(r["train_tok_s"], ".1f"), base["training tok/s"]),
         ("MFU (6·N·tok/s / peak)", "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.2f} % of {r['peak_tflops']:g} "
          "TFLOP/s", base["training MFU"]),
         ("peak memory (GiB)", f(r["peak_mem_gib"], ".1f"), "-"),

@@ -26,7 +26,8 @@ import_vtg()
 from vtg.data.synth import SynthConfig, generate  # noqa: E402
 from vtg.train.tiny_model import build_tiny_model  # noqa: E402
 work = Path(tempfile.mkdtemp())
-generate(SynthConfig(n_videos=30, seed=0, min_duration=8.0, max_duration=20.0, kinds=("single",)), work / "w", workers=1)
+generate(SynthConfig(n_videos=30, seed=0, min_duration=8.0, max_duration=20.0, kinds=("single",)), work / "w",
+         workers=1)
 model = build_tiny_model("qwen2.5-vl", work / "m", size="small")
 t = time.perf_counter()
 row = run_job("sft", "sft", "recipes/tiny/sft/config_default.yaml",
