@@ -20,12 +20,16 @@ import torch
 COLOURS, SHAPES, CELL = ["red", "green", "blue", "yellow"], ["square", "circle", "triangle"], 28
 
 
-def merged_token_features(model, processor, frames: np.ndarray) -> torch.Tensor:
-    """[t, rows, cols, 4 × vision hidden]: the merger's input for one video, in natural (t, row, col) order."""
+def merged_token_features(model, processor, frames: np.ndarray, where: str = "input") -> torch.Tensor:
+    """[t, rows, cols, features]: the merger's input (4 × vision hidden; the default) or output (`where="output"`,
+    what the language model sees) for one video, in natural (t, row, col) order."""
     from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import get_vision_window_index
 
     visual, seen = model.model.visual, {}
-    hook = visual.merger.register_forward_pre_hook(lambda module, args: seen.__setitem__("x", args[0].detach()))
+    if where == "input":
+        hook = visual.merger.register_forward_pre_hook(lambda module, args: seen.__setitem__("x", args[0].detach()))
+    else:
+        hook = visual.merger.register_forward_hook(lambda module, args, out: seen.__setitem__("x", out.detach()))
     inputs = processor.video_processor(videos=[frames], return_tensors="pt", do_sample_frames=False, do_resize=False)
     grid = inputs["video_grid_thw"]
     with torch.no_grad():
@@ -35,7 +39,9 @@ def merged_token_features(model, processor, frames: np.ndarray) -> torch.Tensor:
                                               patch_size=visual.patch_size)
     t, h, w = grid[0].tolist()
     x = seen["x"]
-    return x.reshape(-1, 4 * x.shape[-1])[torch.argsort(window_index)].view(t, h // 2, w // 2, -1)
+    if where == "input":  # 4 patches per merged token
+        x = x.reshape(-1, 4 * x.shape[-1])
+    return x[torch.argsort(window_index)].view(t, h // 2, w // 2, -1)
 
 
 def labelled_tokens(world: Path, model_dir: str, n_videos: int):
@@ -63,7 +69,8 @@ def labelled_tokens(world: Path, model_dir: str, n_videos: int):
     return torch.stack(feats), torch.tensor(colour), torch.tensor(shape), torch.tensor(held_out)
 
 
-def probe_accuracy(x, y, test, classes: int, hidden: int | None) -> float:
+def probe_predictions(x, y, test, classes: int, hidden: int | None) -> torch.Tensor:
+    """Fit a linear (hidden=None) or one-hidden-layer probe on the rows not in `test`; its classes for `test`."""
     torch.manual_seed(0)
     x = (x - x[~test].mean(0)) / (x[~test].std(0) + 1e-6)
     head = (torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, classes))
@@ -74,7 +81,11 @@ def probe_accuracy(x, y, test, classes: int, hidden: int | None) -> float:
         torch.nn.functional.cross_entropy(head(x[~test]), y[~test]).backward()
         opt.step()
     with torch.no_grad():
-        return round((head(x[test]).argmax(1) == y[test]).float().mean().item(), 3)
+        return head(x[test]).argmax(1)
+
+
+def probe_accuracy(x, y, test, classes: int, hidden: int | None) -> float:
+    return round((probe_predictions(x, y, test, classes, hidden) == y[test]).float().mean().item(), 3)
 
 
 def main() -> None:
