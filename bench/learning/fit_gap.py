@@ -40,17 +40,10 @@ def main() -> None:
     p.add_argument("--per-kind", type=int, default=150)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from loading import model_and_collator  # bench/learning
 
-    from vtg import engine, hf_fixes
-    from vtg.train.collator import VideoGroundingCollator
-
-    hf_fixes.apply()
-    torch.set_num_threads(1)
-    model = AutoModelForImageTextToText.from_pretrained(args.model).eval()
-    collator = VideoGroundingCollator(AutoProcessor.from_pretrained(args.model), engine.sampling_for_model(args.model),
-                                      prompt_style=engine.prompt_style_for_model(args.model))
+    model, collator = model_and_collator(args.model)
+    model.eval()
     out = {"model": args.model, "world": str(args.world),
            **{split: mean_losses(model, collator, args.world, split, args.per_kind) for split in ("train", "test")}}
     text = json.dumps(out)

@@ -24,21 +24,15 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from loading import model_and_collator  # bench/learning
 
-    from vtg import engine, hf_fixes
+    from vtg import engine
     from vtg.data.records import load_records
     from vtg.train import vision_cache
-    from vtg.train.collator import VideoGroundingCollator
 
-    hf_fixes.apply()
-    torch.set_num_threads(1)
-    model = AutoModelForImageTextToText.from_pretrained(args.model)
-    processor = AutoProcessor.from_pretrained(args.model)
+    model, collator = model_and_collator(args.model)
     for name, param in engine.vision_tower(model).named_parameters():
         param.requires_grad_("merger" in name)
-    collator = VideoGroundingCollator(processor, engine.sampling_for_model(args.model),
-                                      prompt_style=engine.prompt_style_for_model(args.model))
     items = [collator([{"video": str(r.video_path(args.world)), "query": r.query, "duration": r.duration,
                         "moments": r.moments}]) for r in load_records(args.world / "train.jsonl")[:args.records]]
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5)
