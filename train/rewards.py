@@ -94,6 +94,23 @@ def multi_moment(completions: list, moments: list, duration: list, **kwargs: Any
     return [_soft_f1(completion_text(c), m, float(d)) for c, m, d in zip(completions, moments, duration)]
 
 
+def moment_count(completions: list, moments: list, duration: list, **kwargs: Any) -> list[float]:
+    """How close the number of predicted moments is to the true number: 1 − |n − n_true| / max(n, n_true).
+
+    Beside `multi_moment`: a soft F1 pays more for leaving out an uncertain moment than for keeping a poor one, and
+    GRPO on it lowered the tiny model's count accuracy (bench/learning/one_kind_per_video, session 13)."""
+    out = []
+    for c, m in zip(completions, moments):
+        parsed = parse_answer(completion_text(c))
+        fixed = _absent_rule(parsed, m)
+        if fixed is not None:
+            out.append(fixed)
+            continue
+        n, n_true = len(parsed.moments), len(m)
+        out.append(1.0 - abs(n - n_true) / max(n, n_true))
+    return out
+
+
 def format_reward(completions: list, think: list | None = None, **kwargs: Any) -> list[float]:
     """1 for the canonical answer form exactly (`ParsedAnswer.strict`), else 0.
 
@@ -122,6 +139,7 @@ REWARDS: dict[str, RewardFn] = {
     "tiou": tiou,
     "tiou_v2": tiou_v2,
     "multi_moment": multi_moment,
+    "moment_count": moment_count,
     "not_present": not_present,
 }
 
