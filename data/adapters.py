@@ -127,8 +127,9 @@ def _load_json(path: Path, expected: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
-                        f"expected {expected}") from None
+        raise UserError(
+            f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); expected {expected}"
+        ) from None
 
 
 def _expect_dict_of(path: Path, data: Any, keys: tuple[str, ...], expected: str) -> dict:
@@ -172,8 +173,10 @@ def _mismatch(entry: dict, a: str, b: str) -> str | None:
 
 # ---------------------------------------------------------------- charades-sta
 
-_CHARADES_EXPECTED = ("charades_sta_{train,test}.txt (lines 'VIDEOID START END##sentence') and "
-                      "Charades_v1_{train,test}.csv (for the 'length' column)")
+_CHARADES_EXPECTED = (
+    "charades_sta_{train,test}.txt (lines 'VIDEOID START END##sentence') and "
+    "Charades_v1_{train,test}.csv (for the 'length' column)"
+)
 
 
 def _charades_durations(path: Path) -> tuple[dict[str, float], dict[str, str]]:
@@ -232,10 +235,20 @@ def convert_charades(files: list[Path], opts: ConvertOptions, report: Conversion
                 why = bad.get(vid) or f"not in the Charades CSV(s) {[p.name for p in csvs]}"
                 yield Raw(str(path), n, problem=f"video id {vid!r}: no duration ({why})")
                 continue
-            yield Raw(str(path), n, {
-                "id": f"charades-sta/{split}/{n:06d}", "video": _video(opts, vid), "duration": durations[vid],
-                "query": sentence, "moments": [[start, end]], "source": "charades-sta", "split": split, "vid": vid,
-            })
+            yield Raw(
+                str(path),
+                n,
+                {
+                    "id": f"charades-sta/{split}/{n:06d}",
+                    "video": _video(opts, vid),
+                    "duration": durations[vid],
+                    "query": sentence,
+                    "moments": [[start, end]],
+                    "source": "charades-sta",
+                    "split": split,
+                    "vid": vid,
+                },
+            )
 
 
 # ---------------------------------------------------------------- activitynet
@@ -254,11 +267,20 @@ def convert_activitynet(files: list[Path], opts: ConvertOptions, report: Convers
                 yield Raw(where, None, problem=problem)
                 continue
             for i, (ts, sentence) in enumerate(zip(entry["timestamps"], entry["sentences"])):
-                yield Raw(f"{where} sentence {i}", None, {
-                    "id": f"activitynet/{split}/{vid}/{i}", "video": _video(opts, vid),
-                    "duration": entry.get("duration"), "query": str(sentence).strip(), "moments": [ts],
-                    "source": "activitynet", "split": split, "vid": vid,
-                })
+                yield Raw(
+                    f"{where} sentence {i}",
+                    None,
+                    {
+                        "id": f"activitynet/{split}/{vid}/{i}",
+                        "video": _video(opts, vid),
+                        "duration": entry.get("duration"),
+                        "query": str(sentence).strip(),
+                        "moments": [ts],
+                        "source": "activitynet",
+                        "split": split,
+                        "vid": vid,
+                    },
+                )
 
 
 # ---------------------------------------------------------------- tacos
@@ -268,8 +290,9 @@ _TACOS_EXPECTED = 'the 2D-TAN TACoS JSON {"s13-d21.avi": {"timestamps" (frames),
 
 def convert_tacos(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
     for path in files:
-        data = _expect_dict_of(path, _load_json(path, _TACOS_EXPECTED), ("timestamps", "fps", "num_frames"),
-                               _TACOS_EXPECTED)
+        data = _expect_dict_of(
+            path, _load_json(path, _TACOS_EXPECTED), ("timestamps", "fps", "num_frames"), _TACOS_EXPECTED
+        )
         split = _guess_split(path, opts)
         for vid, entry in data.items():
             where = f"{path} key {vid!r}"
@@ -286,14 +309,26 @@ def convert_tacos(files: list[Path], opts: ConvertOptions, report: ConversionRep
             for i, (ts, sentence) in enumerate(zip(entry["timestamps"], entry["sentences"])):
                 pair = [_number(x) for x in ts] if isinstance(ts, list) else []
                 if len(pair) != 2 or None in pair:
-                    yield Raw(f"{where} sentence {i}", None, problem=f"timestamp must be [start_frame, end_frame], got {ts!r}")
+                    yield Raw(
+                        f"{where} sentence {i}", None, problem=f"timestamp must be [start_frame, end_frame], got {ts!r}"
+                    )
                     continue
-                yield Raw(f"{where} sentence {i}", None, {
-                    "id": f"tacos/{split}/{Path(vid).stem}/{i}", "video": _video(opts, vid, keep_name=True),
-                    "duration": frames / fps, "query": str(sentence).strip(),
-                    "moments": [[pair[0] / fps, pair[1] / fps]], "source": "tacos", "split": split,
-                    "vid": vid, "fps": fps, "frames": ts,
-                })
+                yield Raw(
+                    f"{where} sentence {i}",
+                    None,
+                    {
+                        "id": f"tacos/{split}/{Path(vid).stem}/{i}",
+                        "video": _video(opts, vid, keep_name=True),
+                        "duration": frames / fps,
+                        "query": str(sentence).strip(),
+                        "moments": [[pair[0] / fps, pair[1] / fps]],
+                        "source": "tacos",
+                        "split": split,
+                        "vid": vid,
+                        "fps": fps,
+                        "frames": ts,
+                    },
+                )
 
 
 # ---------------------------------------------------------------- didemo
@@ -326,7 +361,9 @@ def _load_durations(path: str) -> dict[str, float]:
     return out
 
 
-def _didemo_pairs(times: Any, opts: ConvertOptions, report: ConversionReport, where: str) -> list[tuple[int, int]] | str:
+def _didemo_pairs(
+    times: Any, opts: ConvertOptions, report: ConversionReport, where: str
+) -> list[tuple[int, int]] | str:
     if not isinstance(times, list) or not times:
         return f"'times' must be a non-empty list of [first, last] segment pairs, got {times!r}"
     pairs = []
@@ -387,16 +424,28 @@ def convert_didemo(files: list[Path], opts: ConvertOptions, report: ConversionRe
             duration, was_guessed = _didemo_duration(entry, durations)
             guessed += was_guessed
             chosen = didemo_consensus(pairs, opts.didemo_consensus)
-            yield Raw(where, None, {
-                "id": f"didemo/{split}/{aid}", "video": _video(opts, entry["video"], keep_name=True),
-                "duration": duration, "query": str(entry.get("description", "")),
-                "moments": [[DIDEMO_SEGMENT_S * f, DIDEMO_SEGMENT_S * (l + 1)] for f, l in chosen],
-                "source": "didemo", "split": split, "annotation_id": aid, "times": entry["times"],
-                "num_segments": entry.get("num_segments"), "didemo_consensus": opts.didemo_consensus,
-            })
+            yield Raw(
+                where,
+                None,
+                {
+                    "id": f"didemo/{split}/{aid}",
+                    "video": _video(opts, entry["video"], keep_name=True),
+                    "duration": duration,
+                    "query": str(entry.get("description", "")),
+                    "moments": [[DIDEMO_SEGMENT_S * f, DIDEMO_SEGMENT_S * (l + 1)] for f, l in chosen],
+                    "source": "didemo",
+                    "split": split,
+                    "annotation_id": aid,
+                    "times": entry["times"],
+                    "num_segments": entry.get("num_segments"),
+                    "didemo_consensus": opts.didemo_consensus,
+                },
+            )
     if guessed:
-        report.notes.append(f"DiDeMo has no durations: {guessed} record(s) assume 5 s × num_segments "
-                            "(30 s for 6 segments); pass --durations (CSV video,duration or JSON) for real ones")
+        report.notes.append(
+            f"DiDeMo has no durations: {guessed} record(s) assume 5 s × num_segments "
+            "(30 s for 6 segments); pass --durations (CSV video,duration or JSON) for real ones"
+        )
 
 
 # ---------------------------------------------------------------- qvhighlights
@@ -416,27 +465,49 @@ def convert_qvhighlights(files: list[Path], opts: ConvertOptions, report: Conver
                 continue
             labelled = "relevant_windows" in d
             unlabelled += not labelled
-            yield Raw(str(path), n, {
-                "id": f"qvhighlights/{split}/{d['qid']}", "video": _video(opts, str(d["vid"])),
-                "duration": d.get("duration"), "query": d.get("query"),
-                "moments": d["relevant_windows"] if labelled else [], "source": "qvhighlights", "split": split,
-                "qid": d["qid"], "vid": d["vid"], "has_labels": labelled,
-                # same columns labelled or not, so an HF dataset of mixed files keeps every field
-                "relevant_clip_ids": d.get("relevant_clip_ids", []), "saliency_scores": d.get("saliency_scores", []),
-            })
+            yield Raw(
+                str(path),
+                n,
+                {
+                    "id": f"qvhighlights/{split}/{d['qid']}",
+                    "video": _video(opts, str(d["vid"])),
+                    "duration": d.get("duration"),
+                    "query": d.get("query"),
+                    "moments": d["relevant_windows"] if labelled else [],
+                    "source": "qvhighlights",
+                    "split": split,
+                    "qid": d["qid"],
+                    "vid": d["vid"],
+                    "has_labels": labelled,
+                    # same columns labelled or not, so an HF dataset of mixed files keeps every field
+                    "relevant_clip_ids": d.get("relevant_clip_ids", []),
+                    "saliency_scores": d.get("saliency_scores", []),
+                },
+            )
     if unlabelled:
-        report.notes.append(f"QVHighlights: {unlabelled} record(s) have no labels (test release): moments [] with "
-                            "has_labels=False means unlabelled, not absent; use them for submissions, not scoring")
+        report.notes.append(
+            f"QVHighlights: {unlabelled} record(s) have no labels (test release): moments [] with "
+            "has_labels=False means unlabelled, not absent; use them for submissions, not scoring"
+        )
 
 
 # ---------------------------------------------------------------- timerft / tvgbench
 
-_TIMERFT_EXPECTED = ('a Time-R1 JSON list (or JSONL) of {"video", "duration", "timestamp": [s, e], "sentence"} or '
-                     'TVGBench {"path", "question", "answer": "s-e", "duration"}')
+_TIMERFT_EXPECTED = (
+    'a Time-R1 JSON list (or JSONL) of {"video", "duration", "timestamp": [s, e], "sentence"} or '
+    'TVGBench {"path", "question", "answer": "s-e", "duration"}'
+)
 _ANSWER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*$")
 # kept as extras; video_start/video_end are renamed: the files are already cut, timestamps are clip-relative
-_TIMERFT_EXTRAS = {"qid": "qid", "difficulty": "difficulty", "dataset_name": "dataset_name", "qsemtype": "qsemtype",
-                   "question_type": "question_type", "video_start": "clip_start", "video_end": "clip_end"}
+_TIMERFT_EXTRAS = {
+    "qid": "qid",
+    "difficulty": "difficulty",
+    "dataset_name": "dataset_name",
+    "qsemtype": "qsemtype",
+    "question_type": "question_type",
+    "video_start": "clip_start",
+    "video_end": "clip_end",
+}
 
 
 def _timerft_entries(path: Path) -> Iterator[tuple[str, int | None, Any, str | None]]:
@@ -475,8 +546,11 @@ def convert_timerft(files: list[Path], opts: ConvertOptions, report: ConversionR
             rec = {
                 "id": f"timerft/{split}/{(n if n is not None else k):06d}",
                 "video": os.path.join(opts.video_dir, os.path.basename(video)) if opts.video_dir else video,
-                "duration": d.get("duration"), "query": d.get("sentence", d.get("question")),
-                "moments": [moment], "source": "timerft", "split": split,
+                "duration": d.get("duration"),
+                "query": d.get("sentence", d.get("question")),
+                "moments": [moment],
+                "source": "timerft",
+                "split": split,
             }
             rec.update({new: d[old] for old, new in _TIMERFT_EXTRAS.items() if d.get(old) is not None})
             yield Raw(where, n, rec)
@@ -547,8 +621,15 @@ def convert_files(
     if not files:
         raise UserError(f"no input files given for {fmt!r} ({spec.help})")
     paths = [_existing(f) for f in files]
-    opts = ConvertOptions(video_dir=video_dir, video_ext=video_ext, split=split, didemo_consensus=didemo_consensus,
-                          fix_reversed=fix_reversed, check_video=check_video, durations=durations)
+    opts = ConvertOptions(
+        video_dir=video_dir,
+        video_ext=video_ext,
+        split=split,
+        didemo_consensus=didemo_consensus,
+        fix_reversed=fix_reversed,
+        check_video=check_video,
+        durations=durations,
+    )
     report = ConversionReport()
     records: list[Record] = []
     for raw in spec.convert(paths, opts, report):
@@ -556,8 +637,16 @@ def convert_files(
         try:
             if raw.problem is not None:
                 raise RecordError(f"line {raw.line}: {raw.problem}" if raw.line is not None else raw.problem)
-            records.append(validate(raw.record, line=raw.line, report=report, check_video=check_video,
-                                    video_root=video_root, fix_reversed=fix_reversed))
+            records.append(
+                validate(
+                    raw.record,
+                    line=raw.line,
+                    report=report,
+                    check_video=check_video,
+                    video_root=video_root,
+                    fix_reversed=fix_reversed,
+                )
+            )
             report.n_ok += 1
         except RecordError as e:
             report.errors.append(f"{raw.where}: {e}")

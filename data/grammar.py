@@ -27,16 +27,22 @@ _NUM = r"[-+]?\d+(?:\.\d+)?"
 _CANON_ONE = rf"starts at ({_NUM})s, ends at ({_NUM})s"
 _CANON_RE = re.compile(rf"^{_CANON_ONE}(?:; {_CANON_ONE})*$")
 _CANON_ITER = re.compile(_CANON_ONE)
-_STRICT_RE = re.compile(rf"^(?:<think>(?:(?!</think>).)*</think> )?(?:{_CANON_ONE}(?:; {_CANON_ONE})*|{NOT_PRESENT})$", re.S)
+_STRICT_RE = re.compile(
+    rf"^(?:<think>(?:(?!</think>).)*</think> )?(?:{_CANON_ONE}(?:; {_CANON_ONE})*|{NOT_PRESENT})$", re.S
+)
 # Lenient pair forms, tried in order on the answer text: "starts at a(s), ends at b(s)", "[a, b]", "a to b", "a - b".
 _LENIENT_PAIRS = [
-    re.compile(rf"start(?:s)?(?: at)?\s*({_NUM})\s*s?(?:econds?)?\s*,?\s*(?:and\s+)?end(?:s)?(?: at)?\s*({_NUM})", re.I),
+    re.compile(
+        rf"start(?:s)?(?: at)?\s*({_NUM})\s*s?(?:econds?)?\s*,?\s*(?:and\s+)?end(?:s)?(?: at)?\s*({_NUM})", re.I
+    ),
     re.compile(rf"\[\s*({_NUM})\s*s?\s*,\s*({_NUM})\s*s?\s*\]"),
     re.compile(rf"({_NUM})\s*s?(?:econds?)?\s*(?:to|until|till|-|–|—|~)\s*({_NUM})", re.I),
 ]
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.S)
 _WRAPPER_RE = re.compile(r"<(answer|time)>(.*?)</\1>", re.S | re.I)
-_NOT_PRESENT_RE = re.compile(r"\b(not present|not in the video|does not (?:appear|happen|occur)|no such (?:event|moment))\b", re.I)
+_NOT_PRESENT_RE = re.compile(
+    r"\b(not present|not in the video|does not (?:appear|happen|occur)|no such (?:event|moment))\b", re.I
+)
 
 
 @dataclass
@@ -64,9 +70,7 @@ def format_moments(moments: Sequence[Sequence[float]], decimals: int = 1) -> str
     """The canonical answer for a list of moments; [] means the query is not in the video."""
     if not moments:
         return NOT_PRESENT
-    return "; ".join(
-        f"starts at {format_time(s, decimals)}s, ends at {format_time(e, decimals)}s" for s, e in moments
-    )
+    return "; ".join(f"starts at {format_time(s, decimals)}s, ends at {format_time(e, decimals)}s" for s, e in moments)
 
 
 def format_answer(moments: Sequence[Sequence[float]], think: str | None = None, decimals: int = 1) -> str:
@@ -81,7 +85,7 @@ def split_reasoning(text: str) -> tuple[str | None, str]:
     """(reasoning, answer text). A `<think>` without its closing tag leaves no answer (generation was cut)."""
     m = _THINK_RE.search(text)
     if m:
-        return m.group(1).strip(), text[m.end():].strip()
+        return m.group(1).strip(), text[m.end() :].strip()
     if THINK_OPEN in text:
         return text.split(THINK_OPEN, 1)[1].strip(), ""
     return None, text.strip()
@@ -183,8 +187,9 @@ def query_before_video(style: str) -> bool:
     return style == "query-first"
 
 
-def grounding_prompt(query: str, duration: float, *, mode: str = "multi", think: bool = True,
-                     style: str = "full") -> str:
+def grounding_prompt(
+    query: str, duration: float, *, mode: str = "multi", think: bool = True, style: str = "full"
+) -> str:
     """The user turn's text (after the video, or before it: `query_before_video`). Training, eval and serving all
     use this one text."""
     if mode not in _TASK:
@@ -197,8 +202,7 @@ def grounding_prompt(query: str, duration: float, *, mode: str = "multi", think:
     fmt += f", or '{NOT_PRESENT}' if it does not happen" if mode == "multi" else ""
     reasoning = "First think inside <think></think>, then answer " if think else "Answer "
     return (
-        f"The video lasts {duration:.1f} seconds. {_TASK[mode]} Query: \"{query.strip()}\". "
-        f"{reasoning}in the form {fmt}."
+        f'The video lasts {duration:.1f} seconds. {_TASK[mode]} Query: "{query.strip()}". {reasoning}in the form {fmt}.'
     )
 
 

@@ -46,8 +46,13 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         d = {
-            "id": self.id, "video": self.video, "duration": self.duration, "query": self.query,
-            "moments": [list(m) for m in self.moments], "source": self.source, "split": self.split,
+            "id": self.id,
+            "video": self.video,
+            "duration": self.duration,
+            "query": self.query,
+            "moments": [list(m) for m in self.moments],
+            "source": self.source,
+            "split": self.split,
         }
         d.update(self.extra)
         return d
@@ -149,8 +154,9 @@ def validate(
             raise RecordError(f"{where}: moment {k} must be a pair of finite numbers [start, end], got {m!r}") from None
         if s > e:
             if not fix_reversed:
-                raise RecordError(f"{where}: moment {k} {m!r} is reversed (start > end); "
-                                  "fix the data or convert with --fix-reversed")
+                raise RecordError(
+                    f"{where}: moment {k} {m!r} is reversed (start > end); fix the data or convert with --fix-reversed"
+                )
             s, e = e, s
             report.add_fix("swapped reversed moment", where)
         if s == e:
@@ -165,8 +171,13 @@ def validate(
             report.add_fix("clamped end to duration", where)
         moments.append([s, e])
     rec = Record(
-        id=rid, video=video, duration=duration, query=query.strip(), moments=moments,
-        source=str(d.get("source", "")), split=str(d.get("split", "")),
+        id=rid,
+        video=video,
+        duration=duration,
+        query=query.strip(),
+        moments=moments,
+        source=str(d.get("source", "")),
+        split=str(d.get("split", "")),
         extra={k: v for k, v in d.items() if k not in CORE_FIELDS},
     )
     if check_video and "://" not in video:
@@ -217,8 +228,11 @@ def read_jsonl(
                     d = json.loads(text)
                 except json.JSONDecodeError as e:
                     raise RecordError(f"line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-                records.append(validate(d, line=n, report=report, check_video=check_video, video_root=root,
-                                        fix_reversed=fix_reversed))
+                records.append(
+                    validate(
+                        d, line=n, report=report, check_video=check_video, video_root=root, fix_reversed=fix_reversed
+                    )
+                )
                 report.n_ok += 1
             except RecordError as e:
                 if strict:

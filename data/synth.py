@@ -41,8 +41,10 @@ MIN_EVENT = 2  # frames an object stays visible, at least
 MIN_GAP = 2  # frames between two occurrences of the same object, at least
 MIN_FRAMES = 10  # enough for 3 occurrences with gaps, or the compositional layout
 QUERY_TEMPLATES = ("when does the {o} appear?", "when is the {o} visible?", "find when the {o} is on screen.")
-RELATION_TEMPLATES = {"after": "after the {a} disappears, when does the {o} appear?",
-                      "before": "before the {a} appears, when does the {o} appear?"}  # compositional: o relative to a
+RELATION_TEMPLATES = {
+    "after": "after the {a} disappears, when does the {o} appear?",
+    "before": "before the {a} appears, when does the {o} appear?",
+}  # compositional: o relative to a
 
 
 @dataclass(frozen=True)
@@ -67,22 +69,28 @@ class SynthConfig:
         if not isinstance(self.size, int) or self.size < 24:
             raise UserError(f"synth: size must be an integer >= 24 pixels (room for a 3×3 layout), got {self.size!r}")
         if not (0 < self.min_duration <= self.max_duration):
-            raise UserError(f"synth: need 0 < min_duration <= max_duration, got {self.min_duration!r}, "
-                            f"{self.max_duration!r}")
+            raise UserError(
+                f"synth: need 0 < min_duration <= max_duration, got {self.min_duration!r}, {self.max_duration!r}"
+            )
         lo, hi = self.frame_range
         if lo < MIN_FRAMES:
-            raise UserError(f"synth: min_duration × fps = {self.min_duration * self.fps:g} frames; videos need at "
-                            f"least {MIN_FRAMES} frames: raise min_duration to {MIN_FRAMES / self.fps:g}s or raise fps")
+            raise UserError(
+                f"synth: min_duration × fps = {self.min_duration * self.fps:g} frames; videos need at "
+                f"least {MIN_FRAMES} frames: raise min_duration to {MIN_FRAMES / self.fps:g}s or raise fps"
+            )
         if lo > hi:
-            raise UserError(f"synth: no whole number of frames at {self.fps:g} fps lies between min_duration "
-                            f"{self.min_duration:g}s and max_duration {self.max_duration:g}s; widen the range")
+            raise UserError(
+                f"synth: no whole number of frames at {self.fps:g} fps lies between min_duration "
+                f"{self.min_duration:g}s and max_duration {self.max_duration:g}s; widen the range"
+            )
         bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds or len(set(self.kinds)) != len(self.kinds):
             raise UserError(f"synth: kinds must be distinct names from {list(KINDS)}, got {list(self.kinds)}")
         fr = self.split_fractions
         if len(fr) != 3 or any(x < 0 for x in fr) or abs(sum(fr) - 1) > 1e-6 or fr[0] <= 0:
-            raise UserError(f"synth: split_fractions must be three numbers >= 0 (train > 0) summing to 1, "
-                            f"got {list(fr)}")
+            raise UserError(
+                f"synth: split_fractions must be three numbers >= 0 (train > 0) summing to 1, got {list(fr)}"
+            )
 
     @property
     def frame_range(self) -> tuple[int, int]:
@@ -275,21 +283,39 @@ def scene_records(scene: dict[str, Any], cfg: SynthConfig, split: str) -> list[d
     out = []
     for q in scene["queries"]:
         t = q["target"]
-        out.append({
-            "id": f"synth-s{cfg.seed}-v{scene['index']:05d}-{q['kind']}", "video": video_name(scene["index"]),
-            "duration": round(scene["frames"] / fps, 6), "query": q["query"],
-            "moments": [[round(a / fps, 6), round(b / fps, 6)] for a, b in q["moments"]],
-            "source": "synth", "split": split, "kind": q["kind"], "target": f"{t['colour']} {t['shape']}",
-            "fps": fps,
-        })
+        out.append(
+            {
+                "id": f"synth-s{cfg.seed}-v{scene['index']:05d}-{q['kind']}",
+                "video": video_name(scene["index"]),
+                "duration": round(scene["frames"] / fps, 6),
+                "query": q["query"],
+                "moments": [[round(a / fps, 6), round(b / fps, 6)] for a, b in q["moments"]],
+                "source": "synth",
+                "split": split,
+                "kind": q["kind"],
+                "target": f"{t['colour']} {t['shape']}",
+                "fps": fps,
+            }
+        )
     return out
 
 
 def scene_summary(scene: dict[str, Any], cfg: SynthConfig) -> dict[str, Any]:
-    return {"video": video_name(scene["index"]), "frames": scene["frames"], "fps": cfg.fps,
-            "size": cfg.frame_size,
-            "objects": [{"colour": o["colour"], "shape": o["shape"], "box": list(cell_box(o["cell"], cfg.size)),
-                         "intervals": o["intervals"]} for o in scene["objects"]]}
+    return {
+        "video": video_name(scene["index"]),
+        "frames": scene["frames"],
+        "fps": cfg.fps,
+        "size": cfg.frame_size,
+        "objects": [
+            {
+                "colour": o["colour"],
+                "shape": o["shape"],
+                "box": list(cell_box(o["cell"], cfg.size)),
+                "intervals": o["intervals"],
+            }
+            for o in scene["objects"]
+        ],
+    }
 
 
 def split_of(cfg: SynthConfig) -> list[str]:
@@ -324,12 +350,15 @@ def check_reused_world(cfg: SynthConfig, out_dir: str | os.PathLike) -> None:
     diff = {k: (have.get(k), v) for k, v in want.items() if k in have and have[k] != v}
     if diff:
         said = ", ".join(f"{k}: {a!r} on disk vs {b!r} asked" for k, (a, b) in diff.items())
-        raise UserError(f"{out_dir} holds a synthetic world made with other settings ({said}); "
-                        "pass --fresh to start over, or another --out")
+        raise UserError(
+            f"{out_dir} holds a synthetic world made with other settings ({said}); "
+            "pass --fresh to start over, or another --out"
+        )
 
 
-def generate(cfg: SynthConfig, out_dir: str | os.PathLike, progress: bool = False,
-             workers: int | None = None) -> dict[str, Path]:
+def generate(
+    cfg: SynthConfig, out_dir: str | os.PathLike, progress: bool = False, workers: int | None = None
+) -> dict[str, Path]:
     """Write videos/*.mp4, {train,val,test}.jsonl, scenes.jsonl and world.json; returns {split: jsonl path}."""
     from vtg.data.records import write_jsonl
 
@@ -370,6 +399,9 @@ def summary(by_split: dict[str, list[dict[str, Any]]], splits: list[str], second
     lines = [f"synth: wrote {len(splits)} videos to {out} in {seconds:.1f}s"]
     for s in SPLITS:
         kinds = Counter(r["kind"] for r in by_split[s])
-        lines.append(f"  {s}: {videos[s]} videos, {len(by_split[s])} queries ("
-                     + ", ".join(f"{k} {kinds[k]}" for k in KINDS if kinds[k]) + ")")
+        lines.append(
+            f"  {s}: {videos[s]} videos, {len(by_split[s])} queries ("
+            + ", ".join(f"{k} {kinds[k]}" for k in KINDS if kinds[k])
+            + ")"
+        )
     return "\n".join(lines)

@@ -71,27 +71,36 @@ class FrameSampling:
         if not (isinstance(self.fps, (int, float)) and self.fps > 0 and math.isfinite(self.fps)):
             raise UserError(f"FrameSampling: fps must be a positive number of frames per second, got {self.fps!r}")
         if self.nframes is not None and (not isinstance(self.nframes, int) or self.nframes < FRAME_FACTOR):
-            raise UserError(f"FrameSampling: nframes must be an integer >= 2 (or unset to use fps), got {self.nframes!r}")
+            raise UserError(
+                f"FrameSampling: nframes must be an integer >= 2 (or unset to use fps), got {self.nframes!r}"
+            )
         if not (isinstance(self.min_frames, int) and isinstance(self.max_frames, int)) or self.min_frames < 1:
             raise UserError(f"FrameSampling: min_frames must be an integer >= 1, got {self.min_frames!r}")
         if self.max_frames < max(self.min_frames, FRAME_FACTOR):
-            raise UserError(f"FrameSampling: max_frames ({self.max_frames}) must be >= min_frames "
-                            f"({self.min_frames}) and >= 2; raise max_frames")
+            raise UserError(
+                f"FrameSampling: max_frames ({self.max_frames}) must be >= min_frames "
+                f"({self.min_frames}) and >= 2; raise max_frames"
+            )
         if not isinstance(self.image_factor, int) or self.image_factor < 1:
-            raise UserError(f"FrameSampling: image_factor must be a positive integer (28 for Qwen2.5-VL, "
-                            f"32 for Qwen3-VL), got {self.image_factor!r}")
+            raise UserError(
+                f"FrameSampling: image_factor must be a positive integer (28 for Qwen2.5-VL, "
+                f"32 for Qwen3-VL), got {self.image_factor!r}"
+            )
         for key in ("min_pixels", "max_pixels", "total_pixels"):
             v = getattr(self, key)
             if v is not None and not (isinstance(v, (int, float)) and v > 0):
                 raise UserError(f"FrameSampling: {key} must be a positive number of pixels or unset, got {v!r}")
         if self.min_pixels is not None and self.max_pixels is not None and self.min_pixels > self.max_pixels:
-            raise UserError(f"FrameSampling: min_pixels ({self.min_pixels}) > max_pixels ({self.max_pixels}); "
-                            "lower min_pixels or raise max_pixels")
+            raise UserError(
+                f"FrameSampling: min_pixels ({self.min_pixels}) > max_pixels ({self.max_pixels}); "
+                "lower min_pixels or raise max_pixels"
+            )
         if self.video_start is not None and self.video_start < 0:
             raise UserError(f"FrameSampling: video_start must be >= 0 seconds, got {self.video_start!r}")
-        if (self.video_start is not None and self.video_end is not None and self.video_end <= self.video_start):
-            raise UserError(f"FrameSampling: video_end ({self.video_end}) must be after video_start "
-                            f"({self.video_start})")
+        if self.video_start is not None and self.video_end is not None and self.video_end <= self.video_start:
+            raise UserError(
+                f"FrameSampling: video_end ({self.video_end}) must be after video_start ({self.video_start})"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "frame sampling") -> "FrameSampling":
@@ -151,9 +160,15 @@ class VideoMetadata:
         """Keys of transformers' VideoMetadata. total_num_frames is the window's count, as qwen-vl-utils passes it,
         so the processors' `sampled_fps = len(indices) / total_num_frames * fps` is the true sampling rate."""
         n = self.window_num_frames
-        return {"fps": self.fps, "total_num_frames": n, "duration": n / self.fps,
-                "frames_indices": list(self.frames_indices), "width": self.width, "height": self.height,
-                "video_backend": "pyav"}
+        return {
+            "fps": self.fps,
+            "total_num_frames": n,
+            "duration": n / self.fps,
+            "frames_indices": list(self.frames_indices),
+            "width": self.width,
+            "height": self.height,
+            "video_backend": "pyav",
+        }
 
 
 @dataclass
@@ -386,10 +401,18 @@ def _read_local(path: str, source: str, sampling: FrameSampling) -> DecodedVideo
     h, w = frame_size(info.height, info.width, len(idx), sampling)
     frames = _to_frames(arrays, h, w)
     count = end - start + 1
-    meta = VideoMetadata(fps=info.fps, total_num_frames=info.num_frames, duration=info.duration,
-                         frames_indices=idx, timestamps=[round(t, 6) for t in times],
-                         sampled_fps=len(idx) / count * info.fps, width=info.width, height=info.height,
-                         window_start=start, window_end=end)
+    meta = VideoMetadata(
+        fps=info.fps,
+        total_num_frames=info.num_frames,
+        duration=info.duration,
+        frames_indices=idx,
+        timestamps=[round(t, 6) for t in times],
+        sampled_fps=len(idx) / count * info.fps,
+        width=info.width,
+        height=info.height,
+        window_start=start,
+        window_end=end,
+    )
     return DecodedVideo(frames=frames, metadata=meta, source=source, sampling=sampling)
 
 

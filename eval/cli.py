@@ -8,8 +8,11 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="offline evaluation: run a model on a benchmark, score, merge shards, report",
-                       description="Offline evaluation jobs. `vtg eval <command> --help` for each.")
+    p = sub.add_parser(
+        "eval",
+        help="offline evaluation: run a model on a benchmark, score, merge shards, report",
+        description="Offline evaluation jobs. `vtg eval <command> --help` for each.",
+    )
     s = p.add_subparsers(dest="eval_command", metavar="<command>")
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
@@ -30,14 +33,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--gt", required=True, help="records JSONL, or the QVHighlights ground-truth JSONL")
     sc.add_argument("--format", choices=("records", "qvhighlights"), default="records")
     sc.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    sc.add_argument("--threshold-op", choices=(">=", ">"), default=">=",
-                    help="IoU test: >= (TimeLens, lmms-eval, Moment-DETR; default) or > (Time-R1, 2D-TAN)")
+    sc.add_argument(
+        "--threshold-op",
+        choices=(">=", ">"),
+        default=">=",
+        help="IoU test: >= (TimeLens, lmms-eval, Moment-DETR; default) or > (Time-R1, 2D-TAN)",
+    )
     sc.add_argument("--clamp", action="store_true", help="clamp predicted moments to [0, duration] first")
-    sc.add_argument("--reversed", choices=("swap", "fail"), default="swap",
-                    help="a pair written end-first: read as the interval (swap) or score it IoU 0 (fail)")
+    sc.add_argument(
+        "--reversed",
+        choices=("swap", "fail"),
+        default="swap",
+        help="a pair written end-first: read as the interval (swap) or score it IoU 0 (fail)",
+    )
     sc.add_argument("--allow-missing", action="store_true", help="score queries without a prediction as failures")
-    sc.add_argument("--reference-compat", action="store_true",
-                    help="QVHighlights: drop queries with no predicted window, as Moment-DETR's eval.py silently does")
+    sc.add_argument(
+        "--reference-compat",
+        action="store_true",
+        help="QVHighlights: drop queries with no predicted window, as Moment-DETR's eval.py silently does",
+    )
     sc.set_defaults(func=_score)
 
     m = s.add_parser("merge", help="join shard prediction files; checks for duplicate and missing ids")
@@ -62,9 +76,15 @@ def _run(args: argparse.Namespace) -> int:
     from vtg.eval.predictions import parse_shard
 
     cfg = EvalConfig.load(args.config, split=args.split, records=args.records)
-    summary = run_job(cfg, out=args.out, model=args.model, endpoint=args.endpoint,
-                      shard=parse_shard(args.shard) if args.shard else None, limit=args.limit,
-                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    summary = run_job(
+        cfg,
+        out=args.out,
+        model=args.model,
+        endpoint=args.endpoint,
+        shard=parse_shard(args.shard) if args.shard else None,
+        limit=args.limit,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -96,8 +116,10 @@ def _merge(args: argparse.Namespace) -> int:
         ids = [r.id for r in load_records(path)]
     info = merge(args.inputs, ids, args.out)
     _carry_run_meta(args.inputs, args.out)
-    print(f"merged {info['lines']} predictions from {info['files']} file(s) into {args.out}/predictions.jsonl"
-          + ("" if ids is not None else " (no --config/--records: completeness not checked)"))
+    print(
+        f"merged {info['lines']} predictions from {info['files']} file(s) into {args.out}/predictions.jsonl"
+        + ("" if ids is not None else " (no --config/--records: completeness not checked)")
+    )
     return 0
 
 

@@ -77,7 +77,9 @@ class EvalConfig:
         if self.mode not in ("single", "multi"):
             raise UserError(f"mode must be 'single' or 'multi', got {self.mode!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
-            raise UserError(f"prompt_style must be 'full', 'short' or null (the model's own), got {self.prompt_style!r}")
+            raise UserError(
+                f"prompt_style must be 'full', 'short' or null (the model's own), got {self.prompt_style!r}"
+            )
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.decode_workers < 1:
             raise UserError("max_new_tokens, batch_size and decode_workers must be >= 1")
         if self.temperature < 0:

@@ -24,8 +24,9 @@ def reads_video(own_miou: float, swapped_miou: float) -> bool:
     return own_miou - swapped_miou >= READS_VIDEO_MIOU_GAP
 
 
-def swapped_video_records(records: list[Record], root: str | Path, seed: int = 0,
-                          kinds: tuple[str, ...] | None = CONTROL_KINDS) -> tuple[list[Record], list[Record]]:
+def swapped_video_records(
+    records: list[Record], root: str | Path, seed: int = 0, kinds: tuple[str, ...] | None = CONTROL_KINDS
+) -> tuple[list[Record], list[Record]]:
     """(own, swapped): the records that have another video of the same duration, with absolute video paths, and
     the same records with that other video. `kinds` filters by `extra["kind"]` (None: every record with moments)."""
     keep = [r for r in records if r.moments and (kinds is None or r.extra.get("kind") in kinds)]
@@ -44,8 +45,9 @@ def swapped_video_records(records: list[Record], root: str | Path, seed: int = 0
     return own, swapped
 
 
-def write_control_sets(records_path: str | Path, out: str | Path, seed: int = 0,
-                       kinds: tuple[str, ...] | None = CONTROL_KINDS) -> tuple[Path, Path, int]:
+def write_control_sets(
+    records_path: str | Path, out: str | Path, seed: int = 0, kinds: tuple[str, ...] | None = CONTROL_KINDS
+) -> tuple[Path, Path, int]:
     """own.jsonl and swapped.jsonl under `out` for the records file; returns their paths and the query count."""
     records_path, out = Path(records_path), Path(out)
     own, swapped = swapped_video_records(load_records(records_path), records_path.parent, seed, kinds)

@@ -46,12 +46,19 @@ class Prepared:
 
 
 def _chunks(items: list, n: int) -> list[list]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
-def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpoint: str | None = None,
-            shard: tuple[int, int] | None = None, limit: int | None = None,
-            progress: Callable[[str], None] | None = print) -> dict[str, Any]:
+def run_job(
+    cfg: EvalConfig,
+    *,
+    out: str | Path,
+    model: str | None = None,
+    endpoint: str | None = None,
+    shard: tuple[int, int] | None = None,
+    limit: int | None = None,
+    progress: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
     if (model is None) == (endpoint is None):
         raise UserError("give exactly one of --model DIR or --endpoint URL")
     if model is not None and not Path(model).is_dir():
@@ -64,8 +71,10 @@ def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpo
         cfg = replace(cfg, prompt_style=style)
     records_path = cfg.records_path
     if not records_path.exists():
-        raise UserError(f"records file not found: {records_path} (set `records:` in the config or pass --records; "
-                        "produce it with `vtg data convert`)")
+        raise UserError(
+            f"records file not found: {records_path} (set `records:` in the config or pass --records; "
+            "produce it with `vtg data convert`)"
+        )
     selected = select_records(load_records(records_path), shard, limit)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,18 +94,30 @@ def run_job(cfg: EvalConfig, *, out: str | Path, model: str | None = None, endpo
         elif todo:
             _run_endpoint(cfg, served, todo, root, app, progress)
     wall = time.perf_counter() - t0
-    summary = {"predictions": str(pred_path), "queries": len(selected), "ran": len(todo),
-               "resumed": len(selected) - len(todo), "wall_s": round(wall, 3),
-               "queries_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None, **timing}
+    summary = {
+        "predictions": str(pred_path),
+        "queries": len(selected),
+        "ran": len(todo),
+        "resumed": len(selected) - len(todo),
+        "wall_s": round(wall, 3),
+        "queries_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None,
+        **timing,
+    }
     if shard is None or shard[1] == 1:
         summary["metrics"] = _score_run(cfg, selected, pred_path, out)
     return summary
 
 
 def _write_meta(out: Path, cfg: EvalConfig, records_path: Path, model, endpoint, shard, limit) -> None:
-    meta = {"benchmark": cfg.benchmark, "records": str(records_path.resolve()), "config": cfg.to_dict(),
-            "model": str(Path(model).resolve()) if model else None, "endpoint": endpoint,
-            "shard": list(shard) if shard else None, "limit": limit}
+    meta = {
+        "benchmark": cfg.benchmark,
+        "records": str(records_path.resolve()),
+        "config": cfg.to_dict(),
+        "model": str(Path(model).resolve()) if model else None,
+        "endpoint": endpoint,
+        "shard": list(shard) if shard else None,
+        "limit": limit,
+    }
     (out / "run.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -111,8 +132,12 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
     labelled = [r for r in selected if r.extra.get("has_labels", True) is not False]
     result: dict[str, Any] = {"metrics": {}, "counts": {"unlabelled": len(selected) - len(labelled)}}
     if labelled:
-        _, result = score_predictions(labelled, {r.id: preds[r.id] for r in labelled if r.id in preds},
-                                      cfg.scoring.conventions(), allow_missing=True)
+        _, result = score_predictions(
+            labelled,
+            {r.id: preds[r.id] for r in labelled if r.id in preds},
+            cfg.scoring.conventions(),
+            allow_missing=True,
+        )
         result["counts"]["unlabelled"] = len(selected) - len(labelled)
     if cfg.format == "qvhighlights":
         sub = qv.submission_from_predictions([preds[r.id] for r in selected if r.id in preds])
@@ -127,6 +152,7 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
 
 
 # ---- offline vLLM ----------------------------------------------------------------------------------------------
+
 
 def _sampling(model: str, overrides: dict[str, Any]):
     from vtg import engine
@@ -144,8 +170,9 @@ def _prepare(rec: Record, root: Path, cfg: EvalConfig, processor, sampling) -> P
     t0 = time.perf_counter()
     try:
         video = read_video_cached(rec.video_path(root), sampling)
-        messages = engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode, think=cfg.think,
-                                             style=cfg.prompt_style)
+        messages = engine.grounding_messages(
+            rec.query, rec.duration, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style
+        )
         prompt = engine.render_prompt(processor, messages)
         return Prepared(rec, engine.vllm_prompt(prompt, video), decode_s=time.perf_counter() - t0)
     except (UserError, OSError, ValueError, RuntimeError) as e:
@@ -183,12 +210,14 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
 
     def make_params(rid: str) -> SamplingParams:
-        return SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_new_tokens,
-                              seed=request_seed(cfg.seed, rid))
+        return SamplingParams(
+            temperature=cfg.temperature, max_tokens=cfg.max_new_tokens, seed=request_seed(cfg.seed, rid)
+        )
 
     batches = _chunks(todo, cfg.batch_size)
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(cfg.decode_workers) as pool:
+
         def submit(batch: list[Record]) -> list:
             return [pool.submit(_prepare, r, root, cfg, processor, sampling) for r in batch]
 
@@ -204,17 +233,28 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
             lines = []
             for p in prepared:
                 text, err, n_tok = results.get(p.rec.id, (None, p.error, 0))
-                lines.append(make_line(p.rec.id, text, error=err, extra={**_extra(p.rec), "completion_tokens": n_tok},
-                                       latency_s=per_query if p.error is None else 0.0, decode_s=p.decode_s))
+                lines.append(
+                    make_line(
+                        p.rec.id,
+                        text,
+                        error=err,
+                        extra={**_extra(p.rec), "completion_tokens": n_tok},
+                        latency_s=per_query if p.error is None else 0.0,
+                        decode_s=p.decode_s,
+                    )
+                )
             app.write(lines)
             if progress:
-                progress(f"[vtg eval] batch {k + 1}/{len(batches)}: {len(lines)} lines, "
-                         f"{sum(1 for x in lines if x['error'])} errors")
+                progress(
+                    f"[vtg eval] batch {k + 1}/{len(batches)}: {len(lines)} lines, "
+                    f"{sum(1 for x in lines if x['error'])} errors"
+                )
     timing["loop_s"] = round(time.perf_counter() - t_loop, 3)
     return timing
 
 
 # ---- OpenAI-compatible endpoint --------------------------------------------------------------------------------
+
 
 def _chat_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
     from vtg.data.grammar import grounding_prompt, query_before_video
@@ -230,9 +270,13 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
 
     t0 = time.perf_counter()
     try:
-        resp = client.chat.completions.create(model=model_name, messages=_chat_messages(rec, root, cfg),
-                                              max_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                              seed=request_seed(cfg.seed, rec.id))
+        resp = client.chat.completions.create(
+            model=model_name,
+            messages=_chat_messages(rec, root, cfg),
+            max_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            seed=request_seed(cfg.seed, rec.id),
+        )
         msg = resp.choices[0].message
         reasoning = getattr(msg, "reasoning_content", None)
         text = msg.content or ""
@@ -247,6 +291,7 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
 @dataclass
 class Served:
     """The endpoint's client, the model name requests use, and the prompt style its card announces."""
+
     client: Any
     model: str
     prompt_style: str
@@ -257,8 +302,9 @@ def _connect(cfg: EvalConfig, url: str) -> Served:
     import openai
 
     ec = cfg.endpoint
-    client = openai.OpenAI(base_url=url, api_key=os.environ.get(ec.api_key_env, "EMPTY"), timeout=ec.timeout_s,
-                           max_retries=2)
+    client = openai.OpenAI(
+        base_url=url, api_key=os.environ.get(ec.api_key_env, "EMPTY"), timeout=ec.timeout_s, max_retries=2
+    )
     try:
         cards = client.models.list().data
     except openai.APIConnectionError as e:
@@ -268,14 +314,14 @@ def _connect(cfg: EvalConfig, url: str) -> Served:
     name = ec.model or cards[0].id
     card = next((c for c in cards if c.id == name), None)
     if card is None:
-        raise UserError(f"endpoint.model: {name!r} is not served at {url}; it serves "
-                        f"{', '.join(repr(c.id) for c in cards)}")
+        raise UserError(
+            f"endpoint.model: {name!r} is not served at {url}; it serves {', '.join(repr(c.id) for c in cards)}"
+        )
     # "full" for servers that do not announce a style (any OpenAI-compatible server other than `vtg serve`)
     return Served(client, name, getattr(card, "prompt_style", None) or "full")
 
 
-def _run_endpoint(cfg: EvalConfig, served: Served, todo: list[Record], root: Path, app: Appender,
-                  progress) -> None:
+def _run_endpoint(cfg: EvalConfig, served: Served, todo: list[Record], root: Path, app: Appender, progress) -> None:
     ec = cfg.endpoint
     # Bounded concurrency: `concurrency` requests in flight; lines are written per chunk so a kill loses little.
     with ThreadPoolExecutor(ec.concurrency) as pool:

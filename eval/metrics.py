@@ -55,9 +55,11 @@ class Conventions:
         return value >= theta if self.threshold_op == ">=" else value > theta
 
     def describe(self) -> str:
-        return (f"IoU threshold test: iou {self.threshold_op} θ; clamp predictions to [0, duration]: "
-                f"{'on' if self.clamp else 'off'}; reversed pairs: {self.reversed}; parse failures and empty "
-                f"answers: IoU 0, kept in the denominator")
+        return (
+            f"IoU threshold test: iou {self.threshold_op} θ; clamp predictions to [0, duration]: "
+            f"{'on' if self.clamp else 'off'}; reversed pairs: {self.reversed}; parse failures and empty "
+            f"answers: IoU 0, kept in the denominator"
+        )
 
 
 @dataclass
@@ -106,8 +108,13 @@ def _prepare(moments: Sequence[Sequence[float]], duration: float, conv: Conventi
 
 
 def score_query(
-    rid: str, truth: Sequence[Sequence[float]], duration: float, prediction: ParsedAnswer | None,
-    conv: Conventions, *, error: bool = False,
+    rid: str,
+    truth: Sequence[Sequence[float]],
+    duration: float,
+    prediction: ParsedAnswer | None,
+    conv: Conventions,
+    *,
+    error: bool = False,
 ) -> QueryScore:
     """Score one query. `prediction=None` or `error=True` = no usable answer (IoU 0, counted)."""
     truth = [[float(s), float(e)] for s, e in truth]
@@ -117,9 +124,18 @@ def score_query(
     ious = [0.0 if m is None else max((iou(m, g) for g in truth), default=0.0) for m in moments]
     usable = [m for m in moments if m is not None]
     said_absent = prediction.not_present and not prediction.moments
-    return QueryScore(rid, duration, truth, "ok", said_absent, len(moments), ious,
-                      f1=moment_f1(usable, truth, conv.f1_threshold) if (usable or said_absent) else 0.0,
-                      reversed_pairs=n_rev, clamped=n_clamp)
+    return QueryScore(
+        rid,
+        duration,
+        truth,
+        "ok",
+        said_absent,
+        len(moments),
+        ious,
+        f1=moment_f1(usable, truth, conv.f1_threshold) if (usable or said_absent) else 0.0,
+        reversed_pairs=n_rev,
+        clamped=n_clamp,
+    )
 
 
 def prediction_from_line(line: dict[str, Any]) -> tuple[ParsedAnswer | None, bool]:
@@ -131,8 +147,9 @@ def prediction_from_line(line: dict[str, Any]) -> tuple[ParsedAnswer | None, boo
         return parse_answer(line["text"]), False
     if "moments" in line and isinstance(line["moments"], list):
         ms = [(float(m[0]), float(m[1])) for m in line["moments"]]
-        return ParsedAnswer(moments=ms, ok=True, not_present=not ms,
-                            reversed_pairs=sum(1 for s, e in ms if s > e)), False
+        return ParsedAnswer(
+            moments=ms, ok=True, not_present=not ms, reversed_pairs=sum(1 for s, e in ms if s > e)
+        ), False
     return None, False
 
 
@@ -153,7 +170,9 @@ def aggregate(scores: Sequence[QueryScore], conv: Conventions) -> dict[str, Any]
     if absent:
         m["absent_acc"] = pct(sum(s.said_absent for s in absent), len(absent))
     counts = {
-        "queries": len(scores), "present": len(present), "absent": len(absent),
+        "queries": len(scores),
+        "present": len(present),
+        "absent": len(absent),
         "multi_moment": sum(len(s.truth) > 1 for s in scores),
         "parse_failures": sum(s.status == "parse_failure" for s in scores),
         "errors": sum(s.status == "error" for s in scores),
@@ -166,7 +185,7 @@ def aggregate(scores: Sequence[QueryScore], conv: Conventions) -> dict[str, Any]
 
 
 def score_predictions(
-    records: Iterable[Any], predictions: dict[str, dict[str, Any]], conv: Conventions, *, allow_missing: bool = False,
+    records: Iterable[Any], predictions: dict[str, dict[str, Any]], conv: Conventions, *, allow_missing: bool = False
 ) -> tuple[list[QueryScore], dict[str, Any]]:
     """Score prediction lines (keyed by id) against records (`vtg.data.records.Record`).
 
@@ -177,12 +196,15 @@ def score_predictions(
     ids = {r.id for r in records}
     unknown = sorted(set(predictions) - ids)
     if unknown:
-        raise UserError(f"{len(unknown)} prediction id(s) not in the ground truth, e.g. {unknown[:3]}: "
-                        "is it the right --gt file?")
+        raise UserError(
+            f"{len(unknown)} prediction id(s) not in the ground truth, e.g. {unknown[:3]}: is it the right --gt file?"
+        )
     missing = [r.id for r in records if r.id not in predictions]
     if missing and not allow_missing:
-        raise UserError(f"{len(missing)} of {len(records)} queries have no prediction, e.g. {missing[:3]}; "
-                        "finish or merge the run, or pass --allow-missing to count them as failures")
+        raise UserError(
+            f"{len(missing)} of {len(records)} queries have no prediction, e.g. {missing[:3]}; "
+            "finish or merge the run, or pass --allow-missing to count them as failures"
+        )
     scores = []
     for r in records:
         line = predictions.get(r.id)

@@ -30,11 +30,18 @@ def parse_status(text: str | None, error: str | None = None) -> str:
     return "not_present" if p.not_present else "lenient"
 
 
-def make_line(rid: str, text: str | None, *, error: str | None = None, extra: dict[str, Any] | None = None,
-              **timing: float) -> dict[str, Any]:
+def make_line(
+    rid: str, text: str | None, *, error: str | None = None, extra: dict[str, Any] | None = None, **timing: float
+) -> dict[str, Any]:
     p = parse_answer(text)
-    line = {"id": rid, **(extra or {}), "text": text, "moments": moments_as_lists(p.moments),
-            "parse": parse_status(text, error), "error": error}
+    line = {
+        "id": rid,
+        **(extra or {}),
+        "text": text,
+        "moments": moments_as_lists(p.moments),
+        "parse": parse_status(text, error),
+        "error": error,
+    }
     line.update({k: round(v, 4) for k, v in timing.items()})
     return line
 
@@ -62,8 +69,10 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             continue
         out[str(d["id"])] = d
     if dups:
-        raise UserError(f"{path}: {len(dups)} duplicate id(s), e.g. {dups[:3]}: did two jobs write one file? "
-                        "Give each shard its own --out or use `vtg eval merge`")
+        raise UserError(
+            f"{path}: {len(dups)} duplicate id(s), e.g. {dups[:3]}: did two jobs write one file? "
+            "Give each shard its own --out or use `vtg eval merge`"
+        )
     return out
 
 
@@ -107,7 +116,9 @@ class Appender:
 
 
 def shard_file_name(shard: tuple[int, int] | None) -> str:
-    return "predictions.jsonl" if shard is None or shard[1] == 1 else f"predictions.shard-{shard[0]}-of-{shard[1]}.jsonl"
+    return (
+        "predictions.jsonl" if shard is None or shard[1] == 1 else f"predictions.shard-{shard[0]}-of-{shard[1]}.jsonl"
+    )
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -148,8 +159,10 @@ def merge(inputs: list[str | os.PathLike], expected_ids: list[str] | None, out: 
         missing = [i for i in expected_ids if i not in merged]
         unknown = sorted(set(merged) - set(expected_ids))
         if missing or unknown:
-            raise UserError(f"merge: {len(missing)} id(s) missing (e.g. {missing[:3]}) and {len(unknown)} unknown "
-                            f"(e.g. {unknown[:3]}); finish every shard (rerun resumes) before merging")
+            raise UserError(
+                f"merge: {len(missing)} id(s) missing (e.g. {missing[:3]}) and {len(unknown)} unknown "
+                f"(e.g. {unknown[:3]}); finish every shard (rerun resumes) before merging"
+            )
         order = expected_ids
     else:
         order = list(merged)

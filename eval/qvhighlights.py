@@ -58,6 +58,7 @@ def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 # ---- moment retrieval ------------------------------------------------------------------------------------------
 
+
 def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     """VOC-2011 interpolated AP (area under the monotone precision envelope)."""
     p = np.concatenate([[0.0], precision, [0.0]])
@@ -67,8 +68,9 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     return float(np.sum((r[idx] - r[idx - 1]) * p[idx]))
 
 
-def query_ap(gt: Sequence[Sequence[float]], pred: Sequence[Sequence[float]],
-             thresholds: Sequence[float] = MR_THRESHOLDS) -> np.ndarray:
+def query_ap(
+    gt: Sequence[Sequence[float]], pred: Sequence[Sequence[float]], thresholds: Sequence[float] = MR_THRESHOLDS
+) -> np.ndarray:
     """AP per threshold of one query's scored windows [s, e, score] against its true windows [s, e]."""
     ap = np.zeros(len(thresholds))
     if not pred:
@@ -140,11 +142,15 @@ def _in_range(gt: dict[Any, list], lo: float, hi: float) -> dict[Any, list]:
 
 
 def eval_moment_retrieval(sub: dict[Any, list], gt: dict[Any, list], *, reference_compat: bool = False) -> dict:
-    return {name: mr_metrics({q: w for q, w in sub.items() if q in g}, g, reference_compat=reference_compat)
-            for name, (lo, hi) in LENGTH_RANGES.items() for g in [_in_range(gt, lo, hi)]}
+    return {
+        name: mr_metrics({q: w for q, w in sub.items() if q in g}, g, reference_compat=reference_compat)
+        for name, (lo, hi) in LENGTH_RANGES.items()
+        for g in [_in_range(gt, lo, hi)]
+    }
 
 
 # ---- highlight detection ---------------------------------------------------------------------------------------
+
 
 def pr_curve(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sklearn.metrics.precision_recall_curve (binary, no weights): (precision, recall), last point (1, 0)."""
@@ -180,8 +186,10 @@ def gt_clip_scores(d: dict[str, Any]) -> np.ndarray:
     if len(ids) != len(scores):
         raise UserError(f"qid {d['qid']}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores rows")
     if len(ids) and (ids.max() >= n or ids.min() < 0):
-        raise UserError(f"qid {d['qid']}: relevant_clip_ids go up to {ids.max()} but a {d['duration']}s video has "
-                        f"{n} clips of {CLIP_LENGTH}s")
+        raise UserError(
+            f"qid {d['qid']}: relevant_clip_ids go up to {ids.max()} but a {d['duration']}s video has "
+            f"{n} clips of {CLIP_LENGTH}s"
+        )
     out[ids] = scores
     return out
 
@@ -189,7 +197,7 @@ def gt_clip_scores(d: dict[str, Any]) -> np.ndarray:
 def _fit(y_score: Sequence[float], n: int) -> np.ndarray:
     s = np.zeros(n)
     v = np.asarray(y_score, dtype=float)[:n]
-    s[:len(v)] = v
+    s[: len(v)] = v
     return s
 
 
@@ -211,6 +219,7 @@ def eval_highlight(sub_scores: dict[Any, list], gt_rows: dict[Any, dict]) -> dic
 
 # ---- whole submission ------------------------------------------------------------------------------------------
 
+
 def eval_submission(submission: list[dict], ground_truth: list[dict], *, reference_compat: bool = False) -> dict:
     """Score a QVHighlights submission (lines with `pred_relevant_windows` and/or `pred_saliency_scores`)."""
     sub = {d["qid"]: d for d in submission}
@@ -219,21 +228,29 @@ def eval_submission(submission: list[dict], ground_truth: list[dict], *, referen
         raise UserError("the submission has duplicate qids; one line per query")
     if set(sub) != set(gt):
         miss, extra = sorted(set(gt) - set(sub), key=str), sorted(set(sub) - set(gt), key=str)
-        raise UserError(f"qids in the submission and the ground truth must match: {len(miss)} missing "
-                        f"(e.g. {miss[:3]}), {len(extra)} unknown (e.g. {extra[:3]})")
+        raise UserError(
+            f"qids in the submission and the ground truth must match: {len(miss)} missing "
+            f"(e.g. {miss[:3]}), {len(extra)} unknown (e.g. {extra[:3]})"
+        )
     result: dict[str, Any] = {"brief": {}, "reference_compat": reference_compat}
     if any("pred_relevant_windows" in d for d in submission):
-        mr = eval_moment_retrieval({q: _windows(d, "pred_relevant_windows", q) for q, d in sub.items()},
-                                   {q: _windows(d, "relevant_windows", q) for q, d in gt.items()},
-                                   reference_compat=reference_compat)
+        mr = eval_moment_retrieval(
+            {q: _windows(d, "pred_relevant_windows", q) for q, d in sub.items()},
+            {q: _windows(d, "relevant_windows", q) for q, d in gt.items()},
+            reference_compat=reference_compat,
+        )
         result.update(mr)
         f = mr["full"]
         if f["MR-mAP"] is not None:
-            result["brief"].update({
-                "MR-full-mAP": f["MR-mAP"]["average"], "MR-full-mAP@0.5": f["MR-mAP"]["0.5"],
-                "MR-full-mAP@0.75": f["MR-mAP"]["0.75"], "MR-full-R1@0.5": f["MR-R1"]["0.5"],
-                "MR-full-R1@0.7": f["MR-R1"]["0.7"],
-            })
+            result["brief"].update(
+                {
+                    "MR-full-mAP": f["MR-mAP"]["average"],
+                    "MR-full-mAP@0.5": f["MR-mAP"]["0.5"],
+                    "MR-full-mAP@0.75": f["MR-mAP"]["0.75"],
+                    "MR-full-R1@0.5": f["MR-R1"]["0.5"],
+                    "MR-full-R1@0.7": f["MR-R1"]["0.7"],
+                }
+            )
         for name in ("short", "middle", "long"):
             if mr[name]["MR-mAP"] is not None:
                 result["brief"][f"MR-{name}-mAP"] = mr[name]["MR-mAP"]["average"]
@@ -257,18 +274,24 @@ def submission_from_predictions(pred_lines: list[dict[str, Any]]) -> list[dict[s
     out = []
     for line in pred_lines:
         if "qid" not in line:
-            raise UserError(f"prediction {line.get('id')!r} has no 'qid'; QVHighlights scoring needs records "
-                            "converted with their qid (vtg data convert keeps it)")
+            raise UserError(
+                f"prediction {line.get('id')!r} has no 'qid'; QVHighlights scoring needs records "
+                "converted with their qid (vtg data convert keeps it)"
+            )
         parsed, err = prediction_from_line(line)
         ms = parsed.normalized() if parsed is not None and not err else []
-        out.append({"qid": line["qid"], "pred_relevant_windows": [[s, e, float(len(ms) - i)]
-                                                                   for i, (s, e) in enumerate(ms)]})
+        out.append(
+            {"qid": line["qid"], "pred_relevant_windows": [[s, e, float(len(ms) - i)] for i, (s, e) in enumerate(ms)]}
+        )
     return out
 
 
 def format_brief(result: dict[str, Any]) -> str:
-    mode = ("reference-compatible: queries with no predicted window dropped from MR, as Moment-DETR's eval.py"
-            if result["reference_compat"] else "empty predictions kept (AP 0, R1 miss) and counted")
+    mode = (
+        "reference-compatible: queries with no predicted window dropped from MR, as Moment-DETR's eval.py"
+        if result["reference_compat"]
+        else "empty predictions kept (AP 0, R1 miss) and counted"
+    )
     lines = [f"QVHighlights metrics (Moment-DETR standalone_eval definitions; {mode})"]
     lines += [f"{k:>24}: {v}" for k, v in result["brief"].items()]
     return "\n".join(lines)

@@ -20,8 +20,15 @@ from vtg.eval.metrics import Conventions, QueryScore, pct
 
 CURVE_THETAS = [round(0.05 * i, 2) for i in range(1, 20)]
 HIST_EDGES = [round(0.1 * i, 1) for i in range(11)]
-FILES = ["report.json", "report.md", "iou_hist.png", "r1_vs_iou.png", "by_video_length.png",
-         "by_moment_length.png", "parse_failures.png"]
+FILES = [
+    "report.json",
+    "report.md",
+    "iou_hist.png",
+    "r1_vs_iou.png",
+    "by_video_length.png",
+    "by_moment_length.png",
+    "parse_failures.png",
+]
 
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dict[str, Any]]:
@@ -51,8 +58,9 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dic
     records = [r for r in records if r.extra.get("has_labels", True) is not False]  # QVHighlights test: no labels
     if not records:
         raise UserError(f"{d}: no labelled queries to report on (unlabelled test split?)")
-    scores, result = score_predictions(records, {r.id: preds[r.id] for r in records if r.id in preds},
-                                       cfg.scoring.conventions(), allow_missing=True)
+    scores, result = score_predictions(
+        records, {r.id: preds[r.id] for r in records if r.id in preds}, cfg.scoring.conventions(), allow_missing=True
+    )
     if cfg.format == "qvhighlights" and shard is None and meta.get("limit") is None:
         result["qvhighlights"] = score_qvhighlights_file(pred, cfg.gt_path)["brief"]
     return meta, scores, result
@@ -74,21 +82,34 @@ def _by_bins(scores: list[QueryScore], key, edges: list[float], conv: Convention
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = [s for s in scores if lo <= key(s) < hi]
         out[_bin_label(lo, hi)] = {
-            "n": len(sel), "R@1,IoU=0.5": pct(sum(s.hit(1, 0.5, conv) for s in sel), len(sel)),
+            "n": len(sel),
+            "R@1,IoU=0.5": pct(sum(s.hit(1, 0.5, conv) for s in sel), len(sel)),
             "mIoU": pct(sum(s.top1_iou for s in sel), len(sel)),
         }
     return out
 
 
-def run_summary(label: str, run_dir: str, meta: dict, scores: list[QueryScore], result: dict,
-                dur_edges: list[float], len_edges: list[float]) -> dict[str, Any]:
+def run_summary(
+    label: str,
+    run_dir: str,
+    meta: dict,
+    scores: list[QueryScore],
+    result: dict,
+    dur_edges: list[float],
+    len_edges: list[float],
+) -> dict[str, Any]:
     conv = Conventions(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["conventions"].items()})
     present = [s for s in scores if s.present]
     hist = np.histogram([s.top1_iou for s in present], bins=HIST_EDGES)[0].tolist()
     return {
-        "label": label, "dir": str(run_dir), "benchmark": meta.get("benchmark"),
-        "model": meta.get("model") or meta.get("endpoint"), "conventions": result["conventions"],
-        "metrics": result["metrics"], "counts": result["counts"], "qvhighlights": result.get("qvhighlights"),
+        "label": label,
+        "dir": str(run_dir),
+        "benchmark": meta.get("benchmark"),
+        "model": meta.get("model") or meta.get("endpoint"),
+        "conventions": result["conventions"],
+        "metrics": result["metrics"],
+        "counts": result["counts"],
+        "qvhighlights": result.get("qvhighlights"),
         "r1_curve": {f"{t:g}": pct(sum(s.hit(1, t, conv) for s in present), len(present)) for t in CURVE_THETAS},
         "iou_hist": {"edges": HIST_EDGES, "counts": hist},
         "by_video_length": _by_bins(present, lambda s: s.duration, dur_edges, conv),
@@ -106,8 +127,11 @@ def build_report(runs: Sequence[str | Path], labels: Sequence[str] | None = None
     labels = list(labels or [Path(r).name for r in runs])
     out = [run_summary(lab, str(r), *x, dur_edges, len_edges) for lab, r, x in zip(labels, runs, loaded)]
     convs = {json.dumps(r["conventions"], sort_keys=True) for r in out}
-    return {"runs": out, "same_conventions": len(convs) == 1,
-            "bins": {"video_length": dur_edges[:-1], "moment_length": len_edges[:-1]}}
+    return {
+        "runs": out,
+        "same_conventions": len(convs) == 1,
+        "bins": {"video_length": dur_edges[:-1], "moment_length": len_edges[:-1]},
+    }
 
 
 def _row(name: str, values: list[Any]) -> str:
@@ -122,8 +146,11 @@ def markdown(report: dict[str, Any]) -> str:
     if not report["same_conventions"]:
         lines += ["**Warning: the runs were scored with different conventions; numbers are not comparable.**", ""]
     c = runs[0]["conventions"]
-    lines += [f"Conventions: IoU {c['threshold_op']} θ, clamp {'on' if c['clamp'] else 'off'}, reversed pairs "
-              f"{c['reversed']}; parse failures score IoU 0 and stay in the denominator. Values in %.", ""]
+    lines += [
+        f"Conventions: IoU {c['threshold_op']} θ, clamp {'on' if c['clamp'] else 'off'}, reversed pairs "
+        f"{c['reversed']}; parse failures score IoU 0 and stay in the denominator. Values in %.",
+        "",
+    ]
     lines += ["## Metrics", "", head]
     for k in runs[0]["metrics"]:
         lines.append(_row(k, [r["metrics"].get(k) for r in runs]))

@@ -10,8 +10,9 @@ from vtg.eval.metrics import Conventions, QueryScore, score_predictions
 from vtg.eval.predictions import read_predictions
 
 
-def score_records_file(pred: str | Path, gt: str | Path, conv: Conventions, *, allow_missing: bool = False,
-                       ) -> tuple[list[QueryScore], dict[str, Any]]:
+def score_records_file(
+    pred: str | Path, gt: str | Path, conv: Conventions, *, allow_missing: bool = False
+) -> tuple[list[QueryScore], dict[str, Any]]:
     from vtg.data.records import load_records
 
     records = load_records(gt)

@@ -25,8 +25,14 @@ from vtg.serve.config import ServeConfig
 from vtg.serve.media import VIDEO_EXTS
 from vtg.serve.metrics import CONTENT_TYPE, Metrics
 from vtg.serve.protocol import (
-    ChatCompletionRequest, ChatCompletionResponse, ErrorResponse, GroundingRequest, GroundingResponse, ModelCard,
-    ModelList, VideoList,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ErrorResponse,
+    GroundingRequest,
+    GroundingResponse,
+    ModelCard,
+    ModelList,
+    VideoList,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -50,8 +56,12 @@ def build_app(cfg: ServeConfig, host_factory=None) -> FastAPI:
         finally:
             host.shutdown()
 
-    app = FastAPI(title="vtg serve", version="0.1.0", lifespan=lifespan,
-                  description="OpenAI-compatible video temporal grounding on vLLM")
+    app = FastAPI(
+        title="vtg serve",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="OpenAI-compatible video temporal grounding on vLLM",
+    )
     app.state.cfg, app.state.metrics = cfg, metrics
     _install_error_handlers(app, metrics)
     _install_metrics_middleware(app, metrics)
@@ -100,8 +110,10 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
         host = _serving(request).host
         style = host.prompt_style  # adapters are asked like their base model
         cards = [ModelCard(id=cfg.model_name, root=cfg.model, prompt_style=style)]
-        cards += [ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style)
-                  for name, lr in host.loras.items()]
+        cards += [
+            ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style)
+            for name, lr in host.loras.items()
+        ]
         return ModelList(data=cards)
 
     @app.post("/v1/chat/completions", dependencies=auth, response_model=ChatCompletionResponse, responses=ERRORS)
@@ -136,8 +148,9 @@ async def _save_upload(cfg: ServeConfig, filename: str, request: Request) -> dic
         raise E.forbidden("uploads are disabled; start the server with --upload-dir DIR")
     ext = Path(filename).suffix.lower()
     if ext not in VIDEO_EXTS:
-        raise E.bad_request(f"filename {filename!r}: expected a video file ({', '.join(sorted(VIDEO_EXTS))})",
-                            "filename")
+        raise E.bad_request(
+            f"filename {filename!r}: expected a video file ({', '.join(sorted(VIDEO_EXTS))})", "filename"
+        )
     limit = cfg.limits.max_upload_bytes
     dest = Path(os.path.realpath(cfg.upload_dir)) / f"{uuid.uuid4().hex[:16]}{ext}"
     size = 0
@@ -194,8 +207,13 @@ def _install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
     async def count(request: Request, call_next):
         t0 = time.perf_counter()
         length = request.headers.get("content-length")
-        if (request.method == "POST" and request.url.path != "/v1/uploads" and length and length.isdigit()
-                and int(length) > MAX_JSON_BYTES):
+        if (
+            request.method == "POST"
+            and request.url.path != "/v1/uploads"
+            and length
+            and length.isdigit()
+            and int(length) > MAX_JSON_BYTES
+        ):
             resp = JSONResponse(E.too_large(f"request body over {MAX_JSON_BYTES} bytes").envelope(), status_code=413)
             _count(request, 413, t0)
             return resp

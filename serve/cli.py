@@ -9,7 +9,8 @@ from vtg.errors import UserError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "serve", help="serve a model: OpenAI-compatible API + /v1/grounding + a web page, on vLLM",
+        "serve",
+        help="serve a model: OpenAI-compatible API + /v1/grounding + a web page, on vLLM",
         description="Serve a model with vLLM behind an OpenAI-compatible API (chat completions with parsed moments, "
         "/v1/grounding with ranked moments), auth, limits and a web page at /.",
     )
@@ -18,15 +19,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--served-model-name", help="the `model` name clients send (default: the model folder's name)")
-    p.add_argument("--allowed-local-media-path", action="append", default=[], metavar="DIR",
-                   help="a folder requests may read videos from (repeatable); nothing outside is readable")
+    p.add_argument(
+        "--allowed-local-media-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder requests may read videos from (repeatable); nothing outside is readable",
+    )
     p.add_argument("--upload-dir", help="folder for videos uploaded from the web page (becomes an allowed root)")
     p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 (or set VTG_API_KEY)")
-    p.add_argument("--lora", action="append", default=[], metavar="NAME=PATH",
-                   help="serve a LoRA adapter as model NAME (repeatable)")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="serve a LoRA adapter as model NAME (repeatable)",
+    )
     p.add_argument("--allow-url-fetch", action="store_true", default=None, help="allow http(s) video URLs")
-    p.add_argument("--allow-private-urls", action="store_true", default=None,
-                   help="with --allow-url-fetch: also loopback/private addresses")
+    p.add_argument(
+        "--allow-private-urls",
+        action="store_true",
+        default=None,
+        help="with --allow-url-fetch: also loopback/private addresses",
+    )
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--gpu-memory-utilization", type=float)
     p.add_argument("--max-concurrency", type=int, help="requests in the engine at once (limits.max_concurrency)")
@@ -51,16 +66,33 @@ def config_from_args(args: argparse.Namespace):
 
     from vtg.serve.config import load_config
 
-    limits = {k: v for k, v in {"max_concurrency": args.max_concurrency, "max_queue": args.max_queue,
-                                "request_timeout_s": args.request_timeout}.items() if v is not None}
-    cfg = load_config(args.config, {
-        "model": args.model, "host": args.host, "port": args.port, "served_model_name": args.served_model_name,
-        "allowed_local_media_path": args.allowed_local_media_path, "upload_dir": args.upload_dir,
-        "api_key": args.api_key or os.environ.get("VTG_API_KEY"), "lora": _lora_map(args.lora),
-        "allow_url_fetch": args.allow_url_fetch, "allow_private_urls": args.allow_private_urls,
-        "max_model_len": args.max_model_len, "gpu_memory_utilization": args.gpu_memory_utilization,
-        "limits": limits,
-    })
+    limits = {
+        k: v
+        for k, v in {
+            "max_concurrency": args.max_concurrency,
+            "max_queue": args.max_queue,
+            "request_timeout_s": args.request_timeout,
+        }.items()
+        if v is not None
+    }
+    cfg = load_config(
+        args.config,
+        {
+            "model": args.model,
+            "host": args.host,
+            "port": args.port,
+            "served_model_name": args.served_model_name,
+            "allowed_local_media_path": args.allowed_local_media_path,
+            "upload_dir": args.upload_dir,
+            "api_key": args.api_key or os.environ.get("VTG_API_KEY"),
+            "lora": _lora_map(args.lora),
+            "allow_url_fetch": args.allow_url_fetch,
+            "allow_private_urls": args.allow_private_urls,
+            "max_model_len": args.max_model_len,
+            "gpu_memory_utilization": args.gpu_memory_utilization,
+            "limits": limits,
+        },
+    )
     if not cfg.model:
         raise UserError("no model: pass --model DIR (or `model:` in --config)")
     if not os.path.isfile(os.path.join(cfg.model, "config.json")):
@@ -76,7 +108,10 @@ def _serve(args: argparse.Namespace) -> int:
     from vtg.serve.app import build_app
 
     cfg = config_from_args(args)
-    print(f"[vtg serve] model {cfg.model} as {cfg.model_name!r} on http://{cfg.host}:{cfg.port} "
-          f"(media roots: {cfg.media_roots() or 'none'}; auth: {'on' if cfg.api_key else 'off'})", flush=True)
+    print(
+        f"[vtg serve] model {cfg.model} as {cfg.model_name!r} on http://{cfg.host}:{cfg.port} "
+        f"(media roots: {cfg.media_roots() or 'none'}; auth: {'on' if cfg.api_key else 'off'})",
+        flush=True,
+    )
     uvicorn.run(build_app(cfg), host=cfg.host, port=cfg.port, log_level=args.log_level, timeout_graceful_shutdown=5)
     return 0

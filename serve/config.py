@@ -82,7 +82,9 @@ class ServeConfig:
             raise ServeConfigError("api_key is empty: give a key or leave it out to serve without one")
         for name, path in self.lora.items():
             if not name or "=" in name or name == self.model_name:
-                raise ServeConfigError(f"bad LoRA name {name!r}: use --lora NAME=PATH with a NAME unlike the base model")
+                raise ServeConfigError(
+                    f"bad LoRA name {name!r}: use --lora NAME=PATH with a NAME unlike the base model"
+                )
             if not Path(path, "adapter_config.json").is_file():
                 raise ServeConfigError(f"LoRA {name!r}: {path}/adapter_config.json not found (a peft adapter folder?)")
         for root in self.allowed_local_media_path:  # the upload folder is created at start-up
@@ -105,8 +107,9 @@ def _build(cls, data: dict[str, Any], prefix: str = ""):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ServeConfigError(f"unknown serve setting(s) {', '.join(prefix + u for u in unknown)}; "
-                               f"known: {', '.join(sorted(names))}")
+        raise ServeConfigError(
+            f"unknown serve setting(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(names))}"
+        )
     return cls(**data)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from vtg.data.grammar import NOT_PRESENT, THINK_CLOSE, THINK_OPEN
 
 
-
 def int_upto(n: int) -> str:
     """Regex of the integers 0..n (no leading zeros), so constrained times stay inside the video."""
     digits = str(int(n))
@@ -31,8 +30,9 @@ def _one(duration: float | None) -> str:
     return rf"starts at {num}s, ends at {num}s"
 
 
-def answer_regex(mode: str, think: bool, max_moments: int = 5, max_think_chars: int = 200,
-                 duration: float | None = None) -> str:
+def answer_regex(
+    mode: str, think: bool, max_moments: int = 5, max_think_chars: int = 200, duration: float | None = None
+) -> str:
     """Regex of one canonical completion: optional `<think>…</think> ` then the answer for `mode`.
     With `duration`, times are bounded by it (integer part <= the duration's)."""
     one = _one(duration)

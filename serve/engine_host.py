@@ -36,14 +36,21 @@ def engine_args(cfg: ServeConfig):
     from vtg import engine
 
     kw: dict[str, Any] = {**engine.llm_defaults(engine.on_cpu()), **engine.video_normalization_overrides(cfg.model)}
-    kw.update(model=cfg.model, served_model_name=[cfg.model_name], max_model_len=cfg.max_model_len,
-              limit_mm_per_prompt={"video": cfg.limits.max_videos_per_request, "image": 0},
-              max_num_seqs=max(kw.get("max_num_seqs", 16), cfg.limits.max_concurrency))
+    kw.update(
+        model=cfg.model,
+        served_model_name=[cfg.model_name],
+        max_model_len=cfg.max_model_len,
+        limit_mm_per_prompt={"video": cfg.limits.max_videos_per_request, "image": 0},
+        max_num_seqs=max(kw.get("max_num_seqs", 16), cfg.limits.max_concurrency),
+    )
     if cfg.gpu_memory_utilization:
         kw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
     if cfg.lora:
-        kw.update(enable_lora=True, max_loras=len(cfg.lora),
-                  max_lora_rank=_fit_rank(max(_lora_rank(p) for p in cfg.lora.values())))
+        kw.update(
+            enable_lora=True,
+            max_loras=len(cfg.lora),
+            max_lora_rank=_fit_rank(max(_lora_rank(p) for p in cfg.lora.values())),
+        )
     if engine.on_cpu():
         kw = engine.pin_cpu_kv_cache(kw)
     return AsyncEngineArgs(**kw)
@@ -69,8 +76,10 @@ class EngineHost:
         self.processor = AutoProcessor.from_pretrained(cfg.model)
         self.sampling = model_sampling(cfg.model, cfg.limits.max_frames)
         self.prompt_style = engine.prompt_style_for_model(cfg.model)  # the grounding endpoint words it as in training
-        self.loras = {name: LoRARequest(name, i + 1, str(Path(path).resolve()))
-                      for i, (name, path) in enumerate(sorted(cfg.lora.items()))}
+        self.loras = {
+            name: LoRARequest(name, i + 1, str(Path(path).resolve()))
+            for i, (name, path) in enumerate(sorted(cfg.lora.items()))
+        }
         self.llm = AsyncLLM.from_engine_args(engine_args(cfg))
 
     def model_names(self) -> list[str]:

@@ -15,8 +15,9 @@ class APIError(Exception):
         self.status, self.message, self.type, self.param = status, message, type, param
 
     def envelope(self) -> dict:
-        return ErrorResponse(error=ErrorInfo(message=self.message, type=self.type, param=self.param,
-                                             code=self.status)).model_dump()
+        return ErrorResponse(
+            error=ErrorInfo(message=self.message, type=self.type, param=self.param, code=self.status)
+        ).model_dump()
 
 
 def bad_request(message: str, param: str | None = None) -> APIError:

@@ -25,8 +25,15 @@ VIDEO_EXTS = {".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v"}
 
 
 class MediaPolicy:
-    def __init__(self, roots: list[str], *, max_bytes: int, allow_url_fetch: bool = False,
-                 allow_private_urls: bool = False, fetch_timeout_s: float = 30.0):
+    def __init__(
+        self,
+        roots: list[str],
+        *,
+        max_bytes: int,
+        allow_url_fetch: bool = False,
+        allow_private_urls: bool = False,
+        fetch_timeout_s: float = 30.0,
+    ):
         self.roots = [os.path.realpath(r) for r in roots]
         self.max_bytes = max_bytes
         self.allow_url_fetch = allow_url_fetch
@@ -44,8 +51,9 @@ class MediaPolicy:
         if ".." in Path(path).parts:
             raise forbidden(f"{param}: '..' is not allowed in media paths ({ref!r})", param)
         if not self.roots:
-            raise forbidden(f"{param}: local media is disabled; start the server with --allowed-local-media-path DIR",
-                            param)
+            raise forbidden(
+                f"{param}: local media is disabled; start the server with --allowed-local-media-path DIR", param
+            )
         candidates = [path] if os.path.isabs(path) else [os.path.join(r, path) for r in self.roots]
         for cand in candidates:
             real = os.path.realpath(cand)
@@ -82,10 +90,20 @@ class MediaPolicy:
                 dirnames.sort()
                 for name in sorted(filenames):
                     real = os.path.realpath(os.path.join(dirpath, name))
-                    if Path(name).suffix.lower() not in VIDEO_EXTS or not self._inside(real) or not os.path.isfile(real):
+                    if (
+                        Path(name).suffix.lower() not in VIDEO_EXTS
+                        or not self._inside(real)
+                        or not os.path.isfile(real)
+                    ):
                         continue
-                    out.append(VideoEntry(url=Path(real).as_uri(), name=os.path.relpath(os.path.join(dirpath, name), root),
-                                          root=root, bytes=os.path.getsize(real)))
+                    out.append(
+                        VideoEntry(
+                            url=Path(real).as_uri(),
+                            name=os.path.relpath(os.path.join(dirpath, name), root),
+                            root=root,
+                            bytes=os.path.getsize(real),
+                        )
+                    )
                     if len(out) >= limit:
                         return out
         return out
@@ -107,20 +125,27 @@ class MediaPolicy:
         for info in infos:
             ip = ipaddress.ip_address(info[4][0].split("%")[0])
             if not self.allow_private_urls and _is_internal(ip):
-                raise forbidden(f"{param}: host {host!r} resolves to a non-public address ({ip}); "
-                                "fetching from it is not allowed", param)
+                raise forbidden(
+                    f"{param}: host {host!r} resolves to a non-public address ({ip}); fetching from it is not allowed",
+                    param,
+                )
 
     async def _fetch(self, url: str, param: str) -> str:
         if not self.allow_url_fetch:
-            raise forbidden(f"{param}: fetching videos from URLs is disabled (start the server with "
-                            "--allow-url-fetch, or use a file under an allowed root)", param)
+            raise forbidden(
+                f"{param}: fetching videos from URLs is disabled (start the server with "
+                "--allow-url-fetch, or use a file under an allowed root)",
+                param,
+            )
         parsed = urlparse(url)
         if not parsed.hostname:
             raise bad_request(f"{param}: URL {url!r} has no host", param)
         await self.check_host(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), param)
         import httpx
 
-        dest = os.path.join(self._fetch_root(), hashlib.sha256(url.encode()).hexdigest()[:32] + Path(parsed.path).suffix[:8])
+        dest = os.path.join(
+            self._fetch_root(), hashlib.sha256(url.encode()).hexdigest()[:32] + Path(parsed.path).suffix[:8]
+        )
         try:
             async with httpx.AsyncClient(follow_redirects=False, timeout=self.fetch_timeout_s) as client:
                 async with client.stream("GET", url) as resp:
@@ -165,8 +190,9 @@ def _local_path(ref: str, param: str) -> str:
         return ref
     parsed = urlparse(ref)
     if parsed.scheme.lower() != "file":
-        raise bad_request(f"{param}: unsupported URL scheme {parsed.scheme!r}; expected file://, http(s):// or a path",
-                          param)
+        raise bad_request(
+            f"{param}: unsupported URL scheme {parsed.scheme!r}; expected file://, http(s):// or a path", param
+        )
     if parsed.netloc not in ("", "localhost"):
         raise bad_request(f"{param}: file:// URL with a host ({parsed.netloc!r}) is not supported", param)
     return unquote(parsed.path)

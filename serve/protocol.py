@@ -20,6 +20,7 @@ class _Strict(BaseModel):
 
 # ---- chat messages ---------------------------------------------------------------------------------------------
 
+
 class TextPart(_Strict):
     type: Literal["text"]
     text: str
@@ -54,7 +55,11 @@ class ChatMessage(_Strict):
         return v
 
     def videos(self) -> list[str]:
-        return [p.video_url.url for p in self.content if isinstance(p, VideoPart)] if isinstance(self.content, list) else []
+        return (
+            [p.video_url.url for p in self.content if isinstance(p, VideoPart)]
+            if isinstance(self.content, list)
+            else []
+        )
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -138,6 +143,7 @@ class GroundingRequest(SamplingFields):
 
 
 # ---- responses -------------------------------------------------------------------------------------------------
+
 
 class MomentOut(BaseModel):
     start: float

@@ -39,7 +39,7 @@ class ReasoningSplitter:
             if self._state == "start":
                 s = self._buf.lstrip()
                 if s.startswith(THINK_OPEN):
-                    self._buf, self._state = s[len(THINK_OPEN):], "reasoning"
+                    self._buf, self._state = s[len(THINK_OPEN) :], "reasoning"
                     continue
                 if THINK_OPEN.startswith(s) and not final:
                     return r_out, a_out  # maybe the opening tag, still arriving
@@ -49,11 +49,11 @@ class ReasoningSplitter:
                 idx = self._buf.find(THINK_CLOSE)
                 if idx >= 0:
                     r_out += self._buf[:idx]
-                    self._buf, self._state = self._buf[idx + len(THINK_CLOSE):], "answer_lead"
+                    self._buf, self._state = self._buf[idx + len(THINK_CLOSE) :], "answer_lead"
                     continue
                 keep = 0 if final else _partial_suffix(self._buf, THINK_CLOSE)
                 r_out += self._buf[: len(self._buf) - keep]
-                self._buf = self._buf[len(self._buf) - keep:]
+                self._buf = self._buf[len(self._buf) - keep :]
                 return r_out, a_out
             if self._state == "answer_lead":
                 s = self._buf.lstrip()

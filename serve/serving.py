@@ -23,8 +23,18 @@ from vtg.serve.media import MediaPolicy
 from vtg.serve.metrics import Metrics
 from vtg.serve.nms import consensus_scores, merge_samples
 from vtg.serve.protocol import (
-    ChatChoice, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessageOut, ChunkChoice,
-    DeltaMessage, GroundingRequest, GroundingResponse, GroundingSample, MomentOut, UsageInfo,
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatMessageOut,
+    ChunkChoice,
+    DeltaMessage,
+    GroundingRequest,
+    GroundingResponse,
+    GroundingSample,
+    MomentOut,
+    UsageInfo,
 )
 from vtg.serve.reasoning import ReasoningSplitter, split_completion
 
@@ -60,8 +70,12 @@ class Serving:
     def __init__(self, cfg: ServeConfig, host, metrics: Metrics):
         self.cfg, self.host, self.metrics = cfg, host, metrics
         self.lim = cfg.limits
-        self.media = MediaPolicy(cfg.media_roots(), max_bytes=self.lim.max_video_bytes,
-                                 allow_url_fetch=cfg.allow_url_fetch, allow_private_urls=cfg.allow_private_urls)
+        self.media = MediaPolicy(
+            cfg.media_roots(),
+            max_bytes=self.lim.max_video_bytes,
+            allow_url_fetch=cfg.allow_url_fetch,
+            allow_private_urls=cfg.allow_private_urls,
+        )
         self.limiter = Limiter(self.lim.max_concurrency, self.lim.max_queue, metrics)
 
     # ---- shared steps ------------------------------------------------------------------------------------------
@@ -80,22 +94,27 @@ class Serving:
         try:
             info = probe_video(path)
             if info.duration > self.lim.max_video_duration_s:
-                raise E.bad_request(f"{param}: video {ref!r} lasts {info.duration:.1f} s, over the "
-                                    f"{self.lim.max_video_duration_s:g} s limit (limits.max_video_duration_s)", param)
+                raise E.bad_request(
+                    f"{param}: video {ref!r} lasts {info.duration:.1f} s, over the "
+                    f"{self.lim.max_video_duration_s:g} s limit (limits.max_video_duration_s)",
+                    param,
+                )
             return read_video_cached(path, self.host.sampling)
         except VideoError as e:
             raise E.bad_request(f"{param}: cannot read video {ref!r}: {e}", param) from None
 
     def _token_budget(self, asked: int | None, param: str = "max_tokens") -> int:
         if asked is not None and asked > self.lim.max_tokens:
-            raise E.bad_request(f"{param}={asked} is over the server limit of {self.lim.max_tokens} "
-                                "(limits.max_tokens)", param)
+            raise E.bad_request(
+                f"{param}={asked} is over the server limit of {self.lim.max_tokens} (limits.max_tokens)", param
+            )
         return asked or min(DEFAULT_MAX_TOKENS, self.lim.max_tokens)
 
     def _check_samples(self, n: int, param: str) -> None:
         if n > self.lim.max_samples:
-            raise E.bad_request(f"{param}={n} is over the server limit of {self.lim.max_samples} (limits.max_samples)",
-                                param)
+            raise E.bad_request(
+                f"{param}={n} is over the server limit of {self.lim.max_samples} (limits.max_samples)", param
+            )
 
     @contextlib.asynccontextmanager
     async def _deadline(self):
@@ -103,8 +122,9 @@ class Serving:
             async with asyncio.timeout(self.lim.request_timeout_s):
                 yield
         except TimeoutError:
-            raise E.timed_out(f"request took longer than {self.lim.request_timeout_s:g} s "
-                              "(limits.request_timeout_s)") from None
+            raise E.timed_out(
+                f"request took longer than {self.lim.request_timeout_s:g} s (limits.request_timeout_s)"
+            ) from None
 
     async def _final(self, inputs: dict, params, lora) -> Any:
         """Run one request to completion; engine-side rejections become 400s."""
@@ -133,8 +153,11 @@ class Serving:
     def _count_usage(self, prompt_tokens: int, completion_tokens: int) -> UsageInfo:
         self.metrics.prompt_tokens.inc(prompt_tokens)
         self.metrics.completion_tokens.inc(completion_tokens)
-        return UsageInfo(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                         total_tokens=prompt_tokens + completion_tokens)
+        return UsageInfo(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
 
     # ---- chat completions --------------------------------------------------------------------------------------
 
@@ -142,8 +165,11 @@ class Serving:
         lora = self.host.lora_for(req.model)
         urls = req.video_urls()
         if len(urls) > self.lim.max_videos_per_request:
-            raise E.bad_request(f"messages carry {len(urls)} videos; at most {self.lim.max_videos_per_request} per "
-                                "request (limits.max_videos_per_request)", "messages")
+            raise E.bad_request(
+                f"messages carry {len(urls)} videos; at most {self.lim.max_videos_per_request} per "
+                "request (limits.max_videos_per_request)",
+                "messages",
+            )
         self._check_samples(req.n, "n")
         param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
         return lora, self._token_budget(req.token_budget(), param)
@@ -176,8 +202,12 @@ class Serving:
         return first, None
 
     def _sampling_params(self, req: ChatCompletionRequest, max_tokens: int):
-        kw: dict[str, Any] = dict(n=req.n, max_tokens=max_tokens, seed=req.seed,
-                                  temperature=1.0 if req.temperature is None else req.temperature)
+        kw: dict[str, Any] = dict(
+            n=req.n,
+            max_tokens=max_tokens,
+            seed=req.seed,
+            temperature=1.0 if req.temperature is None else req.temperature,
+        )
         for name in ("top_p", "presence_penalty", "frequency_penalty", "top_k"):
             if getattr(req, name) is not None:
                 kw[name] = getattr(req, name)
@@ -204,10 +234,16 @@ class Serving:
         choices = []
         for c, moments in zip(sorted(out.outputs, key=lambda c: c.index), scored):
             reasoning, answer = split_completion(c.text)
-            choices.append(ChatChoice(
-                index=c.index, message=ChatMessageOut(content=answer, reasoning_content=reasoning),
-                finish_reason=c.finish_reason or "stop", moments=moments, reasoning=reasoning,
-                not_present=parse_answer(c.text).not_present))
+            choices.append(
+                ChatChoice(
+                    index=c.index,
+                    message=ChatMessageOut(content=answer, reasoning_content=reasoning),
+                    finish_reason=c.finish_reason or "stop",
+                    moments=moments,
+                    reasoning=reasoning,
+                    not_present=parse_answer(c.text).not_present,
+                )
+            )
         usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
         return ChatCompletionResponse(model=req.model, choices=choices, usage=usage)
 
@@ -230,8 +266,11 @@ class Serving:
 
         params.output_kind = RequestOutputKind.DELTA
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        chunk = lambda choices, usage=None: _sse(ChatCompletionChunk(  # noqa: E731
-            id=rid, created=created, model=req.model, choices=choices, usage=usage))
+        chunk = lambda choices, usage=None: _sse(
+            ChatCompletionChunk(  # noqa: E731
+                id=rid, created=created, model=req.model, choices=choices, usage=usage
+            )
+        )
         splitters = {i: ReasoningSplitter() for i in range(req.n)}
         texts = {i: "" for i in range(req.n)}
         finish: dict[int, str] = {}
@@ -246,17 +285,32 @@ class Serving:
                         texts[c.index] += c.text
                         r, a = splitters[c.index].feed(c.text)
                         if r or a:
-                            yield chunk([ChunkChoice(index=c.index, delta=DeltaMessage(
-                                content=a or None, reasoning_content=r or None))])
+                            yield chunk(
+                                [
+                                    ChunkChoice(
+                                        index=c.index,
+                                        delta=DeltaMessage(content=a or None, reasoning_content=r or None),
+                                    )
+                                ]
+                            )
                         if c.finish_reason:
                             finish[c.index] = c.finish_reason
             scored = _choice_moments([texts[i] for i in range(req.n)], duration if req.clamp_moments else None)
             for i in range(req.n):
                 r, a = splitters[i].finish()
                 reasoning, _ = split_completion(texts[i])
-                yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=a or None, reasoning_content=r or None),
-                                         finish_reason=finish.get(i, "stop"), moments=scored[i], reasoning=reasoning,
-                                         not_present=parse_answer(texts[i]).not_present)])
+                yield chunk(
+                    [
+                        ChunkChoice(
+                            index=i,
+                            delta=DeltaMessage(content=a or None, reasoning_content=r or None),
+                            finish_reason=finish.get(i, "stop"),
+                            moments=scored[i],
+                            reasoning=reasoning,
+                            not_present=parse_answer(texts[i]).not_present,
+                        )
+                    ]
+                )
             usage = self._count_usage(prompt_tokens, completion_tokens)
             if req.stream_options and req.stream_options.include_usage:
                 yield chunk([], usage)
@@ -275,8 +329,9 @@ class Serving:
         n = req.samples or (1 if req.mode == "single" and req.top_k == 1 else self.cfg.grounding_samples)
         self._check_samples(n, "samples")
         max_tokens = self._token_budget(req.max_tokens)
-        temperature = req.temperature if req.temperature is not None else (
-            0.0 if n == 1 else self.cfg.grounding_temperature)
+        temperature = (
+            req.temperature if req.temperature is not None else (0.0 if n == 1 else self.cfg.grounding_temperature)
+        )
         think = self.cfg.default_think if req.think is None else req.think
         constrained = self.cfg.constrain_answers if req.constrained is None else req.constrained
         await self.limiter.acquire()
@@ -285,11 +340,18 @@ class Serving:
                 video = await self.load_video(req.video, "video")
                 duration = float(video.metadata.duration)
                 params = sampling_params(
-                    n=n, max_tokens=max_tokens, temperature=temperature, seed=req.seed,
-                    structured_outputs=structured(req.mode, think, req.top_k, duration, max_tokens) if constrained else None,
-                    **({"top_p": req.top_p} if req.top_p is not None else {}))
-                messages = engine.grounding_messages(req.query, duration, mode=req.mode, think=think,
-                                                     style=self.host.prompt_style)
+                    n=n,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    seed=req.seed,
+                    structured_outputs=structured(req.mode, think, req.top_k, duration, max_tokens)
+                    if constrained
+                    else None,
+                    **({"top_p": req.top_p} if req.top_p is not None else {}),
+                )
+                messages = engine.grounding_messages(
+                    req.query, duration, mode=req.mode, think=think, style=self.host.prompt_style
+                )
                 inputs = engine.vllm_prompt(engine.render_prompt(self.host.processor, messages), video)
                 out = await self._final(inputs, params, lora)
         finally:
@@ -304,17 +366,27 @@ class Serving:
             if req.mode == "single":
                 moments = moments[:1]
             per_sample.append(moments)
-            samples.append(GroundingSample(text=c.text, moments=[list(m) for m in moments],
-                                           not_present=parsed.not_present, parsed=parsed.ok))
+            samples.append(
+                GroundingSample(
+                    text=c.text, moments=[list(m) for m in moments], not_present=parsed.not_present, parsed=parsed.ok
+                )
+            )
         merged = merge_samples(per_sample, top_k=req.top_k, iou_threshold=self.cfg.nms_iou)
         best = merged[0].sample if merged else 0
         reasoning = parse_answer(samples[best].text).think if samples else None
         usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
         return GroundingResponse(
-            model=req.model or self.cfg.model_name, video=req.video, duration=duration, query=req.query,
-            mode=req.mode, moments=[MomentOut(start=m.start, end=m.end, score=round(m.score, 4)) for m in merged],
-            reasoning=reasoning, not_present_score=sum(s.not_present for s in samples) / max(n, 1),
-            samples=samples, usage=usage)
+            model=req.model or self.cfg.model_name,
+            video=req.video,
+            duration=duration,
+            query=req.query,
+            mode=req.mode,
+            moments=[MomentOut(start=m.start, end=m.end, score=round(m.score, 4)) for m in merged],
+            reasoning=reasoning,
+            not_present_score=sum(s.not_present for s in samples) / max(n, 1),
+            samples=samples,
+            usage=usage,
+        )
 
 
 def sampling_params(**kw):

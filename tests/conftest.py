@@ -19,6 +19,8 @@ def synth_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth_world")
     generate(SynthConfig(n_videos=12, seed=0, fps=2.0, size=56, min_duration=8.0, max_duration=16.0), out, workers=1)
     return out
+
+
 # --- end synth_world ------------------------------------------------------------------------------------------
 
 
@@ -38,4 +40,6 @@ def tiny_qwen3(tmp_path_factory):
     from vtg.train.tiny_model import build_tiny_model
 
     return build_tiny_model("qwen3-vl", tmp_path_factory.mktemp("tiny_qwen3"))
+
+
 # --- end tiny_qwen25 / tiny_qwen3 ------------------------------------------------------------------------------

@@ -33,7 +33,12 @@ def clean(fmt, files, **kw):
 def test_charades_durations_from_quoted_csv_and_end_clamped():
     recs, report = clean("charades-sta", CHARADES, video_dir="videos")
     a, b, c = recs["charades-sta/test/000001"], recs["charades-sta/test/000002"], recs["charades-sta/test/000003"]
-    assert (a.video, a.duration, a.moments, a.query) == ("videos/AB12C.mp4", 30.25, [[3.1, 9.8]], "person opens the door.")
+    assert (a.video, a.duration, a.moments, a.query) == (
+        "videos/AB12C.mp4",
+        30.25,
+        [[3.1, 9.8]],
+        "person opens the door.",
+    )
     assert b.moments == [[25.0, 30.25]]  # 32.6 lies past the 30.25 s video
     assert c.duration == 12.5 and c.extra["vid"] == "XY34Z"  # row whose quoted fields hold commas and "" quotes
     assert report.fixes["clamped end to duration"] == 1 and report.n_ok == 3
@@ -77,11 +82,14 @@ def test_didemo_mode_consensus_ties_and_all_option():
     f = [REL / "didemo" / "val_data.json"]
     recs, report = clean("didemo", f)
     assert recs["didemo/val/14"].moments == [[15.0, 20.0]]  # [3,3] three times out of four
-    assert recs["didemo/val/27"].moments == [[5.0, 10.0]]   # tie [1,1] vs [2,3]: earliest wins
-    assert recs["didemo/val/31"].moments == [[5.0, 10.0]]   # tie [1,1] vs [1,2]: same start, shortest wins
+    assert recs["didemo/val/27"].moments == [[5.0, 10.0]]  # tie [1,1] vs [2,3]: earliest wins
+    assert recs["didemo/val/31"].moments == [[5.0, 10.0]]  # tie [1,1] vs [1,2]: same start, shortest wins
     r42 = recs["didemo/val/42"]
     assert (r42.duration, r42.moments) == (25.0, [[20.0, 25.0]])  # num_segments 5 → 25 s
-    assert recs["didemo/val/14"].duration == 30.0 and recs["didemo/val/14"].video == "12090392@N02_13482799053_87ef417396.mov"
+    assert (
+        recs["didemo/val/14"].duration == 30.0
+        and recs["didemo/val/14"].video == "12090392@N02_13482799053_87ef417396.mov"
+    )
     assert "no durations: 4 record(s)" in report.summary()
     every, rep_all = clean("didemo", f, didemo_consensus="all")
     assert every["didemo/val/14"].moments == [[15.0, 20.0], [15.0, 25.0]]
@@ -91,7 +99,9 @@ def test_didemo_mode_consensus_ties_and_all_option():
 
 def test_didemo_durations_file_caps_at_30(tmp_path):
     d = tmp_path / "d.csv"
-    d.write_text("video,duration\n12090392@N02_13482799053_87ef417396.mov,22.5\n54322086@N00_2408598493_aca5a6ea3d,48\n")
+    d.write_text(
+        "video,duration\n12090392@N02_13482799053_87ef417396.mov,22.5\n54322086@N00_2408598493_aca5a6ea3d,48\n"
+    )
     recs, report = clean("didemo", [REL / "didemo" / "val_data.json"], durations=str(d))
     assert recs["didemo/val/14"].duration == 22.5 and recs["didemo/val/14"].moments == [[15.0, 20.0]]
     assert recs["didemo/val/27"].duration == 30.0  # matched by stem, capped at 30 s
@@ -133,15 +143,18 @@ def test_timerft_and_tvgbench_answer_string():
 
 def test_timerft_jsonl_and_bad_answer(tmp_path):
     f = tmp_path / "tvg.jsonl"
-    lines = [{"path": "a.mp4", "question": "q", "answer": "1.5-3", "duration": 10},
-             {"path": "b.mp4", "question": "q", "answer": "soon", "duration": 10},
-             {"video": "c.mp4", "sentence": "q", "timestamp": "x", "duration": 10}]
+    lines = [
+        {"path": "a.mp4", "question": "q", "answer": "1.5-3", "duration": 10},
+        {"path": "b.mp4", "question": "q", "answer": "soon", "duration": 10},
+        {"video": "c.mp4", "sentence": "q", "timestamp": "x", "duration": 10},
+    ]
     f.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     records, report = convert_files("timerft", [f], split="test")
     assert [r.moments for r in records] == [[[1.5, 3.0]]]
-    assert report.errors == [f"{f}: line 2: 'answer' must be 'START-END' seconds like '13.4-28.1', got 'soon'",
-                             f"{f}: line 3 id 'timerft/test/000003': moment 0 must be a pair of finite numbers "
-                             "[start, end], got 'x'"]
+    assert report.errors == [
+        f"{f}: line 2: 'answer' must be 'START-END' seconds like '13.4-28.1', got 'soon'",
+        f"{f}: line 3 id 'timerft/test/000003': moment 0 must be a pair of finite numbers [start, end], got 'x'",
+    ]
 
 
 def test_jsonl_records_validated():
@@ -162,15 +175,18 @@ def test_missing_file_named():
         convert_files("activitynet", ["nope.json"])
 
 
-@pytest.mark.parametrize("fmt, files, expected", [
-    ("charades-sta", [REL / "activitynet" / "val_2.json", CHARADES[1]], "this is JSON; charades-sta expects"),
-    ("charades-sta", [CHARADES[0]], "charades-sta needs"),
-    ("activitynet", [REL / "didemo" / "val_data.json"], "expected ActivityNet Captions JSON"),
-    ("tacos", [REL / "activitynet" / "val_2.json"], "expected the 2D-TAN TACoS JSON"),
-    ("didemo", [REL / "tacos" / "test.json"], "expected DiDeMo"),
-    ("qvhighlights", [REL / "timerft" / "tvgbench.json"], "this is a JSON array; expected JSONL"),
-    ("activitynet", [CHARADES[0]], "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "fmt, files, expected",
+    [
+        ("charades-sta", [REL / "activitynet" / "val_2.json", CHARADES[1]], "this is JSON; charades-sta expects"),
+        ("charades-sta", [CHARADES[0]], "charades-sta needs"),
+        ("activitynet", [REL / "didemo" / "val_data.json"], "expected ActivityNet Captions JSON"),
+        ("tacos", [REL / "activitynet" / "val_2.json"], "expected the 2D-TAN TACoS JSON"),
+        ("didemo", [REL / "tacos" / "test.json"], "expected DiDeMo"),
+        ("qvhighlights", [REL / "timerft" / "tvgbench.json"], "this is a JSON array; expected JSONL"),
+        ("activitynet", [CHARADES[0]], "not valid JSON"),
+    ],
+)
 def test_wrong_file_for_format(fmt, files, expected):
     with pytest.raises(UserError, match=expected):
         convert_files(fmt, files)
@@ -188,23 +204,42 @@ def test_malformed_json_lines_and_keys_named(tmp_path):
     good = (REL / "qvhighlights" / "highlight_val_release.jsonl").read_text().splitlines()
     qvh.write_text(good[0] + "\n{not json\n" + good[1] + "\n")
     records, report = convert_files("qvhighlights", [qvh])
-    assert len(records) == 2 and report.errors == [f"{qvh}: line 2: not valid JSON (Expecting property name enclosed in double quotes at column 2)"]
+    assert len(records) == 2 and report.errors == [
+        f"{qvh}: line 2: not valid JSON (Expecting property name enclosed in double quotes at column 2)"
+    ]
     anet = tmp_path / "val_2.json"
-    anet.write_text(json.dumps({"v_a": {"duration": 10, "timestamps": [[4, 2]], "sentences": ["x"]},
-                                "v_b": {"duration": 10, "timestamps": [[1, 2]], "sentences": []}}))
+    anet.write_text(
+        json.dumps(
+            {
+                "v_a": {"duration": 10, "timestamps": [[4, 2]], "sentences": ["x"]},
+                "v_b": {"duration": 10, "timestamps": [[1, 2]], "sentences": []},
+            }
+        )
+    )
     records, report = convert_files("activitynet", [anet])
     assert records == [] and report.n_read == 2
-    assert report.errors[0].startswith(f"{anet} key 'v_a' sentence 0: id 'activitynet/val_2/v_a/0': moment 0 [4, 2] is reversed")
+    assert report.errors[0].startswith(
+        f"{anet} key 'v_a' sentence 0: id 'activitynet/val_2/v_a/0': moment 0 [4, 2] is reversed"
+    )
     assert report.errors[1] == f"{anet} key 'v_b': 1 timestamps but 0 sentences: they must pair up"
 
 
 def test_didemo_reversed_pair(tmp_path):
     f = tmp_path / "test_data.json"
-    f.write_text(json.dumps([{"annotation_id": 1, "description": "x", "video": "v.mp4", "times": [[3, 1], [3, 1]]},
-                             {"annotation_id": 2, "description": "y", "video": "w.mp4", "times": [[1, 1], [2, 6]]}]))
+    f.write_text(
+        json.dumps(
+            [
+                {"annotation_id": 1, "description": "x", "video": "v.mp4", "times": [[3, 1], [3, 1]]},
+                {"annotation_id": 2, "description": "y", "video": "w.mp4", "times": [[1, 1], [2, 6]]},
+            ]
+        )
+    )
     _, report = convert_files("didemo", [f])
     assert "annotator pair 0 [3, 1] is reversed" in report.errors[0] and "index 0 (annotation_id 1)" in report.errors[0]
-    assert report.errors[1] == f"{f} index 1 (annotation_id 2): annotator pair 1 must be two segment indices in 0..5, got [2, 6]"
+    assert (
+        report.errors[1]
+        == f"{f} index 1 (annotation_id 2): annotator pair 1 must be two segment indices in 0..5, got [2, 6]"
+    )
     recs, report = convert_files("didemo", [f], fix_reversed=True)
     recs = by_id(recs)
     assert recs["didemo/test/1"].moments == [[5.0, 20.0]] and report.fixes["swapped reversed DiDeMo segment pair"] == 2
@@ -218,8 +253,9 @@ def test_same_file_twice_reports_duplicate_ids():
 def test_check_video_resolves_against_root(tmp_path):
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "s13-d21.avi").write_bytes(b"")
-    records, report = convert_files("tacos", [REL / "tacos" / "test.json"], video_dir="v", check_video=True,
-                                    video_root=tmp_path)
+    records, report = convert_files(
+        "tacos", [REL / "tacos" / "test.json"], video_dir="v", check_video=True, video_root=tmp_path
+    )
     assert {r.id for r in records} == {"tacos/test/s13-d21/0", "tacos/test/s13-d21/1"}
     assert "video file not found" in report.errors[0] and "s27-d50.avi" in report.errors[0]
 
@@ -230,8 +266,22 @@ def test_check_video_resolves_against_root(tmp_path):
 def test_cli_convert_writes_and_summarises(tmp_path, capsys):
     out = tmp_path / "qvh.jsonl"
     q = REL / "qvhighlights"
-    assert main(["data", "convert", "qvhighlights", str(q / "highlight_val_release.jsonl"),
-                 str(q / "highlight_test_release.jsonl"), "--out", str(out), "--video-dir", "videos"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                "qvhighlights",
+                str(q / "highlight_val_release.jsonl"),
+                str(q / "highlight_test_release.jsonl"),
+                "--out",
+                str(out),
+                "--video-dir",
+                "videos",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "4 read, 4 valid, 0 rejected" in text and "moments per query: 0: 2, 1: 1, 2: 1" in text
     assert "duration: 126.0–150.0s" in text and "has no labels" not in text and "have no labels" in text
@@ -262,8 +312,12 @@ def test_cli_validate_bad_line_exits_1(tmp_path, capsys):
 
 def test_round_trip_write_read_hf(tmp_path):
     records = []
-    for fmt, files in [("charades-sta", CHARADES), ("qvhighlights", sorted((REL / "qvhighlights").iterdir())),
-                       ("tacos", [REL / "tacos" / "test.json"]), ("didemo", [REL / "didemo" / "val_data.json"])]:
+    for fmt, files in [
+        ("charades-sta", CHARADES),
+        ("qvhighlights", sorted((REL / "qvhighlights").iterdir())),
+        ("tacos", [REL / "tacos" / "test.json"]),
+        ("didemo", [REL / "didemo" / "val_data.json"]),
+    ]:
         records += convert_files(fmt, files)[0]
     path = tmp_path / "all.jsonl"
     assert write_jsonl(records, path) == len(records) == 14

@@ -16,8 +16,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "grpo_step.py"
 
 def test_grpo_step_tiny_prints_the_table(tmp_path):
     out = tmp_path / "result.json"
-    r = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--steps", "1", "--json", str(out)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--tiny", "--steps", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
     head = max(i for i, line in enumerate(lines) if line.startswith("metric "))
@@ -29,8 +33,10 @@ def test_grpo_step_tiny_prints_the_table(tmp_path):
         assert float(rows[key]) > 0
     assert rows["MFU (6·N·tok/s / peak)"] == "n/a"  # no peak known for a CPU
     res = json.loads(out.read_text())
-    assert res["steps"] and res["train_tokens"] == res["generations"] * res["prompt_tokens"] + res["steps"][-1][
-        "completion_tokens"]
+    assert (
+        res["steps"]
+        and res["train_tokens"] == res["generations"] * res["prompt_tokens"] + res["steps"][-1]["completion_tokens"]
+    )
     assert all(math.isfinite(res[k]) and res[k] > 0 for k in ("step_s", "rollout_s", "train_tok_s", "rollout_tok_s"))
     assert res["step_s"] > res["rollout_s"]  # the loss pass took time too
     assert res["grad_norm"] > 0  # and produced gradients (a zero update would time a different computation)
@@ -39,12 +45,20 @@ def test_grpo_step_tiny_prints_the_table(tmp_path):
 def test_cli_smoke_runs_every_job_on_cpu(tmp_path):
     """bench/gpu/cli_smoke.py (the GPU machine's check of `vtg train` on tiny models) at 5 % of its steps."""
     out = tmp_path / "smoke.json"
-    r = subprocess.run([sys.executable, str(SCRIPT.parent / "cli_smoke.py"), "--steps-scale", "0.05", "--json",
-                        str(out)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "cli_smoke.py"), "--steps-scale", "0.05", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [(x["method"], x["tuning"]) for x in rows] == [("sft", "full"), ("sft", "lora"), ("grpo", "full"),
-                                                         ("grpo", "lora")] * 2
+    assert [(x["method"], x["tuning"]) for x in rows] == [
+        ("sft", "full"),
+        ("sft", "lora"),
+        ("grpo", "full"),
+        ("grpo", "lora"),
+    ] * 2
     for x in rows:
         assert x["vision"] == x["language"] == "cpu/float32"  # precision auto: fp32 on CPU
         assert x["vision_calls_per_step"] >= 1  # the video reached every optimizer step

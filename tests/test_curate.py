@@ -37,21 +37,25 @@ def _cfg(tmp_path, **kw):
     records.write_text("")
     (tmp_path / "model").mkdir(exist_ok=True)
     (tmp_path / "model" / "config.json").write_text("{}")
-    return CurateConfig(**{"records": str(records), "out": str(tmp_path / "out.jsonl"),
-                           "model": str(tmp_path / "model"), **kw})
+    return CurateConfig(
+        **{"records": str(records), "out": str(tmp_path / "out.jsonl"), "model": str(tmp_path / "model"), **kw}
+    )
 
 
-@pytest.mark.parametrize("kw, expected", [
-    ({"keep_iou_min": 0.8, "keep_iou_max": 0.2}, "bad window"),
-    ({"keep_iou_max": 1.5}, "bad window"),
-    ({"samples": 0}, "--samples"),
-    ({"temperature": 0.0, "samples": 4}, "--temperature"),
-    ({"metric": "bleu"}, "--metric"),
-    ({"absent": "maybe"}, "--absent"),
-    ({"model": None}, "--model is required"),
-    ({"model": "/nonexistent/model"}, "not a model folder"),
-    ({"prompt_style": "terse"}, "--prompt-style must be one of"),
-])
+@pytest.mark.parametrize(
+    "kw, expected",
+    [
+        ({"keep_iou_min": 0.8, "keep_iou_max": 0.2}, "bad window"),
+        ({"keep_iou_max": 1.5}, "bad window"),
+        ({"samples": 0}, "--samples"),
+        ({"temperature": 0.0, "samples": 4}, "--temperature"),
+        ({"metric": "bleu"}, "--metric"),
+        ({"absent": "maybe"}, "--absent"),
+        ({"model": None}, "--model is required"),
+        ({"model": "/nonexistent/model"}, "not a model folder"),
+        ({"prompt_style": "terse"}, "--prompt-style must be one of"),
+    ],
+)
 def test_config_rejects_impossible_settings(tmp_path, kw, expected):
     from vtg.errors import UserError
 
@@ -75,7 +79,14 @@ def test_decide_reasons(tmp_path):
     cfg = _cfg(tmp_path, keep_iou_min=0.2, keep_iou_max=0.6)
     line = lambda score, absent=False, error=None: {"score": score, "absent": absent, "error": error}  # noqa: E731
     assert [decide(line(s), cfg) for s in (0.0, 0.19, 0.2, 0.4, 0.6, 0.61, 1.0)] == [
-        "too_hard", "too_hard", "kept", "kept", "kept", "too_easy", "too_easy"]
+        "too_hard",
+        "too_hard",
+        "kept",
+        "kept",
+        "kept",
+        "too_easy",
+        "too_easy",
+    ]
     assert decide(line(None, error="VideoError: x"), cfg) == "error"
     assert decide(line(0.0, absent=True), cfg) == "absent_kept"
     assert decide(line(0.0, absent=True), _cfg(tmp_path, absent="drop")) == "absent_dropped"
@@ -90,27 +101,63 @@ def test_score_line_uses_the_rewards():
     line = score_line(rec, ["starts at 2.0s, ends at 6.0s", "starts at 4.0s, ends at 8.0s", "gibberish"], "tiou")
     assert line["ious"] == pytest.approx([1.0, 2 / 6, 0.0])
     assert line["score"] == pytest.approx((1 + 2 / 6) / 3) and line["parse_rate"] == pytest.approx(2 / 3)
-    absent = score_line(Record("a", "v.mp4", 20.0, "no thing", []), ["not present", "starts at 1s, ends at 2s"],
-                        "multi_moment")
+    absent = score_line(
+        Record("a", "v.mp4", 20.0, "no thing", []), ["not present", "starts at 1s, ends at 2s"], "multi_moment"
+    )
     assert absent["absent"] and absent["scores"] == [1.0, 0.0]
 
 
 def test_cli_bad_window_exits_2_with_message(tmp_path):
     (tmp_path / "in.jsonl").write_text("")
-    r = subprocess.run([sys.executable, "-m", "vtg", "data", "curate", "--records", str(tmp_path / "in.jsonl"),
-                        "--out", str(tmp_path / "o.jsonl"), "--from-scores", str(tmp_path / "in.jsonl"),
-                        "--keep-iou-min", "0.9", "--keep-iou-max", "0.1"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vtg",
+            "data",
+            "curate",
+            "--records",
+            str(tmp_path / "in.jsonl"),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+            "--from-scores",
+            str(tmp_path / "in.jsonl"),
+            "--keep-iou-min",
+            "0.9",
+            "--keep-iou-max",
+            "0.1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     assert "bad window --keep-iou-min 0.9 --keep-iou-max 0.1" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_missing_inputs(tmp_path, capsys):
-    assert vtg_main(["data", "curate", "--records", str(tmp_path / "nope.jsonl"), "--out", "o.jsonl",
-                     "--model", str(tmp_path)]) == 2
+    assert (
+        vtg_main(
+            ["data", "curate", "--records", str(tmp_path / "nope.jsonl"), "--out", "o.jsonl", "--model", str(tmp_path)]
+        )
+        == 2
+    )
     assert "--records" in capsys.readouterr().err
     (tmp_path / "in.jsonl").write_text("")
-    assert vtg_main(["data", "curate", "--records", str(tmp_path / "in.jsonl"), "--out", "o.jsonl",
-                     "--model", str(tmp_path / "no_model")]) == 2
+    assert (
+        vtg_main(
+            [
+                "data",
+                "curate",
+                "--records",
+                str(tmp_path / "in.jsonl"),
+                "--out",
+                "o.jsonl",
+                "--model",
+                str(tmp_path / "no_model"),
+            ]
+        )
+        == 2
+    )
     assert "not a model folder" in capsys.readouterr().err
 
 
@@ -121,8 +168,24 @@ def test_cli_missing_inputs(tmp_path, capsys):
 def curated(tiny_qwen25, synth_world, tmp_path_factory):
     """One real scoring run: LIMIT records of the synthetic world, SAMPLES answers each, default window."""
     out = tmp_path_factory.mktemp("curate") / "kept.jsonl"
-    rc = vtg_main(["data", "curate", "--model", str(tiny_qwen25), "--records", str(synth_world / "train.jsonl"),
-                   "--out", str(out), "--samples", str(SAMPLES), "--limit", str(LIMIT), "--max-new-tokens", "16"])
+    rc = vtg_main(
+        [
+            "data",
+            "curate",
+            "--model",
+            str(tiny_qwen25),
+            "--records",
+            str(synth_world / "train.jsonl"),
+            "--out",
+            str(out),
+            "--samples",
+            str(SAMPLES),
+            "--limit",
+            str(LIMIT),
+            "--max-new-tokens",
+            "16",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -161,9 +224,29 @@ def test_reselect_from_edited_scores(curated, synth_world, tmp_path, capsys):
     edited = tmp_path / "edited.scores.jsonl"
     edited.write_text("".join(json.dumps(d) + "\n" for d in lines))
     out = tmp_path / "sel.jsonl"
-    assert vtg_main(["data", "curate", "--records", str(synth_world / "train.jsonl"), "--limit", str(LIMIT),
-                     "--out", str(out), "--from-scores", str(edited), "--keep-iou-min", "0.3",
-                     "--keep-iou-max", "0.7", "--absent", "window"]) == 0
+    assert (
+        vtg_main(
+            [
+                "data",
+                "curate",
+                "--records",
+                str(synth_world / "train.jsonl"),
+                "--limit",
+                str(LIMIT),
+                "--out",
+                str(out),
+                "--from-scores",
+                str(edited),
+                "--keep-iou-min",
+                "0.3",
+                "--keep-iou-max",
+                "0.7",
+                "--absent",
+                "window",
+            ]
+        )
+        == 0
+    )
     want = [d["id"] for d in lines if _in_window(d, 0.3, 0.7, absent="window")]
     assert 0 < len(want) < len(lines)
     assert [json.loads(x)["id"] for x in open(out)] == want

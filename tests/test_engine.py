@@ -39,6 +39,7 @@ def _first_video(world, model_dir):
 
 # ---- prompts ------------------------------------------------------------------------------------------------------
 
+
 def test_chat_template_renders_one_video_placeholder(tiny):
     family, path = tiny
     proc = _processor(path)
@@ -68,6 +69,7 @@ def test_hf_inputs_batch_and_bad_calls(tiny_qwen3, synth_world):
 
 
 # ---- frame sampling next to the weights ---------------------------------------------------------------------------
+
 
 def test_sampling_for_model_round_trip(tiny, tmp_path):
     family, path = tiny
@@ -103,8 +105,11 @@ def test_prompt_style_travels_with_the_model(tiny, tmp_path):
     with pytest.raises(UserError, match="prompt style must be one of"):
         engine.save_prompt_style(tmp_path, "terse")
     (tmp_path / engine.PROMPT_FILE).write_text(json.dumps({"style": "terse"}))
-    with pytest.raises(UserError, match=r"vtg_prompt.json: 'style' must be one of \['full', 'short', 'query-first'\], "
-                                        "got 'terse'"):
+    with pytest.raises(
+        UserError,
+        match=r"vtg_prompt.json: 'style' must be one of \['full', 'short', 'query-first'\], "
+        "got 'terse'",
+    ):
         engine.prompt_style_for_model(tmp_path)
     (tmp_path / engine.PROMPT_FILE).write_text("{style: short")
     with pytest.raises(UserError, match="vtg_prompt.json: not valid JSON"):
@@ -114,11 +119,13 @@ def test_prompt_style_travels_with_the_model(tiny, tmp_path):
     # the same words before the video: the text ends before the placeholder, the video ends the user turn
     first = engine.render_prompt(_processor(path), engine.grounding_messages("red square", 12.0, style="query-first"))
     assert f"12.0s. red square{engine.VIDEO_PLACEHOLDER}<|im_end|>" in first
-    assert first.replace(engine.VIDEO_PLACEHOLDER, "").replace("red square", "") == \
-        text.replace(engine.VIDEO_PLACEHOLDER, "").replace("red square", "")
+    assert first.replace(engine.VIDEO_PLACEHOLDER, "").replace("red square", "") == text.replace(
+        engine.VIDEO_PLACEHOLDER, ""
+    ).replace("red square", "")
 
 
 # ---- THE time-scale check through the real tiny processors --------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
@@ -130,7 +137,7 @@ def clips(tmp_path_factory):
         frames = np.full((n, 56, 56, 3), 70, np.uint8)
         for i in range(n):
             x = int(i / fps * 3)
-            frames[i, 20:36, x:x + 12] = (230, 30, 30)
+            frames[i, 20:36, x : x + 12] = (230, 30, 30)
         encode_mp4(frames, d / f"slide_{fps}.mp4", fps)
         out[fps] = d / f"slide_{fps}.mp4"
     return out
@@ -139,8 +146,7 @@ def clips(tmp_path_factory):
 def time_view(family, proc, clip, sample_fps, with_metadata=True):
     """What the model is told about time: Qwen2.5-VL second_per_grid_ts, Qwen3-VL the '<t seconds>' texts."""
     f = engine.IMAGE_FACTOR[family]
-    video = read_video(clip, FrameSampling(fps=sample_fps, image_factor=f, min_pixels=4 * f * f,
-                                           max_pixels=16 * f * f))
+    video = read_video(clip, FrameSampling(fps=sample_fps, image_factor=f, min_pixels=4 * f * f, max_pixels=16 * f * f))
     prompt = engine.render_prompt(proc, engine.grounding_messages("red square", 12.0))
     if with_metadata:
         batch = engine.hf_inputs(proc, prompt, video)
@@ -219,12 +225,16 @@ def test_vllm_generates_and_sees_the_prompt_transformers_sees(llm, synth_world, 
     prompt = engine.render_prompt(proc, engine.grounding_messages(rec.query, rec.duration))
     n, max_tokens = 8, 24
     t0 = time.perf_counter()
-    outs = model.generate([engine.vllm_prompt(prompt, video)] * n,
-                          SamplingParams(max_tokens=max_tokens, temperature=1.0, ignore_eos=True, seed=0))
+    outs = model.generate(
+        [engine.vllm_prompt(prompt, video)] * n,
+        SamplingParams(max_tokens=max_tokens, temperature=1.0, ignore_eos=True, seed=0),
+    )
     dt = time.perf_counter() - t0
     in_vllm = list(vllm_spg)  # before hf_inputs below runs the same (spied) processor
-    print(f"\nvLLM CPU {family}: {n} x {max_tokens} tokens in {dt:.2f} s = {n * max_tokens / dt:.0f} tok/s "
-          f"(prompt {len(outs[0].prompt_token_ids)} tokens)")
+    print(
+        f"\nvLLM CPU {family}: {n} x {max_tokens} tokens in {dt:.2f} s = {n * max_tokens / dt:.0f} tok/s "
+        f"(prompt {len(outs[0].prompt_token_ids)} tokens)"
+    )
     assert [len(o.outputs[0].token_ids) for o in outs] == [max_tokens] * n
     hf = engine.hf_inputs(proc, prompt, video)
     hf_ids = hf["input_ids"][0].tolist()
@@ -283,8 +293,10 @@ def test_vllm_and_transformers_give_text_after_the_video_the_same_positions(llm,
     last_video = int((ids == video_id).nonzero().max())
     after = hf_pos[:, 0, last_video + 1]
     assert int(after.min()) == int(hf_pos[:, 0, : last_video + 1].max()) + 1, "text must start after the video"
-    assert torch.equal(hf_pos[:, 0], vllm_pos), (hf_pos[:, 0, last_video - 2: last_video + 3],
-                                                 vllm_pos[:, last_video - 2: last_video + 3])
+    assert torch.equal(hf_pos[:, 0], vllm_pos), (
+        hf_pos[:, 0, last_video - 2 : last_video + 3],
+        vllm_pos[:, last_video - 2 : last_video + 3],
+    )
     with torch.no_grad():
         logp = hf(**inputs).logits[0].float().log_softmax(-1)
     hf_lp = [float(logp[i - 1, ids[i]]) for i in range(last_video + 1, ids.numel())]
@@ -299,7 +311,8 @@ def test_video_normalization_overrides_when_image_and_video_statistics_differ(ti
     folder = tmp_path / "clip-image-stats"
     shutil.copytree(tiny_qwen3, folder)
     cfg = json.loads((folder / "processor_config.json").read_text())
-    cfg["image_processor"].update(image_mean=[0.48145466, 0.4578275, 0.40821073],
-                                  image_std=[0.26862954, 0.26130258, 0.27577711])
+    cfg["image_processor"].update(
+        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711]
+    )
     (folder / "processor_config.json").write_text(json.dumps(cfg))
     assert engine.video_normalization_overrides(folder) == {"mm_device_do_normalize": False}

@@ -7,14 +7,27 @@ from vtg.eval.controls import swapped_video_records, write_control_sets
 
 
 def _rec(i: int, video: str, duration: float, kind: str, moments=((1.0, 2.0),)) -> Record:
-    return Record(id=f"q{i}", video=video, duration=duration, query=f"when is thing {i} visible?",
-                  moments=[list(m) for m in moments], source="synth", split="test", extra={"kind": kind})
+    return Record(
+        id=f"q{i}",
+        video=video,
+        duration=duration,
+        query=f"when is thing {i} visible?",
+        moments=[list(m) for m in moments],
+        source="synth",
+        split="test",
+        extra={"kind": kind},
+    )
 
 
 def test_swaps_only_between_videos_of_equal_duration(tmp_path):
-    recs = [_rec(0, "a.mp4", 10.0, "single"), _rec(1, "b.mp4", 10.0, "multi"), _rec(2, "c.mp4", 10.0, "single"),
-            _rec(3, "d.mp4", 12.0, "single"),  # no other 12 s video: left out
-            _rec(4, "a.mp4", 10.0, "absent", moments=()), _rec(5, "b.mp4", 10.0, "compositional")]
+    recs = [
+        _rec(0, "a.mp4", 10.0, "single"),
+        _rec(1, "b.mp4", 10.0, "multi"),
+        _rec(2, "c.mp4", 10.0, "single"),
+        _rec(3, "d.mp4", 12.0, "single"),  # no other 12 s video: left out
+        _rec(4, "a.mp4", 10.0, "absent", moments=()),
+        _rec(5, "b.mp4", 10.0, "compositional"),
+    ]
     own, swapped = swapped_video_records(recs, tmp_path, seed=0)
     assert [r.id for r in own] == [r.id for r in swapped] == ["q0", "q1", "q2"]
     for a, b in zip(own, swapped):
@@ -31,7 +44,6 @@ def test_write_control_sets_counts_and_files(tmp_path):
     write_jsonl([_rec(0, "a.mp4", 10.0, "single"), _rec(1, "b.mp4", 10.0, "single")], tmp_path / "test.jsonl")
     own, swapped, n = write_control_sets(tmp_path / "test.jsonl", tmp_path / "control")
     assert n == 2 and own.read_text().count("\n") == swapped.read_text().count("\n") == 2
-
 
 
 def test_reads_video_needs_a_ten_point_mIoU_drop():

@@ -23,20 +23,44 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
     write_jsonl(rows, tmp_path / "records.jsonl")
     (tmp_path / "eval.yaml").write_text(
         f"benchmark: synthetic\nrecords: {tmp_path / 'records.jsonl'}\nmode: multi\nmax_new_tokens: 16\n"
-        "temperature: 1.0\nseed: 3\nbatch_size: 2\nendpoint:\n  concurrency: 2\n")
-    server = start_server(["--model", str(tiny_qwen25), "--served-model-name", "tiny",
-                           "--allowed-local-media-path", str(synth_world)], tmp_path / "server.log")
+        "temperature: 1.0\nseed: 3\nbatch_size: 2\nendpoint:\n  concurrency: 2\n"
+    )
+    server = start_server(
+        ["--model", str(tiny_qwen25), "--served-model-name", "tiny", "--allowed-local-media-path", str(synth_world)],
+        tmp_path / "server.log",
+    )
     try:
-        args = ["eval", "run", "--config", str(tmp_path / "eval.yaml"), "--endpoint", server.url + "/v1",
-                "--out", str(tmp_path / "run")]
+        args = [
+            "eval",
+            "run",
+            "--config",
+            str(tmp_path / "eval.yaml"),
+            "--endpoint",
+            server.url + "/v1",
+            "--out",
+            str(tmp_path / "run"),
+        ]
         assert main(args + ["--limit", "2"]) == 0  # a partial run, then the rest resumes
         capsys.readouterr()
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out)
         # a model name the server does not serve: refused up front, naming what it serves (not one 404 per query)
         (tmp_path / "other.yaml").write_text((tmp_path / "eval.yaml").read_text() + "  model: tiny-7b\n")
-        assert main(["eval", "run", "--config", str(tmp_path / "other.yaml"), "--endpoint", server.url + "/v1",
-                     "--out", str(tmp_path / "other")]) == 2
+        assert (
+            main(
+                [
+                    "eval",
+                    "run",
+                    "--config",
+                    str(tmp_path / "other.yaml"),
+                    "--endpoint",
+                    server.url + "/v1",
+                    "--out",
+                    str(tmp_path / "other"),
+                ]
+            )
+            == 2
+        )
         assert "endpoint.model: 'tiny-7b' is not served" in capsys.readouterr().err
         assert not (tmp_path / "other" / "predictions.jsonl").exists()
     finally:

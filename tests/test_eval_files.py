@@ -86,8 +86,10 @@ def test_configs_load_and_reject_unknown_keys(tmp_path):
 
 
 def _records(tmp_path):
-    recs = [{"id": "a", "video": "a.mp4", "duration": 30.96, "query": "q", "moments": [[24.3, 30.4]]},
-            {"id": "b", "video": "b.mp4", "duration": 20.0, "query": "q", "moments": [[0, 10]]}]
+    recs = [
+        {"id": "a", "video": "a.mp4", "duration": 30.96, "query": "q", "moments": [[24.3, 30.4]]},
+        {"id": "b", "video": "b.mp4", "duration": 20.0, "query": "q", "moments": [[0, 10]]},
+    ]
     write_jsonl(recs, tmp_path / "gt.jsonl")
     with Appender(tmp_path / "pred.jsonl") as app:
         app.write([make_line("a", "starts at 25.0s, ends at 40.0s"), make_line("b", "starts at 0.0s, ends at 5.0s")])

@@ -26,7 +26,7 @@ def eval_setup(synth_world, tiny_qwen25, tmp_path_factory):
     d = tmp_path_factory.mktemp("eval_job")
     recs = load_records(synth_world / "test.jsonl")
     recs += load_records(synth_world / "val.jsonl")  # the 12-video world's test split alone may be small
-    rows = [dict(r.to_dict(), video=str(Path(r.video_path(synth_world)).resolve())) for r in recs[:N_QUERIES - 1]]
+    rows = [dict(r.to_dict(), video=str(Path(r.video_path(synth_world)).resolve())) for r in recs[: N_QUERIES - 1]]
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     rows.insert(2, dict(rows[0], id="corrupt", video=str(d / "corrupt.mp4")))
     write_jsonl(rows, d / "records.jsonl")
@@ -34,13 +34,25 @@ def eval_setup(synth_world, tiny_qwen25, tmp_path_factory):
         f"benchmark: synthetic\nrecords: {d / 'records.jsonl'}\nmode: multi\nthink: false\n"
         # sampled with a per-request seed: distinct texts per query (a random-init model's greedy text is the same
         # for every prompt), still exactly repeatable, so a resumed run must reproduce every line
-        "max_new_tokens: 16\ntemperature: 1.0\nseed: 7\nbatch_size: 2\ndecode_workers: 2\n")
+        "max_new_tokens: 16\ntemperature: 1.0\nseed: 7\nbatch_size: 2\ndecode_workers: 2\n"
+    )
     return d, tiny_qwen25
 
 
 def _cmd(d, model, out):
-    return [sys.executable, "-m", "vtg", "eval", "run", "--config", str(d / "eval.yaml"), "--model", str(model),
-            "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "vtg",
+        "eval",
+        "run",
+        "--config",
+        str(d / "eval.yaml"),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+    ]
 
 
 def _lines(path):
@@ -63,8 +75,13 @@ def test_run_kill_resume_identical_and_report(eval_setup):
 
     # killed run: SIGKILL the whole process group (the engine core is a child process) once a batch is durable
     pred = d / "killed" / "predictions.jsonl"
-    proc = subprocess.Popen(_cmd(d, model, d / "killed"), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(d, model, d / "killed"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and len(_lines(pred)) < 2:
         time.sleep(0.05)
@@ -76,7 +93,7 @@ def test_run_kill_resume_identical_and_report(eval_setup):
     resumed = subprocess.run(_cmd(d, model, d / "killed"), env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     out = resumed.stdout
-    summary = json.loads(out[out.rfind("\n{\n") + 1:])  # the summary is the last thing printed
+    summary = json.loads(out[out.rfind("\n{\n") + 1 :])  # the summary is the last thing printed
     assert summary["resumed"] == n_before and summary["ran"] == N_QUERIES - n_before
     by_id = {x["id"]: x for x in _lines(pred)}
     assert len(by_id) == N_QUERIES == len(_lines(pred))  # nothing recomputed twice
@@ -118,7 +135,7 @@ def test_offline_question_is_worded_in_the_configured_prompt_style(synth_world, 
 
     cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style="query-first")
     prepared = _prepare(rec, synth_world, cfg, processor, sampling)
-    assert f"{short[:-len('<|im_end|>')]}{engine.VIDEO_PLACEHOLDER}<|im_end|>" in prepared.inputs["prompt"]
+    assert f"{short[: -len('<|im_end|>')]}{engine.VIDEO_PLACEHOLDER}<|im_end|>" in prepared.inputs["prompt"]
     # the endpoint path orders the parts the same way
     assert [p["type"] for p in _chat_messages(rec, synth_world, cfg)[0]["content"]] == ["text", "video_url"]
     cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style="short")

@@ -14,15 +14,18 @@ def one(text, truth, duration=100.0, conv=GE):
     return score_query("q", truth, duration, parse_answer(text), conv)
 
 
-@pytest.mark.parametrize("text,truth,conv,expected", [
-    ("starts at 0.0s, ends at 10.0s", [[0, 20]], GE, 0.5),  # tie exactly at 0.5
-    ("starts at 5.0s, ends at 5.0s", [[5, 5.0001]], GE, 0.0),  # zero-length prediction, no overlap length
-    ("starts at 10.0s, ends at 0.0s", [[0, 10]], GE, 1.0),  # reversed, swapped
-    ("starts at 10.0s, ends at 0.0s", [[0, 10]], Conventions(reversed="fail"), 0.0),
-    ("starts at 25.0s, ends at 40.0s", [[24.3, 30.4]], GE, (30.4 - 25) / (40 - 24.3)),  # DESIGN §6: 0.34
-    ("not present", [[0, 10]], GE, 0.0),
-    ("gibberish", [[0, 10]], GE, 0.0),
-])
+@pytest.mark.parametrize(
+    "text,truth,conv,expected",
+    [
+        ("starts at 0.0s, ends at 10.0s", [[0, 20]], GE, 0.5),  # tie exactly at 0.5
+        ("starts at 5.0s, ends at 5.0s", [[5, 5.0001]], GE, 0.0),  # zero-length prediction, no overlap length
+        ("starts at 10.0s, ends at 0.0s", [[0, 10]], GE, 1.0),  # reversed, swapped
+        ("starts at 10.0s, ends at 0.0s", [[0, 10]], Conventions(reversed="fail"), 0.0),
+        ("starts at 25.0s, ends at 40.0s", [[24.3, 30.4]], GE, (30.4 - 25) / (40 - 24.3)),  # DESIGN §6: 0.34
+        ("not present", [[0, 10]], GE, 0.0),
+        ("gibberish", [[0, 10]], GE, 0.0),
+    ],
+)
 def test_top1_iou(text, truth, conv, expected):
     assert one(text, truth, conv=conv).top1_iou == pytest.approx(expected)
 

@@ -25,14 +25,18 @@ def test_query_ap_thresholds_inclusive_and_score_order():
 
 
 def _gt(qid, windows, duration=150):
-    return {"qid": qid, "duration": duration, "relevant_windows": windows, "relevant_clip_ids": [],
-            "saliency_scores": []}
+    return {
+        "qid": qid,
+        "duration": duration,
+        "relevant_windows": windows,
+        "relevant_clip_ids": [],
+        "saliency_scores": [],
+    }
 
 
 def test_r1_uses_first_listed_window_and_empty_predictions_counted():
     gt = [_gt(1, [[20, 30]]), _gt(2, [[0, 10]])]
-    sub = [{"qid": 1, "pred_relevant_windows": [[0, 10, 0.1], [20, 30, 0.9]]},
-           {"qid": 2, "pred_relevant_windows": []}]
+    sub = [{"qid": 1, "pred_relevant_windows": [[0, 10, 0.1], [20, 30, 0.9]]}, {"qid": 2, "pred_relevant_windows": []}]
     res = qv.eval_submission(sub, gt)
     assert res["brief"]["MR-full-R1@0.5"] == 0.0  # first listed window of qid 1 misses
     assert res["brief"]["MR-full-mAP"] == 50.0  # qid 1 AP 1, qid 2 (empty) AP 0
@@ -61,8 +65,13 @@ def test_pr_curve_and_video2gif_ap():
 
 def _hl_gt():
     # 8 s -> 4 clips; clip 1 scores (4, 2, 0), clip 2 (3, 4, 1)
-    return {"qid": 5, "duration": 8, "relevant_windows": [[2, 6]], "relevant_clip_ids": [1, 2],
-            "saliency_scores": [[4, 2, 0], [3, 4, 1]]}
+    return {
+        "qid": 5,
+        "duration": 8,
+        "relevant_windows": [[2, 6]],
+        "relevant_clip_ids": [1, 2],
+        "saliency_scores": [[4, 2, 0], [3, 4, 1]],
+    }
 
 
 def test_highlight_hand_computed():
@@ -91,13 +100,29 @@ def test_file_round_trip_through_cli(tmp_path, capsys):
     from vtg.cli import main
 
     gt = [_hl_gt(), _gt(6, [[0, 10], [20, 30]])]
-    sub = [{"qid": 5, "pred_relevant_windows": [[2, 6, 0.9]], "pred_saliency_scores": [0.1, 0.9, 0.5, 0.2]},
-           {"qid": 6, "pred_relevant_windows": [[0, 10, 0.9], [0, 10, 0.8], [20, 30, 0.7]],
-            "pred_saliency_scores": [0.0] * 75}]
+    sub = [
+        {"qid": 5, "pred_relevant_windows": [[2, 6, 0.9]], "pred_saliency_scores": [0.1, 0.9, 0.5, 0.2]},
+        {
+            "qid": 6,
+            "pred_relevant_windows": [[0, 10, 0.9], [0, 10, 0.8], [20, 30, 0.7]],
+            "pred_saliency_scores": [0.0] * 75,
+        },
+    ]
     (tmp_path / "gt.jsonl").write_text("".join(json.dumps(d) + "\n" for d in gt))
     (tmp_path / "sub.jsonl").write_text("".join(json.dumps(d) + "\n" for d in sub))
-    rc = main(["eval", "score", "--format", "qvhighlights", "--pred", str(tmp_path / "sub.jsonl"),
-               "--gt", str(tmp_path / "gt.jsonl"), "--json"])
+    rc = main(
+        [
+            "eval",
+            "score",
+            "--format",
+            "qvhighlights",
+            "--pred",
+            str(tmp_path / "sub.jsonl"),
+            "--gt",
+            str(tmp_path / "gt.jsonl"),
+            "--json",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert res["brief"]["MR-full-mAP"] == pytest.approx(100 * (1 + 0.5 + 0.5 * 2 / 3) / 2, abs=0.01)

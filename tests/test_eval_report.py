@@ -15,10 +15,22 @@ from vtg.eval.report import FILES
 def make_run(tmp_path, name, texts, records_path, threshold_op=">="):
     d = tmp_path / name
     d.mkdir()
-    cfg = EvalConfig.from_dict({"benchmark": "t", "records": str(records_path),
-                                "scoring": {"threshold_op": threshold_op}})
-    (d / "run.json").write_text(json.dumps({"benchmark": "t", "records": str(records_path), "config": cfg.to_dict(),
-                                            "model": name, "endpoint": None, "shard": None, "limit": None}))
+    cfg = EvalConfig.from_dict(
+        {"benchmark": "t", "records": str(records_path), "scoring": {"threshold_op": threshold_op}}
+    )
+    (d / "run.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "t",
+                "records": str(records_path),
+                "config": cfg.to_dict(),
+                "model": name,
+                "endpoint": None,
+                "shard": None,
+                "limit": None,
+            }
+        )
+    )
     with Appender(d / "predictions.jsonl") as app:
         app.write([make_line(i, t) for i, t in texts.items()])
     return d
@@ -26,14 +38,17 @@ def make_run(tmp_path, name, texts, records_path, threshold_op=">="):
 
 @pytest.fixture
 def runs(tmp_path):
-    recs = [{"id": f"q{i}", "video": "v.mp4", "duration": 10.0 + 10 * i, "query": "q", "moments": [[0, 2.0 + i]]}
-            for i in range(6)]
+    recs = [
+        {"id": f"q{i}", "video": "v.mp4", "duration": 10.0 + 10 * i, "query": "q", "moments": [[0, 2.0 + i]]}
+        for i in range(6)
+    ]
     recs.append({"id": "absent", "video": "v.mp4", "duration": 10.0, "query": "q", "moments": []})
     write_jsonl(recs, tmp_path / "gt.jsonl")
     good = {f"q{i}": f"starts at 0.0s, ends at {2.0 + i:.1f}s" for i in range(6)} | {"absent": "not present"}
     half = {f"q{i}": ("starts at 0.0s, ends at 1.0s" if i % 2 else "garbage") for i in range(6)} | {"absent": "1 to 2"}
-    return make_run(tmp_path, "good", good, tmp_path / "gt.jsonl"), make_run(tmp_path, "half", half,
-                                                                                tmp_path / "gt.jsonl")
+    return make_run(tmp_path, "good", good, tmp_path / "gt.jsonl"), make_run(
+        tmp_path, "half", half, tmp_path / "gt.jsonl"
+    )
 
 
 def test_report_files_and_agreement(runs, tmp_path, capsys):

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtg.data.grammar import (
-    NOT_PRESENT, clamp_moment, format_answer, grounding_prompt, iou, match_moments, moment_f1, parse_answer,
+    NOT_PRESENT,
+    clamp_moment,
+    format_answer,
+    grounding_prompt,
+    iou,
+    match_moments,
+    moment_f1,
+    parse_answer,
 )
 
 times = st.floats(min_value=0, max_value=5000, allow_nan=False).map(lambda x: round(x, 1))
@@ -32,26 +39,29 @@ def test_format_parse_round_trip(moments, think):
 def test_decimals_round_trip(m, decimals):
     parsed = parse_answer(format_answer([m], decimals=decimals))
     for a, b in zip(parsed.moments[0], m):
-        assert abs(a - b) <= 0.5 * 10 ** -decimals + 1e-9
+        assert abs(a - b) <= 0.5 * 10**-decimals + 1e-9
 
 
-@pytest.mark.parametrize("text, moments", [
-    ("<think>x</think><answer>12.54 to 17.83</answer>", [(12.54, 17.83)]),  # Time-R1 / TimeZero
-    ("<time>[5.2, 10.4]</time>", [(5.2, 10.4)]),  # TVG-R1
-    ("The event happens in 12.0 - 16.0 seconds.", [(12.0, 16.0)]),  # TimeChat
-    ("[3, 7.5]", [(3.0, 7.5)]),
-    ("from 3s to 9s", [(3.0, 9.0)]),
-    ("Starts at 2 seconds and ends at 5 seconds", [(2.0, 5.0)]),
-])
+@pytest.mark.parametrize(
+    "text, moments",
+    [
+        ("<think>x</think><answer>12.54 to 17.83</answer>", [(12.54, 17.83)]),  # Time-R1 / TimeZero
+        ("<time>[5.2, 10.4]</time>", [(5.2, 10.4)]),  # TVG-R1
+        ("The event happens in 12.0 - 16.0 seconds.", [(12.0, 16.0)]),  # TimeChat
+        ("[3, 7.5]", [(3.0, 7.5)]),
+        ("from 3s to 9s", [(3.0, 9.0)]),
+        ("Starts at 2 seconds and ends at 5 seconds", [(2.0, 5.0)]),
+    ],
+)
 def test_lenient_forms(text, moments):
     parsed = parse_answer(text)
     assert parsed.ok and parsed.moments == moments
     assert not parsed.strict
 
 
-@pytest.mark.parametrize("text", [
-    "", None, "garbage", "<think>cut off before the answer", "<think>a</think>", "starts at", "12.5s",
-])
+@pytest.mark.parametrize(
+    "text", ["", None, "garbage", "<think>cut off before the answer", "<think>a</think>", "starts at", "12.5s"]
+)
 def test_unparseable(text):
     parsed = parse_answer(text)
     assert not parsed.ok and parsed.moments == [] and not parsed.strict

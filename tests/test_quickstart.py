@@ -14,13 +14,39 @@ from vtg.quickstart import _control_markdown
 @pytest.mark.integration
 def test_quickstart_small_end_to_end(tmp_path):
     out = tmp_path / "qs"
-    cmd = [sys.executable, "-m", "vtg", "quickstart", "--out", str(out), "--videos", "60", "--sft-steps", "3",
-           "--grpo-steps", "2", "--eval-limit", "4", "--kinds", "single,multi,compositional,absent"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vtg",
+        "quickstart",
+        "--out",
+        str(out),
+        "--videos",
+        "60",
+        "--sft-steps",
+        "3",
+        "--grpo-steps",
+        "2",
+        "--eval-limit",
+        "4",
+        "--kinds",
+        "single,multi,compositional,absent",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    for stage in ("synthetic world", "tiny model", "SFT", "GRPO", "eval base", "eval sft", "eval grpo",
-                  "video control (own videos)", "video control (swapped videos)", "report"):
+    for stage in (
+        "synthetic world",
+        "tiny model",
+        "SFT",
+        "GRPO",
+        "eval base",
+        "eval sft",
+        "eval grpo",
+        "video control (own videos)",
+        "video control (swapped videos)",
+        "report",
+    ):
         assert f"] {stage}: done" in proc.stdout, stage
     for name in ("base", "sft", "grpo"):
         metrics = json.loads((out / "eval" / name / "metrics.json").read_text())

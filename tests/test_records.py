@@ -7,8 +7,15 @@ import re
 
 import pytest
 
-from vtg.data.records import (RecordError, ValidationReport, load_records, read_jsonl, to_hf_dataset, validate,
-                              validate_all)
+from vtg.data.records import (
+    RecordError,
+    ValidationReport,
+    load_records,
+    read_jsonl,
+    to_hf_dataset,
+    validate,
+    validate_all,
+)
 
 
 def rec(**kw):
@@ -25,13 +32,16 @@ def test_end_past_duration_and_negative_start_clamped_and_counted():
     assert report.fix_examples[0].startswith("line 7 id 'a'")
 
 
-@pytest.mark.parametrize("moments, message", [
-    ([[3.0, 3.0]], "moment 0 [3.0, 3.0] has zero length"),
-    ([[1.0, 2.0], [5.0, 4.0]], "moment 1 [5.0, 4.0] is reversed"),
-    ([[10.0, 12.0]], "starts at or after the duration 10s"),
-    ([[1.0]], "must be a pair of finite numbers"),
-    ([["a", "b"]], "must be a pair of finite numbers"),
-])
+@pytest.mark.parametrize(
+    "moments, message",
+    [
+        ([[3.0, 3.0]], "moment 0 [3.0, 3.0] has zero length"),
+        ([[1.0, 2.0], [5.0, 4.0]], "moment 1 [5.0, 4.0] is reversed"),
+        ([[10.0, 12.0]], "starts at or after the duration 10s"),
+        ([[1.0]], "must be a pair of finite numbers"),
+        ([["a", "b"]], "must be a pair of finite numbers"),
+    ],
+)
 def test_bad_moments_rejected_with_line_and_id(moments, message):
     with pytest.raises(RecordError, match="^line 3 id 'a': .*" + re.escape(message)):
         validate(rec(moments=moments), line=3)
@@ -43,12 +53,15 @@ def test_reversed_swapped_only_when_asked():
     assert report.fixes["swapped reversed moment"] == 1
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"query": "  "}, "'query' is empty"),
-    ({"duration": 0}, "'duration' must be > 0"),
-    ({"duration": "long"}, "'duration' must be a number"),
-    ({"id": ""}, "'id' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"query": "  "}, "'query' is empty"),
+        ({"duration": 0}, "'duration' must be > 0"),
+        ({"duration": "long"}, "'duration' must be a number"),
+        ({"id": ""}, "'id' must be a non-empty string"),
+    ],
+)
 def test_bad_fields_rejected(change, message):
     with pytest.raises(RecordError, match=message):
         validate(rec(**change))

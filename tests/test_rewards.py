@@ -43,10 +43,19 @@ TABLE = [
     ("multi_moment", "not present", TWO, 0.0),
     ("multi_moment", "no idea", TWO, 0.0),
     # moment count: 1 - |n - n_true| / max(n, n_true), IoU ignored
-    ("moment_count", "starts at 0.0s, ends at 1.0s; starts at 5.0s, ends at 6.0s", TWO, 1.0),  # right count, wrong times
+    (
+        "moment_count",
+        "starts at 0.0s, ends at 1.0s; starts at 5.0s, ends at 6.0s",
+        TWO,
+        1.0,
+    ),  # right count, wrong times
     ("moment_count", "starts at 2.0s, ends at 4.0s", TWO, 0.5),  # one of two: the F1 above pays 0.667
-    ("moment_count", "starts at 2.0s, ends at 4.0s; starts at 10.0s, ends at 14.0s; starts at 16.0s, ends at 18.0s",
-     TWO, 1.0 - 1.0 / 3.0),
+    (
+        "moment_count",
+        "starts at 2.0s, ends at 4.0s; starts at 10.0s, ends at 14.0s; starts at 16.0s, ends at 18.0s",
+        TWO,
+        1.0 - 1.0 / 3.0,
+    ),
     ("moment_count", "not present", [], 1.0),
     ("moment_count", "starts at 2.0s, ends at 4.0s", [], 0.0),
     ("moment_count", "not present", TWO, 0.0),
@@ -79,8 +88,15 @@ def test_trl_call_shape_and_conversational_completions():
     fn = get_reward("tiou")
     assert fn.__name__ == "tiou"  # TRL logs rewards/<__name__>/mean
     comps = [[{"role": "assistant", "content": "starts at 4.0s, ends at 8.0s"}], "not present"]
-    got = fn(prompts=["p", "p"], completions=comps, moments=[ONE, []], duration=[D, D], query=["q", "q"],
-             completion_ids=[[1], [2]], trainer_state=None)
+    got = fn(
+        prompts=["p", "p"],
+        completions=comps,
+        moments=[ONE, []],
+        duration=[D, D],
+        query=["q", "q"],
+        completion_ids=[[1], [2]],
+        trainer_state=None,
+    )
     assert got == [1.0, 1.0]
 
 

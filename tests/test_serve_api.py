@@ -40,14 +40,37 @@ def env(tiny_qwen25, synth_world, tmp_path_factory):
     shutil.copy(synth_world / "videos" / "v00000.mp4", secret / "secret.mp4")
     (media / "escape.mp4").symlink_to(secret / "secret.mp4")
     recipe = tmp / "serve.yaml"
-    recipe.write_text("serve:\n  grounding_samples: 4\n  limits:\n    max_video_duration_s: 30\n    max_tokens: 64\n"
-                      "    max_samples: 8\n    max_frames: 16\n    max_concurrency: 4\n    max_queue: 16\n")
-    server = start_server(["--model", str(tiny_qwen25), "--config", str(recipe), "--served-model-name", "tiny",
-                           "--allowed-local-media-path", str(synth_world), "--allowed-local-media-path", str(media),
-                           "--upload-dir", str(tmp / "uploads")], tmp / "server.log")
+    recipe.write_text(
+        "serve:\n  grounding_samples: 4\n  limits:\n    max_video_duration_s: 30\n    max_tokens: 64\n"
+        "    max_samples: 8\n    max_frames: 16\n    max_concurrency: 4\n    max_queue: 16\n"
+    )
+    server = start_server(
+        [
+            "--model",
+            str(tiny_qwen25),
+            "--config",
+            str(recipe),
+            "--served-model-name",
+            "tiny",
+            "--allowed-local-media-path",
+            str(synth_world),
+            "--allowed-local-media-path",
+            str(media),
+            "--upload-dir",
+            str(tmp / "uploads"),
+        ],
+        tmp / "server.log",
+    )
     records = [json.loads(x) for x in (synth_world / "train.jsonl").read_text().splitlines()]
-    yield {"url": server.url, "world": synth_world, "media": media, "secret": secret, "records": records,
-           "server": server, "tmp": tmp}
+    yield {
+        "url": server.url,
+        "world": synth_world,
+        "media": media,
+        "secret": secret,
+        "records": records,
+        "server": server,
+        "tmp": tmp,
+    }
     server.stop()
 
 
@@ -58,8 +81,9 @@ def _client(env, **kw):
 
 
 def _video_msg(url: str, text: str = "When does it happen?") -> list[dict]:
-    return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}},
-                                         {"type": "text", "text": text}]}]
+    return [
+        {"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": text}]}
+    ]
 
 
 def _uri(env, name="v00000.mp4") -> str:
@@ -80,6 +104,7 @@ def _assert_error(resp, status, *needles):
 
 
 # ---- the happy paths -------------------------------------------------------------------------------------------
+
 
 def test_models_health_metrics_openapi(env):
     assert httpx.get(env["url"] + "/health").json() == {"status": "ok"}
@@ -114,14 +139,20 @@ def test_chat_moments_and_reasoning_parsed(env):
 
     rx = r"<think>[a-z ]{1,20}</think> starts at [0-9]\.[0-9]s, ends at [0-9]\.[0-9]s"  # inside the 10.5 s video
     resp = _client(env).chat.completions.create(
-        model="tiny", messages=_video_msg(_uri(env)), max_tokens=64, temperature=1.0, seed=3, n=2,
-        extra_body={"structured_outputs": {"regex": rx}})
+        model="tiny",
+        messages=_video_msg(_uri(env)),
+        max_tokens=64,
+        temperature=1.0,
+        seed=3,
+        n=2,
+        extra_body={"structured_outputs": {"regex": rx}},
+    )
     assert len(resp.choices) == 2
     for choice in resp.choices:
         extra = choice.model_extra
         assert choice.message.content.startswith("starts at"), choice.message.content
         assert extra["reasoning"] == choice.message.reasoning_content and extra["reasoning"]
-        (s, e), = parse_answer(choice.message.content).normalized()
+        ((s, e),) = parse_answer(choice.message.content).normalized()
         got = [(m["start"], m["end"]) for m in extra["moments"]]
         assert got == ([(s, e)] if e > s else []), (choice.message.content, got)
         assert all(0 < m["score"] <= 1 for m in extra["moments"])
@@ -131,8 +162,16 @@ def test_grounding_ranked_moments(env):
     from vtg.serve.nms import merge_samples
 
     rec = next(r for r in env["records"] if r.get("kind") == "multi")
-    body = {"video": rec["video"], "query": rec["query"], "mode": "single", "top_k": 3, "samples": 4,
-            "constrained": True, "max_tokens": 64, "seed": 0}
+    body = {
+        "video": rec["video"],
+        "query": rec["query"],
+        "mode": "single",
+        "top_k": 3,
+        "samples": 4,
+        "constrained": True,
+        "max_tokens": 64,
+        "seed": 0,
+    }
     resp = _post(env, "/v1/grounding", body)
     assert resp.status_code == 200, resp.text
     out = resp.json()
@@ -146,11 +185,12 @@ def test_grounding_ranked_moments(env):
     assert scores == sorted(scores, reverse=True) and all(0.25 - 1e-6 <= s <= 1 for s in scores)
     for i, a in enumerate(out["moments"]):
         assert 0 <= a["start"] < a["end"] <= out["duration"]
-        for b in out["moments"][i + 1:]:
+        for b in out["moments"][i + 1 :]:
             assert iou((a["start"], a["end"]), (b["start"], b["end"])) < 0.5  # NMS held
 
 
 # ---- bad requests: 4xx + envelope, and the engine survives ----------------------------------------------------
+
 
 def test_bad_requests(env):
     url = env["url"] + "/v1/chat/completions"
@@ -175,16 +215,26 @@ def test_bad_requests(env):
         ({"messages": _video_msg("https://example.com/a.mp4")}, 403, "disabled"),
     ]
     for body, status, needle in cases:
-        _assert_error(_post(env, "/v1/chat/completions", {"model": "tiny", **body, "max_tokens": body.get(
-            "max_tokens", 4)}), status, needle)
+        _assert_error(
+            _post(env, "/v1/chat/completions", {"model": "tiny", **body, "max_tokens": body.get("max_tokens", 4)}),
+            status,
+            needle,
+        )
     _assert_error(_post(env, "/v1/grounding", {"video": "v.mp4", "query": " "}), 400, "query")
-    _assert_error(_post(env, "/v1/grounding", {"video": "videos/v00000.mp4", "query": "q", "samples": 99}), 400,
-                  "samples")
+    _assert_error(
+        _post(env, "/v1/grounding", {"video": "videos/v00000.mp4", "query": "q", "samples": 99}), 400, "samples"
+    )
     _assert_error(httpx.get(env["url"] + "/v1/chat/completions"), 405)
     _assert_error(httpx.get(env["url"] + "/v1/nothing"), 404)
     # streaming requests are checked before the first byte: still a proper 4xx
-    _assert_error(_post(env, "/v1/chat/completions", {"model": "tiny", "stream": True,
-                                                      "messages": _video_msg(str(env["media"] / "corrupt.mp4"))}), 400)
+    _assert_error(
+        _post(
+            env,
+            "/v1/chat/completions",
+            {"model": "tiny", "stream": True, "messages": _video_msg(str(env["media"] / "corrupt.mp4"))},
+        ),
+        400,
+    )
     # the engine is alive and well
     assert httpx.get(env["url"] + "/health").status_code == 200
     assert _client(env).chat.completions.create(model="tiny", messages=ok_msg, max_tokens=4).choices[0]
@@ -204,8 +254,9 @@ def test_path_traversal_and_symlink_escape(env):
         ("/etc/passwd", 403),
     ]
     for ref, status in attempts:
-        _assert_error(_post(env, "/v1/chat/completions", {"model": "tiny", "messages": _video_msg(ref),
-                                                          "max_tokens": 4}), status)
+        _assert_error(
+            _post(env, "/v1/chat/completions", {"model": "tiny", "messages": _video_msg(ref), "max_tokens": 4}), status
+        )
         _assert_error(_post(env, "/v1/grounding", {"video": ref, "query": "q"}), status)
         _assert_error(httpx.get(env["url"] + "/v1/media", params={"url": ref}), status)
     listed = httpx.get(env["url"] + "/v1/videos").json()["data"]
@@ -218,8 +269,9 @@ def test_sixteen_concurrent_clients(env):
     client = _client(env)
 
     def ask(i):
-        r = client.chat.completions.create(model="tiny", messages=_video_msg(_uri(env, f"v0000{i % 4}.mp4")),
-                                           max_tokens=8, temperature=0.5, seed=i)
+        r = client.chat.completions.create(
+            model="tiny", messages=_video_msg(_uri(env, f"v0000{i % 4}.mp4")), max_tokens=8, temperature=0.5, seed=i
+        )
         return r.usage.completion_tokens
 
     with cf.ThreadPoolExecutor(16) as pool:
@@ -243,7 +295,10 @@ def test_upload_then_ground(env):
     up = httpx.post(env["url"] + "/v1/uploads", params={"filename": "clip.mp4"}, content=data)
     assert up.status_code == 200, up.text
     _assert_error(httpx.post(env["url"] + "/v1/uploads", params={"filename": "x.exe"}, content=b"x"), 400, "video")
-    out = _post(env, "/v1/grounding", {"video": up.json()["url"], "query": "red square", "mode": "single",
-                                       "top_k": 1, "max_tokens": 8})
+    out = _post(
+        env,
+        "/v1/grounding",
+        {"video": up.json()["url"], "query": "red square", "mode": "single", "top_k": 1, "max_tokens": 8},
+    )
     assert out.status_code == 200, out.text
     assert len(out.json()["samples"]) == 1

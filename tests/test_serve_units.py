@@ -21,9 +21,20 @@ from vtg.serve.reasoning import ReasoningSplitter, split_completion
 
 # ---- protocol --------------------------------------------------------------------------------------------------
 
+
 def _chat(**kw):
-    base = {"model": "m", "messages": [{"role": "user", "content": [
-        {"type": "video_url", "video_url": {"url": "file:///x.mp4"}}, {"type": "text", "text": "when?"}]}]}
+    base = {
+        "model": "m",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video_url", "video_url": {"url": "file:///x.mp4"}},
+                    {"type": "text", "text": "when?"},
+                ],
+            }
+        ],
+    }
     base.update(kw)
     return ChatCompletionRequest.model_validate(base)
 
@@ -34,18 +45,21 @@ def test_chat_request_parses_parts():
     assert r.messages[0].text() == "when?"
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ({"temperature": -1}, "temperature"),
-    ({"temperature": 9}, "temperature"),
-    ({"top_p": 0}, "top_p"),
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"n": 0}, "n"),
-    ({"frobnicate": 1}, "frobnicate"),
-    ({"messages": []}, "messages"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "image_url"),
-    ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
-    ({"messages": [{"role": "assistant", "content": "hi"}]}, "last message"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": 9}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"n": 0}, "n"),
+        ({"frobnicate": 1}, "frobnicate"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "image_url"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "last message"),
+    ],
+)
 def test_chat_request_rejects(bad, needle):
     with pytest.raises(ValidationError) as e:
         _chat(**bad)
@@ -61,6 +75,7 @@ def test_grounding_request_validation():
 
 
 # ---- media -----------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def media(tmp_path):
@@ -119,14 +134,20 @@ def test_url_fetch_off_by_default_and_private_refused(media):
         asyncio.run(pol.resolve("http://example.com/a.mp4"))
     assert e.value.status == 403 and "disabled" in e.value.message
     on = MediaPolicy([str(root)], max_bytes=50, allow_url_fetch=True)
-    for url in ("http://127.0.0.1:1/a.mp4", "http://localhost/a.mp4", "http://10.0.0.1/a.mp4",
-                "http://169.254.169.254/latest", "http://[::1]/a.mp4"):
+    for url in (
+        "http://127.0.0.1:1/a.mp4",
+        "http://localhost/a.mp4",
+        "http://10.0.0.1/a.mp4",
+        "http://169.254.169.254/latest",
+        "http://[::1]/a.mp4",
+    ):
         with pytest.raises(APIError) as e:
             asyncio.run(on.resolve(url))
         assert e.value.status == 403 and "non-public" in e.value.message, url
 
 
 # ---- NMS -------------------------------------------------------------------------------------------------------
+
 
 def test_consensus_and_nms():
     samples = [[(10, 20)], [(11, 20)], [(10, 19), (40, 45)], []]
@@ -147,8 +168,13 @@ def test_nms_top_k_and_threshold():
         temporal_nms(cands, 0.0, 1)
 
 
-@given(st.lists(st.lists(st.tuples(st.floats(0, 100), st.floats(0.1, 20)).map(lambda t: (t[0], t[0] + t[1])),
-                         max_size=3), min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.lists(st.tuples(st.floats(0, 100), st.floats(0.1, 20)).map(lambda t: (t[0], t[0] + t[1])), max_size=3),
+        min_size=1,
+        max_size=6,
+    )
+)
 @settings(max_examples=60, deadline=None)
 def test_consensus_bounds(samples):
     for c in consensus_scores(samples):
@@ -158,6 +184,7 @@ def test_consensus_bounds(samples):
 
 
 # ---- reasoning splitter ----------------------------------------------------------------------------------------
+
 
 @given(st.text(alphabet="<>/thinkabc s.0123", max_size=40), st.lists(st.integers(0, 40), max_size=6))
 @settings(max_examples=300, deadline=None)
@@ -190,6 +217,7 @@ def test_splitter_agrees_with_grammar_on_canonical_text():
 
 # ---- config ----------------------------------------------------------------------------------------------------
 
+
 def test_config_rejects_bad_settings(tmp_path):
     with pytest.raises(ServeConfigError, match="limits.max_frames"):
         Limits(max_frames=0)
@@ -206,6 +234,7 @@ def test_config_rejects_bad_settings(tmp_path):
 
 
 # ---- constrained decoding regex --------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mode, think", [("multi", True), ("multi", False), ("single", True), ("single", False)])
 def test_answer_regex_always_parses_strictly(mode, think):

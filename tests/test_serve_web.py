@@ -37,8 +37,13 @@ def _adapter(model_dir: Path, out: Path) -> Path:
 
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    cfg = LoraConfig(r=8, lora_alpha=64, target_modules=lora_target_regex(["q_proj", "v_proj"]),
-                     init_lora_weights=False, task_type="CAUSAL_LM")
+    cfg = LoraConfig(
+        r=8,
+        lora_alpha=64,
+        target_modules=lora_target_regex(["q_proj", "v_proj"]),
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     get_peft_model(model, cfg).save_pretrained(out)
     return out
 
@@ -50,9 +55,21 @@ def server(tiny_qwen25, synth_world, tmp_path_factory):
     recipe = tmp / "serve.yaml"
     recipe.write_text("grounding_samples: 4\nlimits:\n  max_frames: 16\n  max_tokens: 64\n")
     adapter = _adapter(tiny_qwen25, tmp / "adapter")
-    srv = start_server(["--model", str(tiny_qwen25), "--config", str(recipe), "--api-key", KEY,
-                       "--lora", f"sharp={adapter}", "--allowed-local-media-path", str(synth_world)],
-                       tmp / "server.log")
+    srv = start_server(
+        [
+            "--model",
+            str(tiny_qwen25),
+            "--config",
+            str(recipe),
+            "--api-key",
+            KEY,
+            "--lora",
+            f"sharp={adapter}",
+            "--allowed-local-media-path",
+            str(synth_world),
+        ],
+        tmp / "server.log",
+    )
     yield srv
     srv.stop()
 
@@ -81,9 +98,15 @@ def test_lora_adapter_selectable_by_model_name(server, synth_world):
     models = client.models.list().data
     base = models[0].id
     assert [m.id for m in models] == [base, "sharp"] and models[1].model_extra["parent"] == base
-    msgs = [{"role": "user", "content": [
-        {"type": "video_url", "video_url": {"url": (synth_world / "videos" / "v00001.mp4").as_uri()}},
-        {"type": "text", "text": "When is the red square visible?"}]}]
+    msgs = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video_url", "video_url": {"url": (synth_world / "videos" / "v00001.mp4").as_uri()}},
+                {"type": "text", "text": "When is the red square visible?"},
+            ],
+        }
+    ]
     outs = {}
     for name in (base, "sharp", base):
         r = client.chat.completions.create(model=name, messages=msgs, max_tokens=16, temperature=0)
@@ -134,10 +157,22 @@ def browser(tmp_path):
         pytest.skip("chromium is not installed: run tests/install_chromium.sh")
     pytest.importorskip("websockets")
     profile = tmp_path / "profile"
-    proc = subprocess.Popen([exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                             "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1100,900",
-                             "--autoplay-policy=no-user-gesture-required", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "--window-size=1100,900",
+            "--autoplay-policy=no-user-gesture-required",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
@@ -147,8 +182,9 @@ def browser(tmp_path):
         pages = httpx.get(f"http://127.0.0.1:{port}/json/list").json()
         from websockets.sync.client import connect
 
-        with connect(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None,
-                     open_timeout=30) as ws:
+        with connect(
+            next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"], max_size=None, open_timeout=30
+        ) as ws:
             yield CDP(ws)
     finally:
         proc.terminate()
@@ -164,18 +200,24 @@ def test_web_page_ground_and_seek(server, browser, tmp_path):
     b.wait("$('status').textContent.includes('API key')", what="auth error shown")
     b.js(f"$('apikey').value = {json.dumps(KEY)}; $('apikey').dispatchEvent(new Event('change')); true")
     b.wait("$('videos').options.length > 1", what="video list")
-    b.js("const s = $('videos'); s.value = [...s.options].find(o => o.text.endsWith('v00000.mp4')).value;"
-         "s.dispatchEvent(new Event('change')); true")
+    b.js(
+        "const s = $('videos'); s.value = [...s.options].find(o => o.text.endsWith('v00000.mp4')).value;"
+        "s.dispatchEvent(new Event('change')); true"
+    )
     b.wait("$('player').readyState >= 1 && $('player').duration > 0", what="video metadata")
-    b.js("$('query').value = 'when is the red square visible?'; $('mode').value = 'single';"
-         "$('topk').value = '3'; $('constrained').checked = true; $('ground').click(); true")
+    b.js(
+        "$('query').value = 'when is the red square visible?'; $('mode').value = 'single';"
+        "$('topk').value = '3'; $('constrained').checked = true; $('ground').click(); true"
+    )
     n = b.wait("document.querySelectorAll('#timeline .moment').length", what="moments on the timeline")
     assert 1 <= n <= 3
     assert b.js("$('reasoning').textContent.length > 0")
     # Click the last moment (not necessarily at 0 s) and check the player moved to its start.
-    start = b.js("const m = [...document.querySelectorAll('#timeline .moment')].pop();"
-                 "const r = m.getBoundingClientRect(); m.dispatchEvent(new MouseEvent('click', {bubbles: true,"
-                 "clientX: r.left + 1, clientY: r.top + 1})); Number(m.dataset.start)")
+    start = b.js(
+        "const m = [...document.querySelectorAll('#timeline .moment')].pop();"
+        "const r = m.getBoundingClientRect(); m.dispatchEvent(new MouseEvent('click', {bubbles: true,"
+        "clientX: r.left + 1, clientY: r.top + 1})); Number(m.dataset.start)"
+    )
     b.wait(f"Math.abs($('player').currentTime - {start}) < 0.6", timeout=30, what="player seek")
     assert float(b.js("$('player').dataset.seekedTo")) == pytest.approx(start)
     shot = tmp_path / "web_page.png"

@@ -86,7 +86,7 @@ def test_pixels_match_ground_truth(synth_world):
             for a, b in o["intervals"]:
                 on[a:b] = True
             assert np.array_equal(_is_colour(centre, COLOURS[o["colour"]]), on), (video, o)
-            background[max(0, y0 - 3):y1 + 3, max(0, x0 - 3):x1 + 3] = False
+            background[max(0, y0 - 3) : y1 + 3, max(0, x0 - 3) : x1 + 3] = False
         spread = frames[:, background].max(axis=-1).astype(int) - frames[:, background].min(axis=-1)
         assert spread.max() < 40, video  # grey: no hidden coloured object
     by_video = defaultdict(list)
@@ -107,8 +107,9 @@ def _check_answers(scene, records):
         elif kind in ("single", "multi"):
             assert r.moments == objs[target] and (len(r.moments) == 1) == (kind == "single")
         else:
-            m = re.match(r"(after|before) the (\w+ \w+) (disappears|appears), when does the (\w+ \w+) appear\?",
-                         r.query)
+            m = re.match(
+                r"(after|before) the (\w+ \w+) (disappears|appears), when does the (\w+ \w+) appear\?", r.query
+            )
             assert m and m.group(4) == target, r.query
             (anchor,) = objs[m.group(2)]  # the anchor is shown exactly once: the relation is unambiguous
             keep = [s >= anchor[1] if m.group(1) == "after" else e <= anchor[0] for s, e in objs[target]]
@@ -117,10 +118,14 @@ def _check_answers(scene, records):
 
 
 def test_config_rejects_impossible_settings():
-    for bad, msg in [(dict(min_duration=2.0), "at least 10 frames"), (dict(kinds=("single", "sometimes")), "kinds"),
-                     (dict(split_fractions=(0.5, 0.2, 0.2)), "summing to 1"), (dict(size=8), "size"),
-                     (dict(min_duration=10.0, max_duration=5.0), "min_duration <= max_duration"),
-                     (dict(n_videos=0), "n_videos")]:
+    for bad, msg in [
+        (dict(min_duration=2.0), "at least 10 frames"),
+        (dict(kinds=("single", "sometimes")), "kinds"),
+        (dict(split_fractions=(0.5, 0.2, 0.2)), "summing to 1"),
+        (dict(size=8), "size"),
+        (dict(min_duration=10.0, max_duration=5.0), "min_duration <= max_duration"),
+        (dict(n_videos=0), "n_videos"),
+    ]:
         with pytest.raises(UserError, match=msg):
             SynthConfig(**bad)
 
@@ -134,8 +139,11 @@ def test_odd_size_and_single_kind_world(tmp_path):
 
 
 def test_one_kind_per_video_world(tmp_path):
-    generate(SynthConfig(n_videos=8, kinds=KINDS, one_kind_per_video=True, min_duration=8, max_duration=10),
-             tmp_path, workers=1)
+    generate(
+        SynthConfig(n_videos=8, kinds=KINDS, one_kind_per_video=True, min_duration=8, max_duration=10),
+        tmp_path,
+        workers=1,
+    )
     records, scenes = _records(tmp_path), _scenes(tmp_path)
     by_video = defaultdict(list)
     for r in records:
@@ -153,13 +161,31 @@ def test_one_kind_per_video_world(tmp_path):
 
 def test_cli_end_to_end(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "vtg", "data", "synth", "--out", str(tmp_path / "w"), "--n", "3", "--seed", "1",
-           "--min-duration", "5", "--max-duration", "7", "--kinds", "single,absent"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vtg",
+        "data",
+        "synth",
+        "--out",
+        str(tmp_path / "w"),
+        "--n",
+        "3",
+        "--seed",
+        "1",
+        "--min-duration",
+        "5",
+        "--max-duration",
+        "7",
+        "--kinds",
+        "single,absent",
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "synth: wrote 3 videos" in p.stdout and "train:" in p.stdout
     records = _records(tmp_path / "w")
     assert len(records) == 6 and {r.extra["kind"] for r in records} == {"single", "absent"}
-    bad = subprocess.run(cmd[:-2] + ["--kinds", "single,sometimes"], capture_output=True, text=True, env=env,
-                         timeout=300)
+    bad = subprocess.run(
+        cmd[:-2] + ["--kinds", "single,sometimes"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert bad.returncode == 2 and "kinds must be" in bad.stderr and "Traceback" not in bad.stderr

@@ -34,8 +34,10 @@ def test_loads_offline_with_auto_classes(tiny):
     model = AutoModelForImageTextToText.from_pretrained(path)
     processor = AutoProcessor.from_pretrained(path)
     assert engine.family_of(path) == family
-    assert type(model).__name__ == {"qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration",
-                                    "qwen3-vl": "Qwen3VLForConditionalGeneration"}[family]
+    assert (
+        type(model).__name__
+        == {"qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration", "qwen3-vl": "Qwen3VLForConditionalGeneration"}[family]
+    )
     assert 300_000 < sum(p.numel() for p in model.parameters()) < 1_000_000
     assert model.config.text_config.head_dim == 64  # vLLM CPU attention needs >= 32
     tok = processor.tokenizer
@@ -102,8 +104,12 @@ def test_vision_grad_check_catches_a_text_only_pass(tiny_qwen25):
 def test_cli_builds_a_model(tmp_path, capsys):
     from vtg.cli import main
 
-    assert main(["model", "tiny", "--family", "qwen2.5-vl", "--out", str(tmp_path / "m"), "--size", "small",
-                 "--seed", "3"]) == 0
+    assert (
+        main(
+            ["model", "tiny", "--family", "qwen2.5-vl", "--out", str(tmp_path / "m"), "--size", "small", "--seed", "3"]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     info = json.loads((tmp_path / "m" / "vtg_tiny.json").read_text())
     assert info["size"] == "small" and info["seed"] == 3 and f"{info['params']:,} parameters" in printed
@@ -136,7 +142,10 @@ def test_every_size_builds_with_its_text_attention_shape(tmp_path, family):
         path = build_tiny_model(family, tmp_path / name, size=name)
         text = json.loads((path / "config.json").read_text())["text_config"]
         assert (text["num_attention_heads"], text["num_key_value_heads"], text["num_hidden_layers"]) == (
-            size.text_heads, size.text_kv_heads, size.text_layers), name
+            size.text_heads,
+            size.text_kv_heads,
+            size.text_layers,
+        ), name
         model = AutoModelForImageTextToText.from_pretrained(path)
         batch = AutoProcessor.from_pretrained(path)(text=["starts at 1.0s, ends at 2.0s"], return_tensors="pt")
         assert torch.isfinite(model(**batch, labels=batch["input_ids"]).loss), name

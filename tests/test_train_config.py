@@ -17,8 +17,10 @@ def test_overrides_parse_types_and_sections():
 
 def test_yaml_then_overrides(tmp_path):
     p = tmp_path / "r.yaml"
-    p.write_text("model: m\nlearning_rate: 1.0e-3\nlora: {r: 4, alpha: 8}\nsampling: {max_pixels: 3136, "
-                 "min_pixels: 3136, max_frames: 48}\n")
+    p.write_text(
+        "model: m\nlearning_rate: 1.0e-3\nlora: {r: 4, alpha: 8}\nsampling: {max_pixels: 3136, "
+        "min_pixels: 3136, max_frames: 48}\n"
+    )
     r = load_recipe(SFTRecipe, p, ["--lora.r", "2", "--max_steps", "3"])
     assert (r.model, r.learning_rate, r.lora.r, r.lora.alpha, r.max_steps) == ("m", 1e-3, 2, 8, 3)
     assert r.frame_sampling().max_frames == 48
@@ -55,11 +57,21 @@ def test_frames_times_tokens_vs_max_length():
     with pytest.raises(RecipeError, match=r"max_length 4096 is too small.*Raise max_length"):
         SFTRecipe(sampling={"max_frames": 768})
     # Time-R1: total_pixels 3584·28² caps the video at 3584 tokens; + 200 completion + prompt fits 4096
-    GRPORecipe(sampling={"fps": 2, "total_pixels": 3584 * 28 * 28}, max_length=4096, num_generations=8,
-               gradient_accumulation_steps=8, max_completion_length=200)
+    GRPORecipe(
+        sampling={"fps": 2, "total_pixels": 3584 * 28 * 28},
+        max_length=4096,
+        num_generations=8,
+        gradient_accumulation_steps=8,
+        max_completion_length=200,
+    )
     with pytest.raises(RecipeError, match="max_completion_length|max_length"):
-        GRPORecipe(sampling={"fps": 2, "total_pixels": 3584 * 28 * 28}, max_length=3700, num_generations=8,
-                   gradient_accumulation_steps=8, max_completion_length=200)
+        GRPORecipe(
+            sampling={"fps": 2, "total_pixels": 3584 * 28 * 28},
+            max_length=3700,
+            num_generations=8,
+            gradient_accumulation_steps=8,
+            max_completion_length=200,
+        )
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*/*/config_*.yaml")))

@@ -21,10 +21,23 @@ def _length_reward(completions, **kw):
 def _recipe(model, world, out, **kw):
     from vtg.train.config import GRPORecipe
 
-    base = dict(model=str(model), train_file=str(world / "train.jsonl"), output_dir=str(out), max_steps=2,
-                num_generations=4, per_device_train_batch_size=4, max_completion_length=12, learning_rate=1e-2,
-                train_merger=True, logging_steps=1, save_steps=100, max_length=1024, sampling={"max_frames": 32},
-                rewards={"tiou_v2": 1.0, "format": 1.0, "multi_moment": 1.0}, vllm_gpu_memory_utilization=0.1)
+    base = dict(
+        model=str(model),
+        train_file=str(world / "train.jsonl"),
+        output_dir=str(out),
+        max_steps=2,
+        num_generations=4,
+        per_device_train_batch_size=4,
+        max_completion_length=12,
+        learning_rate=1e-2,
+        train_merger=True,
+        logging_steps=1,
+        save_steps=100,
+        max_length=1024,
+        sampling={"max_frames": 32},
+        rewards={"tiou_v2": 1.0, "format": 1.0, "multi_moment": 1.0},
+        vllm_gpu_memory_utilization=0.1,
+    )
     return GRPORecipe(**{**base, **kw})
 
 
@@ -38,18 +51,26 @@ def _prompt_logprobs_vllm(llm, ids):
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    out = llm.generate([TokensPrompt(prompt_token_ids=ids)], SamplingParams(max_tokens=1, prompt_logprobs=0),
-                       use_tqdm=False)[0]
-    return torch.tensor([next(iter(d.values())).logprob if len(d) == 1 else d[t].logprob
-                         for d, t in zip(out.prompt_logprobs[1:], ids[1:])])
+    out = llm.generate(
+        [TokensPrompt(prompt_token_ids=ids)], SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False
+    )[0]
+    return torch.tensor(
+        [
+            next(iter(d.values())).logprob if len(d) == 1 else d[t].logprob
+            for d, t in zip(out.prompt_logprobs[1:], ids[1:])
+        ]
+    )
 
 
 def test_grpo_vllm_rollouts_video_in_loss_and_weight_sync(tiny_qwen25, synth_world, tmp_path):
     from vtg.train.grpo import build_grpo_trainer
 
     probe = VisionProbe()
-    trainer = build_grpo_trainer(_recipe(tiny_qwen25, synth_world, tmp_path / "grpo"), callbacks=[probe],
-                                 extra_rewards={"test_length": (_length_reward, 1.0)})
+    trainer = build_grpo_trainer(
+        _recipe(tiny_qwen25, synth_world, tmp_path / "grpo"),
+        callbacks=[probe],
+        extra_rewards={"test_length": (_length_reward, 1.0)},
+    )
     try:
         assert trainer.llm is not None
         trainer.train()
@@ -83,8 +104,11 @@ def test_grpo_hf_generate_fallback_qwen3_video_in_loss(tiny_qwen3, synth_world, 
     from vtg.train.grpo import build_grpo_trainer
 
     probe = VisionProbe()
-    trainer = build_grpo_trainer(_recipe(tiny_qwen3, synth_world, tmp_path / "grpo3", use_vllm=False, max_steps=1),
-                                 callbacks=[probe], extra_rewards={"test_length": (_length_reward, 1.0)})
+    trainer = build_grpo_trainer(
+        _recipe(tiny_qwen3, synth_world, tmp_path / "grpo3", use_vllm=False, max_steps=1),
+        callbacks=[probe],
+        extra_rewards={"test_length": (_length_reward, 1.0)},
+    )
     assert trainer.llm is None
     trainer.train()
     assert probe.grad_forwards == 1

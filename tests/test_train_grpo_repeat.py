@@ -33,9 +33,18 @@ def test_grpo_vllm_same_video_every_step(tiny_qwen25, synth_world, tmp_path):
 
     train_file = _same_video_records(synth_world, tmp_path / "same_video.jsonl", STEPS)
     # one prompt (a group of 2 completions) per step: each step's rollout re-sends the video after a weight sync
-    recipe = _recipe(tiny_qwen25, synth_world, tmp_path / "grpo", train_file=train_file, max_steps=STEPS,
-                     num_generations=2, per_device_train_batch_size=2, max_completion_length=4,
-                     rewards={"tiou": 1.0}, sampling={"max_frames": 8})
+    recipe = _recipe(
+        tiny_qwen25,
+        synth_world,
+        tmp_path / "grpo",
+        train_file=train_file,
+        max_steps=STEPS,
+        num_generations=2,
+        per_device_train_batch_size=2,
+        max_completion_length=4,
+        rewards={"tiou": 1.0},
+        sampling={"max_frames": 8},
+    )
     trainer = build_grpo_trainer(recipe, extra_rewards={"test_length": (_length_reward, 1.0)})
     try:
         assert trainer.llm is not None, "the regression needs vLLM rollouts"

@@ -18,10 +18,34 @@ pytestmark = pytest.mark.integration
 
 
 def _cmd(model, world, out, *extra):
-    return [sys.executable, "-m", "vtg", "train", "sft", "--model", str(model), "--train_file",
-            str(world / "train.jsonl"), "--output_dir", str(out), "--max_steps", "8", "--save_steps", "3",
-            "--logging_steps", "1", "--sampling", "{max_frames: 16}", "--max_length", "1024", "--learning_rate",
-            "1e-3", "--save_total_limit", "5", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "vtg",
+        "train",
+        "sft",
+        "--model",
+        str(model),
+        "--train_file",
+        str(world / "train.jsonl"),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "8",
+        "--save_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--sampling",
+        "{max_frames: 16}",
+        "--max_length",
+        "1024",
+        "--learning_rate",
+        "1e-3",
+        "--save_total_limit",
+        "5",
+        *extra,
+    ]
 
 
 def _logged_steps(stdout: str) -> list[dict]:
@@ -30,7 +54,7 @@ def _logged_steps(stdout: str) -> list[dict]:
     for line in stdout.replace("\r", "\n").splitlines():
         i = line.find("{'loss'")
         if i >= 0:
-            out.append(ast.literal_eval(line[i:line.index("}", i) + 1]))
+            out.append(ast.literal_eval(line[i : line.index("}", i) + 1]))
     return out
 
 
@@ -38,13 +62,16 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tiny_qwen25, synth_w
     out = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     log = (tmp_path / "killed.log").open("w")
-    proc = subprocess.Popen(_cmd(tiny_qwen25, synth_world, out), env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(tiny_qwen25, synth_world, out), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.time() + 300
         # wait until the run has checkpointed at step 3 and logged step 4, then kill it mid-way
-        while not (len(_logged_steps((tmp_path / "killed.log").read_text())) >= 4
-                   and (out / "checkpoint-3" / "trainer_state.json").exists()):
+        while not (
+            len(_logged_steps((tmp_path / "killed.log").read_text())) >= 4
+            and (out / "checkpoint-3" / "trainer_state.json").exists()
+        ):
             assert proc.poll() is None, "training exited early:\n" + (tmp_path / "killed.log").read_text()[-3000:]
             assert time.time() < deadline, "no checkpoint-3 / step 4 within 300 s"
             time.sleep(0.05)
@@ -61,8 +88,9 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tiny_qwen25, synth_w
         assert (last / name).exists(), name
     assert list(last.glob("rng_state*.pth"))
 
-    res = subprocess.run(_cmd(tiny_qwen25, synth_world, out, "--resume"), env=env, capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        _cmd(tiny_qwen25, synth_world, out, "--resume"), env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert f"resuming from {last}" in res.stdout
     logs = _logged_steps(res.stdout + res.stderr)

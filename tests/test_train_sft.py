@@ -24,8 +24,9 @@ class VisionProbe(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kw):
         from vtg.engine import vision_tower
 
-        vision_tower(model).register_forward_hook(lambda *a: setattr(self, "grad_forwards",
-                                                                     self.grad_forwards + torch.is_grad_enabled()))
+        vision_tower(model).register_forward_hook(
+            lambda *a: setattr(self, "grad_forwards", self.grad_forwards + torch.is_grad_enabled())
+        )
         self.before = {n: p.detach().clone() for n, p in model.named_parameters() if "merger" in n and p.requires_grad}
 
     def on_train_end(self, args, state, control, model=None, **kw):
@@ -36,9 +37,19 @@ class VisionProbe(TrainerCallback):
 def _recipe(model, world, out, **kw):
     from vtg.train.config import SFTRecipe
 
-    base = dict(model=str(model), train_file=str(world / "train.jsonl"), output_dir=str(out), max_steps=2,
-                per_device_train_batch_size=2, learning_rate=1e-3, train_merger=True, logging_steps=1,
-                save_steps=100, max_length=1024, sampling={"max_frames": 32})
+    base = dict(
+        model=str(model),
+        train_file=str(world / "train.jsonl"),
+        output_dir=str(out),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        train_merger=True,
+        logging_steps=1,
+        save_steps=100,
+        max_length=1024,
+        sampling={"max_frames": 32},
+    )
     return SFTRecipe(**{**base, **kw})
 
 
@@ -106,16 +117,25 @@ class FrozenBlockProbe(VisionProbe):
 
 
 @pytest.mark.parametrize("family,tuning", [("qwen25", "full"), ("qwen25", "lora"), ("qwen3", "lora")])
-def test_frozen_vision_tower_stays_out_of_autograd_with_gradient_checkpointing(family, tuning, tiny_qwen25,
-                                                                               tiny_qwen3, synth_world, tmp_path):
+def test_frozen_vision_tower_stays_out_of_autograd_with_gradient_checkpointing(
+    family, tuning, tiny_qwen25, tiny_qwen3, synth_world, tmp_path
+):
     """transformers' gradient checkpointing makes the patch embedding's output require grad, which put every frozen
     vision block into the backward (measured on an H200: 931 vs 6111 training tok/s with / without checkpointing,
     bench/gpu). The frozen blocks must stay out of the graph while the merger still learns."""
     from vtg.train.sft import run_sft
 
     probe = FrozenBlockProbe()
-    run_sft(_recipe(tiny_qwen25 if family == "qwen25" else tiny_qwen3, synth_world, tmp_path / "sft",
-                    gradient_checkpointing=True, tuning=tuning), callbacks=[probe])
+    run_sft(
+        _recipe(
+            tiny_qwen25 if family == "qwen25" else tiny_qwen3,
+            synth_world,
+            tmp_path / "sft",
+            gradient_checkpointing=True,
+            tuning=tuning,
+        ),
+        callbacks=[probe],
+    )
     assert probe.block_in_graph and not any(probe.block_in_graph)
     assert probe.before and sorted(probe.changed) == sorted(probe.before)  # the merger still gets its gradient
 
@@ -127,8 +147,18 @@ def test_merger_learning_rate_reaches_the_optimizer_and_scheduler(tuning, tiny_q
     from vtg.train.policy import is_merger
     from vtg.train.sft import build_sft_trainer
 
-    trainer = build_sft_trainer(_recipe(tiny_qwen25, synth_world, tmp_path, learning_rate=1e-4,
-                                        merger_learning_rate=1e-3, tuning=tuning, warmup_steps=0, max_steps=10))
+    trainer = build_sft_trainer(
+        _recipe(
+            tiny_qwen25,
+            synth_world,
+            tmp_path,
+            learning_rate=1e-4,
+            merger_learning_rate=1e-3,
+            tuning=tuning,
+            warmup_steps=0,
+            max_steps=10,
+        )
+    )
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     lr_of = {id(p): g["lr"] for g in trainer.optimizer.param_groups for p in g["params"]}
     trained = [(n, p) for n, p in trainer.model.named_parameters() if p.requires_grad]

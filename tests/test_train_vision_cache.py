@@ -28,8 +28,9 @@ def _videos(model_dir, world, n):
         if r.video in seen or len(out) == n:
             continue
         seen.add(r.video)
-        feats = engine.hf_inputs(processor, "<|vision_start|><|video_pad|><|vision_end|>",
-                                 read_video(r.video_path(world), sampling))
+        feats = engine.hf_inputs(
+            processor, "<|vision_start|><|video_pad|><|vision_end|>", read_video(r.video_path(world), sampling)
+        )
         out.append((feats["pixel_values_videos"], feats["video_grid_thw"]))
     return out
 
@@ -68,7 +69,7 @@ def test_cached_features_equal_the_towers_and_skip_the_blocks(tiny_qwen25, synth
     torch.testing.assert_close(again, want, rtol=1e-6, atol=1e-7)
     # one video alone hits its own entry; a different pixel tensor misses
     single = visual(pb, grid_thw=gb).pooler_output
-    torch.testing.assert_close(single, want[-single.shape[0]:], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(single, want[-single.shape[0] :], rtol=1e-6, atol=1e-7)
     assert cache.hits == 3
     visual(pb + 0.01, grid_thw=gb)
     assert cache.misses == 3
@@ -96,7 +97,9 @@ def test_cached_features_equal_the_towers_and_skip_the_blocks(tiny_qwen25, synth
     with torch.no_grad():
         for p in vision_tower(twin).merger.parameters():
             p.mul_(2.0)
-        assert not torch.allclose(vision_tower(twin)(pa, grid_thw=ga).pooler_output, visual(pa, grid_thw=ga).pooler_output)
+        assert not torch.allclose(
+            vision_tower(twin)(pa, grid_thw=ga).pooler_output, visual(pa, grid_thw=ga).pooler_output
+        )
 
     # vision weights before the merger start training: the cache steps aside, the blocks run again
     visual.blocks[0].mlp.gate_proj.weight.requires_grad_(True)
@@ -124,10 +127,23 @@ def test_sft_losses_identical_with_the_cache(tiny_qwen25, synth_world, tmp_path)
     from vtg.train.sft import build_sft_trainer
 
     def losses(cache_mb, out):
-        recipe = SFTRecipe(model=str(tiny_qwen25), train_file=str(synth_world / "train.jsonl"), output_dir=str(out),
-                           max_samples=8, max_steps=12, per_device_train_batch_size=1, learning_rate=1e-3,
-                           tuning="full", train_merger=True, logging_steps=1, save_steps=100, seed=0,
-                           vision_feature_cache_mb=cache_mb, max_length=1024, sampling={"max_frames": 32})
+        recipe = SFTRecipe(
+            model=str(tiny_qwen25),
+            train_file=str(synth_world / "train.jsonl"),
+            output_dir=str(out),
+            max_samples=8,
+            max_steps=12,
+            per_device_train_batch_size=1,
+            learning_rate=1e-3,
+            tuning="full",
+            train_merger=True,
+            logging_steps=1,
+            save_steps=100,
+            seed=0,
+            vision_feature_cache_mb=cache_mb,
+            max_length=1024,
+            sampling={"max_frames": 32},
+        )
         trainer = build_sft_trainer(recipe)
         trainer.train()
         cache = getattr(vision_tower(trainer.model), "_vtg_feature_cache", None)

@@ -73,8 +73,9 @@ def test_pixels_are_pyav_rgb24_exactly(tmp_path):
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(8, 64, 96, 3), dtype=np.uint8)  # noise: any colour-conversion change shows
     encode_mp4(frames, tmp_path / "noise.mp4", 2.0)
-    v = read_video(tmp_path / "noise.mp4", FrameSampling(fps=2.0, image_factor=32, min_pixels=64 * 96,
-                                                         max_pixels=64 * 96))
+    v = read_video(
+        tmp_path / "noise.mp4", FrameSampling(fps=2.0, image_factor=32, min_pixels=64 * 96, max_pixels=64 * 96)
+    )
     with av.open(str(tmp_path / "noise.mp4")) as c:
         want = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
     assert tuple(v.frames.shape) == (8, 3, 64, 96)
@@ -134,22 +135,27 @@ def qwen_fetch(monkeypatch):
 
     def fetch(path, sampling: FrameSampling):
         ele = {"video": str(path), **sampling.qwen_ele()}
-        video, meta = vision_process.fetch_video(ele, image_patch_size=sampling.image_factor // 2,
-                                                 return_video_metadata=True)
+        video, meta = vision_process.fetch_video(
+            ele, image_patch_size=sampling.image_factor // 2, return_video_metadata=True
+        )
         return video, meta
+
     return fetch
 
 
-@pytest.mark.parametrize("clip_fps,sampling", [
-    (2, FrameSampling()),  # qwen defaults: 56×56 is upscaled to the 128-token minimum
-    (2, FrameSampling(fps=1.0, **SMALL)),
-    (4, FrameSampling(fps=2.0, min_frames=4, max_frames=10, **SMALL)),
-    (1, FrameSampling(fps=4.0, **SMALL)),  # asks for more frames than exist
-    (2, FrameSampling(nframes=7, image_factor=32)),
-    (2, FrameSampling(fps=2.0, video_start=3.2, video_end=9.1, **SMALL)),
-    (4, FrameSampling(fps=2.0, total_pixels=20 * 28 * 28, min_pixels=28 * 28)),
-    ("odd", FrameSampling(fps=2.0, max_pixels=200 * 28 * 28, image_factor=28)),
-])
+@pytest.mark.parametrize(
+    "clip_fps,sampling",
+    [
+        (2, FrameSampling()),  # qwen defaults: 56×56 is upscaled to the 128-token minimum
+        (2, FrameSampling(fps=1.0, **SMALL)),
+        (4, FrameSampling(fps=2.0, min_frames=4, max_frames=10, **SMALL)),
+        (1, FrameSampling(fps=4.0, **SMALL)),  # asks for more frames than exist
+        (2, FrameSampling(nframes=7, image_factor=32)),
+        (2, FrameSampling(fps=2.0, video_start=3.2, video_end=9.1, **SMALL)),
+        (4, FrameSampling(fps=2.0, total_pixels=20 * 28 * 28, min_pixels=28 * 28)),
+        ("odd", FrameSampling(fps=2.0, max_pixels=200 * 28 * 28, image_factor=28)),
+    ],
+)
 def test_sampling_parity_with_qwen_vl_utils(clips, tmp_path, qwen_fetch, clip_fps, sampling):
     path = clips[clip_fps] if clip_fps != "odd" else event_clip(tmp_path / "odd.mp4", 2, size=(58, 90))
     ours = read_video(path, sampling)
@@ -235,8 +241,13 @@ def test_frame_sampling_config_errors():
         FrameSampling.from_dict({"fsp": 2})
     with pytest.raises(UserError, match="either 'fps' or 'nframes'"):
         FrameSampling.from_dict({"fps": 2, "nframes": 8})
-    for bad in (dict(fps=0), dict(min_pixels=10, max_pixels=5), dict(video_start=5, video_end=4),
-                dict(max_frames=2, min_frames=4), dict(nframes=1)):
+    for bad in (
+        dict(fps=0),
+        dict(min_pixels=10, max_pixels=5),
+        dict(video_start=5, video_end=4),
+        dict(max_frames=2, min_frames=4),
+        dict(nframes=1),
+    ):
         with pytest.raises(UserError):
             FrameSampling(**bad)
 
@@ -293,18 +304,28 @@ def _byte_tokenizer():
     tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, additional_special_tokens=[
-        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|endoftext|>"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        additional_special_tokens=[
+            "<|vision_start|>",
+            "<|vision_end|>",
+            "<|image_pad|>",
+            "<|video_pad|>",
+            "<|endoftext|>",
+        ],
+    )
 
 
 def _processors():
     import transformers as T
 
     tok = _byte_tokenizer()
-    q25 = T.Qwen2_5_VLProcessor(image_processor=T.Qwen2VLImageProcessor(), tokenizer=tok,
-                                video_processor=T.Qwen2VLVideoProcessor())
-    q3 = T.Qwen3VLProcessor(image_processor=T.Qwen2VLImageProcessor(patch_size=16), tokenizer=tok,
-                            video_processor=T.Qwen3VLVideoProcessor())
+    q25 = T.Qwen2_5_VLProcessor(
+        image_processor=T.Qwen2VLImageProcessor(), tokenizer=tok, video_processor=T.Qwen2VLVideoProcessor()
+    )
+    q3 = T.Qwen3VLProcessor(
+        image_processor=T.Qwen2VLImageProcessor(patch_size=16), tokenizer=tok, video_processor=T.Qwen3VLVideoProcessor()
+    )
     return tok, q25, q3
 
 

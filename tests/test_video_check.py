@@ -38,16 +38,28 @@ def test_pick_records_skips_absent_queries():
 
 
 @pytest.mark.integration
-def test_sft_logs_the_check_at_step_zero_and_every_n_from_the_model_it_trains(tiny_qwen25, synth_world, tmp_path,
-                                                                                 capsys):
+def test_sft_logs_the_check_at_step_zero_and_every_n_from_the_model_it_trains(
+    tiny_qwen25, synth_world, tmp_path, capsys
+):
     from vtg.data.video import read_video_cached
     from vtg.train.common import load_training_records
     from vtg.train.config import SFTRecipe
     from vtg.train.sft import build_sft_trainer
 
-    recipe = SFTRecipe(model=str(tiny_qwen25), train_file=str(synth_world / "train.jsonl"), output_dir=str(tmp_path),
-                       max_steps=4, learning_rate=1e-3, train_merger=True, logging_steps=1, save_steps=100,
-                       max_length=1024, sampling={"max_frames": 32}, video_check_every=2, video_check_records=3)
+    recipe = SFTRecipe(
+        model=str(tiny_qwen25),
+        train_file=str(synth_world / "train.jsonl"),
+        output_dir=str(tmp_path),
+        max_steps=4,
+        learning_rate=1e-3,
+        train_merger=True,
+        logging_steps=1,
+        save_steps=100,
+        max_length=1024,
+        sampling={"max_frames": 32},
+        video_check_every=2,
+        video_check_records=3,
+    )
     trainer = build_sft_trainer(recipe)
     trainer.train()
     checks = [x for x in trainer.state.log_history if "video_check/gap" in x]
@@ -60,8 +72,16 @@ def test_sft_logs_the_check_at_step_zero_and_every_n_from_the_model_it_trains(ti
     trainer.model.eval()
     with torch.no_grad():
         own = [float(trainer.model(**collator([r])).loss) for r in records]
-        shuffled = [float(trainer.model(**collator([r], videos=[shuffled_pairs(
-            read_video_cached(r["video"], collator.sampling), recipe.seed + i)])).loss) for i, r in enumerate(records)]
+        shuffled = [
+            float(
+                trainer.model(
+                    **collator(
+                        [r], videos=[shuffled_pairs(read_video_cached(r["video"], collator.sampling), recipe.seed + i)]
+                    )
+                ).loss
+            )
+            for i, r in enumerate(records)
+        ]
     last = checks[-1]
     assert last["video_check/own_loss"] == pytest.approx(sum(own) / 3, abs=1e-4)
     assert last["video_check/shuffled_loss"] == pytest.approx(sum(shuffled) / 3, abs=1e-4)
@@ -76,10 +96,24 @@ def test_grpo_check_leaves_the_step_metrics_in_the_step_logs(tiny_qwen25, synth_
     from vtg.train.config import GRPORecipe
     from vtg.train.grpo import build_grpo_trainer
 
-    recipe = GRPORecipe(model=str(tiny_qwen25), train_file=str(synth_world / "train.jsonl"), output_dir=str(tmp_path),
-                        max_steps=2, num_generations=2, per_device_train_batch_size=2, max_completion_length=8,
-                        learning_rate=1e-3, train_merger=True, logging_steps=1, save_steps=100, max_length=1024,
-                        sampling={"max_frames": 16}, use_vllm=False, video_check_every=1, video_check_records=2)
+    recipe = GRPORecipe(
+        model=str(tiny_qwen25),
+        train_file=str(synth_world / "train.jsonl"),
+        output_dir=str(tmp_path),
+        max_steps=2,
+        num_generations=2,
+        per_device_train_batch_size=2,
+        max_completion_length=8,
+        learning_rate=1e-3,
+        train_merger=True,
+        logging_steps=1,
+        save_steps=100,
+        max_length=1024,
+        sampling={"max_frames": 16},
+        use_vllm=False,
+        video_check_every=1,
+        video_check_records=2,
+    )
     trainer = build_grpo_trainer(recipe)
     trainer.train()
     history = trainer.state.log_history

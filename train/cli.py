@@ -39,7 +39,7 @@ def _pop_option(tokens: list[str], name: str) -> str | None:
 
                 raise UserError(f"{name} needs a value")
             value = tokens[i + 1]
-            del tokens[i:i + 2]
+            del tokens[i : i + 2]
             return value
         if tok.startswith(name + "="):
             del tokens[i]
@@ -92,18 +92,26 @@ def _relaunch(method: str, accelerate_config: str, num_processes: str | None, to
 
 # ---- vtg model (owner: model engineer) ----------------------------------------------------------------------------
 
+
 def _register_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model", help="local models: build tiny random-init Qwen-VL models (no hub)")
     msub = p.add_subparsers(dest="model_command", metavar="<model command>")
-    t = msub.add_parser("tiny", help="write a tiny random-init Qwen2.5-VL / Qwen3-VL model with tokenizer, chat "
-                        "template and processor (seconds, offline)")
+    t = msub.add_parser(
+        "tiny",
+        help="write a tiny random-init Qwen2.5-VL / Qwen3-VL model with tokenizer, chat "
+        "template and processor (seconds, offline)",
+    )
     t.add_argument("--family", required=True, choices=["qwen2.5-vl", "qwen3-vl"])
     t.add_argument("--out", required=True, help="output folder (created)")
     from vtg.train.tiny_model import SIZES  # light module: no torch/transformers at import
 
-    t.add_argument("--size", default="tiny", choices=list(SIZES),
-                   help="tiny: vision hidden 32; small: vision hidden 64; medium: vision hidden 128, 4 text layers "
-                   "(see vtg.train.tiny_model.SIZES and bench/learning)")
+    t.add_argument(
+        "--size",
+        default="tiny",
+        choices=list(SIZES),
+        help="tiny: vision hidden 32; small: vision hidden 64; medium: vision hidden 128, 4 text layers "
+        "(see vtg.train.tiny_model.SIZES and bench/learning)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_tiny)
     p.set_defaults(func=lambda args: p.print_help() or 2)

@@ -40,8 +40,16 @@ def target_text(row: dict[str, Any], think: bool) -> str:
 class VideoGroundingCollator:
     """Callable TRL/HF data collator over record dicts (with `video` already an absolute path)."""
 
-    def __init__(self, processor, sampling, *, mode: str = "multi", think: bool = False, max_length: int = 4096,
-                 prompt_style: str = "full"):
+    def __init__(
+        self,
+        processor,
+        sampling,
+        *,
+        mode: str = "multi",
+        think: bool = False,
+        max_length: int = 4096,
+        prompt_style: str = "full",
+    ):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.sampling = sampling
@@ -58,8 +66,9 @@ class VideoGroundingCollator:
 
         if video is None:
             video = read_video_cached(row["video"], self.sampling)
-        messages = grounding_messages(row["query"], float(row["duration"]), mode=self.mode, think=self.think,
-                                      style=self.prompt_style)
+        messages = grounding_messages(
+            row["query"], float(row["duration"]), mode=self.mode, think=self.think, style=self.prompt_style
+        )
         prompt = render_prompt(self.processor, messages)
         target = target_text(row, self.think)
         feats = dict(hf_inputs(self.processor, prompt + target, video))
@@ -68,11 +77,15 @@ class VideoGroundingCollator:
         n = len(answer_ids)
         # The answer is text after the template's "assistant\n": its tokens must be the sequence's tail exactly.
         if ids[-n:].tolist() != list(answer_ids):
-            raise RuntimeError(f"record {row.get('id')!r}: answer tokens do not align with the end of the prompt; "
-                               "the chat template or tokenizer merges across the prompt/answer boundary")
+            raise RuntimeError(
+                f"record {row.get('id')!r}: answer tokens do not align with the end of the prompt; "
+                "the chat template or tokenizer merges across the prompt/answer boundary"
+            )
         if ids.numel() > self.max_length:
-            raise UserError(f"record {row.get('id')!r}: {ids.numel()} tokens (video included) exceed max_length "
-                            f"{self.max_length}; raise max_length or lower sampling.max_frames / max_pixels")
+            raise UserError(
+                f"record {row.get('id')!r}: {ids.numel()} tokens (video included) exceed max_length "
+                f"{self.max_length}; raise max_length or lower sampling.max_frames / max_pixels"
+            )
         labels = torch.full_like(ids, IGNORE)
         labels[-n:] = ids[-n:]
         feats["labels"] = labels[None]

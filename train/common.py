@@ -38,11 +38,16 @@ def records_dataset(rows: list[dict[str, Any]]):
     keep = ("id", "video", "duration", "query", "moments", "think")
     cols = {k: [r.get(k) for r in rows] for k in keep if any(k in r for r in rows)}
     cols["moments"] = [[[float(s), float(e)] for s, e in m] for m in cols["moments"]]
-    features = datasets.Features({
-        "id": datasets.Value("string"), "video": datasets.Value("string"), "duration": datasets.Value("float64"),
-        "query": datasets.Value("string"), "moments": datasets.List(datasets.List(datasets.Value("float64"))),
-        **({"think": datasets.Value("string")} if "think" in cols else {}),
-    })
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "video": datasets.Value("string"),
+            "duration": datasets.Value("float64"),
+            "query": datasets.Value("string"),
+            "moments": datasets.List(datasets.List(datasets.Value("float64"))),
+            **({"think": datasets.Value("string")} if "think" in cols else {}),
+        }
+    )
     return datasets.Dataset.from_dict(cols, features=features)
 
 
@@ -110,8 +115,10 @@ def describe_run(trainer) -> None:
     zero = ""
     if getattr(trainer, "is_deepspeed_enabled", False):
         zero = f", DeepSpeed ZeRO-{acc.state.deepspeed_plugin.zero_stage}"
-    print(f"[vtg] rank {acc.process_index}/{acc.num_processes}: {acc.state.distributed_type}{zero}, "
-          f"device {acc.device}", flush=True)
+    print(
+        f"[vtg] rank {acc.process_index}/{acc.num_processes}: {acc.state.distributed_type}{zero}, device {acc.device}",
+        flush=True,
+    )
 
 
 def gathered_params(trainer, model):
@@ -135,8 +142,14 @@ def export_from_trainer(trainer, recipe, to_yaml_text: str):
     model = trainer.accelerator.unwrap_model(trainer.model)
     with gathered_params(trainer, model):
         if trainer.accelerator.is_main_process:
-            export_final(model, trainer.processing_class, final, recipe.frame_sampling(), to_yaml_text,
-                         recipe.resolved_prompt_style())
+            export_final(
+                model,
+                trainer.processing_class,
+                final,
+                recipe.frame_sampling(),
+                to_yaml_text,
+                recipe.resolved_prompt_style(),
+            )
     trainer.accelerator.wait_for_everyone()
     return final
 
@@ -188,8 +201,13 @@ def install_merger_learning_rate(trainer, recipe) -> None:
             for is_m in (False, True):
                 params = [p for p in group["params"] if (id(p) in merger) == is_m]
                 if params:
-                    groups.append({**settings, "params": params,
-                                   **({"lr": recipe.merger_learning_rate, MERGER_GROUP: True} if is_m else {})})
+                    groups.append(
+                        {
+                            **settings,
+                            "params": params,
+                            **({"lr": recipe.merger_learning_rate, MERGER_GROUP: True} if is_m else {}),
+                        }
+                    )
         accepted = inspect.signature(type(opt)).parameters  # defaults can hold keys the constructor does not take
         self.optimizer = type(opt)(groups, **{k: v for k, v in opt.defaults.items() if k in accepted})
         return self.optimizer

@@ -101,14 +101,21 @@ class TrainRecipe:
         if self.mode not in ("multi", "single"):
             raise RecipeError(f"mode must be 'multi' or 'single', got {self.mode!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
-            raise RecipeError(f"prompt_style must be one of {', '.join(map(repr, PROMPT_STYLES))} or null (the "
-                              f"model's own), got {self.prompt_style!r}")
+            raise RecipeError(
+                f"prompt_style must be one of {', '.join(map(repr, PROMPT_STYLES))} or null (the "
+                f"model's own), got {self.prompt_style!r}"
+            )
         if self.tuning not in ("lora", "full"):
             raise RecipeError(f"tuning must be 'lora' or 'full', got {self.tuning!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise RecipeError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "save_steps",
-                    "logging_steps"):
+        for key in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "max_length",
+            "save_steps",
+            "logging_steps",
+        ):
             if getattr(self, key) <= 0:
                 raise RecipeError(f"{key} must be > 0, got {getattr(self, key)}")
         if self.video_check_every < 0:
@@ -116,22 +123,28 @@ class TrainRecipe:
         if self.video_check_records <= 0:
             raise RecipeError(f"video_check_records must be > 0, got {self.video_check_records}")
         if self.video_cache_mb < 0:
-            raise RecipeError(f"video_cache_mb must be >= 0 (0: only the last few videos stay decoded), got "
-                              f"{self.video_cache_mb}")
+            raise RecipeError(
+                f"video_cache_mb must be >= 0 (0: only the last few videos stay decoded), got {self.video_cache_mb}"
+            )
         if self.vision_feature_cache_mb < 0:
             raise RecipeError(f"vision_feature_cache_mb must be >= 0 (0: off), got {self.vision_feature_cache_mb}")
         if self.vision_feature_cache_mb and not self.freeze_vision:
-            raise RecipeError("vision_feature_cache_mb keeps the frozen vision tower's features, but freeze_vision is "
-                              "false (the tower trains): set vision_feature_cache_mb: 0, or freeze_vision: true")
+            raise RecipeError(
+                "vision_feature_cache_mb keeps the frozen vision tower's features, but freeze_vision is "
+                "false (the tower trains): set vision_feature_cache_mb: 0, or freeze_vision: true"
+            )
         if self.learning_rate <= 0:
             raise RecipeError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.merger_learning_rate is not None:
             if not self.merger_learning_rate > 0:
-                raise RecipeError(f"merger_learning_rate must be > 0 (or null: learning_rate), got "
-                                  f"{self.merger_learning_rate!r}")
+                raise RecipeError(
+                    f"merger_learning_rate must be > 0 (or null: learning_rate), got {self.merger_learning_rate!r}"
+                )
             if self.freeze_vision and not self.train_merger:
-                raise RecipeError("merger_learning_rate is set but the merger does not train (freeze_vision: true, "
-                                  "train_merger: false): set train_merger: true, or drop merger_learning_rate")
+                raise RecipeError(
+                    "merger_learning_rate is set but the merger does not train (freeze_vision: true, "
+                    "train_merger: false): set train_merger: true, or drop merger_learning_rate"
+                )
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise RecipeError("set max_steps > 0 or num_train_epochs > 0")
         if not isinstance(self.sampling, dict):
@@ -182,7 +195,7 @@ class TrainRecipe:
         from vtg.data.video import VIDEO_MAX_TOKEN_NUM, VIDEO_MIN_TOKEN_NUM
 
         s = self.frame_sampling()
-        f2 = s.image_factor ** 2
+        f2 = s.image_factor**2
         per_frame = s.max_pixels if s.max_pixels is not None else VIDEO_MAX_TOKEN_NUM * f2
         per_frame = max(per_frame, s.min_pixels if s.min_pixels is not None else VIDEO_MIN_TOKEN_NUM * f2)
         frames = s.nframes if s.nframes is not None else s.max_frames
@@ -240,18 +253,22 @@ class GRPORecipe(TrainRecipe):
         from vtg.train.rewards import REWARDS
 
         if not isinstance(self.rewards, dict) or not self.rewards:
-            raise RecipeError(f"rewards must map reward names to weights, e.g. {{tiou_v2: 1.0, format: 1.0}}; "
-                              f"got {self.rewards!r}")
+            raise RecipeError(
+                f"rewards must map reward names to weights, e.g. {{tiou_v2: 1.0, format: 1.0}}; got {self.rewards!r}"
+            )
         for name, w in self.rewards.items():
             if name not in REWARDS:
                 close = difflib.get_close_matches(name, REWARDS, n=3)
-                raise RecipeError(f"rewards: unknown reward {name!r}"
-                                  f"{f' (did you mean {close}?)' if close else ''}; known: {sorted(REWARDS)}")
+                raise RecipeError(
+                    f"rewards: unknown reward {name!r}"
+                    f"{f' (did you mean {close}?)' if close else ''}; known: {sorted(REWARDS)}"
+                )
             if not isinstance(w, (int, float)):
                 raise RecipeError(f"rewards.{name}: weight must be a number, got {w!r}")
         if self.num_generations < 2:
-            raise RecipeError(f"num_generations must be ≥ 2 (GRPO compares completions within a group), "
-                              f"got {self.num_generations}")
+            raise RecipeError(
+                f"num_generations must be ≥ 2 (GRPO compares completions within a group), got {self.num_generations}"
+            )
         if self.max_completion_length <= 0:
             raise RecipeError(f"max_completion_length must be > 0, got {self.max_completion_length}")
         if self.temperature <= 0:

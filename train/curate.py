@@ -62,8 +62,10 @@ class CurateConfig:
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.keep_iou_min <= self.keep_iou_max <= 1.0):
-            raise UserError(f"bad window --keep-iou-min {self.keep_iou_min} --keep-iou-max {self.keep_iou_max}: "
-                            "need 0 <= min <= max <= 1 (scores are mean IoUs)")
+            raise UserError(
+                f"bad window --keep-iou-min {self.keep_iou_min} --keep-iou-max {self.keep_iou_max}: "
+                "need 0 <= min <= max <= 1 (scores are mean IoUs)"
+            )
         if self.metric not in METRICS:
             raise UserError(f"--metric {self.metric!r}: expected one of {', '.join(METRICS)}")
         if self.absent not in ABSENT_POLICIES:
@@ -71,8 +73,10 @@ class CurateConfig:
         if self.samples < 1:
             raise UserError(f"--samples must be >= 1, got {self.samples}")
         if self.temperature < 0 or (self.temperature == 0 and self.samples > 1):
-            raise UserError(f"--temperature {self.temperature}: need > 0 for {self.samples} different samples "
-                            "(0 makes them identical); or use --samples 1")
+            raise UserError(
+                f"--temperature {self.temperature}: need > 0 for {self.samples} different samples "
+                "(0 makes them identical); or use --samples 1"
+            )
         for key in ("max_new_tokens", "batch_size"):
             if getattr(self, key) < 1:
                 raise UserError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -81,8 +85,10 @@ class CurateConfig:
         if self.mode not in ("multi", "single"):
             raise UserError(f"--mode must be 'multi' or 'single', got {self.mode!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
-            raise UserError(f"--prompt-style must be one of {list(PROMPT_STYLES)} or unset (the model's own), "
-                            f"got {self.prompt_style!r}")
+            raise UserError(
+                f"--prompt-style must be one of {list(PROMPT_STYLES)} or unset (the model's own), "
+                f"got {self.prompt_style!r}"
+            )
         if not Path(self.records).is_file():
             raise UserError(f"--records {self.records}: file not found (a records JSONL, e.g. from `vtg data synth`)")
         if Path(self.out).resolve() == Path(self.records).resolve():
@@ -112,14 +118,31 @@ def score_line(rec, texts: list[str], metric: str) -> dict[str, Any]:
     cols = {"moments": [rec.moments] * n, "duration": [rec.duration] * n}
     scores = get_reward(metric)(texts, **cols)
     ious = tiou(texts, **cols)
-    return {"id": rec.id, "metric": metric, "score": sum(scores) / n, "scores": scores,
-            "mean_iou": sum(ious) / n, "ious": ious, "parse_rate": sum(parse_answer(t).ok for t in texts) / n,
-            "absent": not rec.moments, "error": None}
+    return {
+        "id": rec.id,
+        "metric": metric,
+        "score": sum(scores) / n,
+        "scores": scores,
+        "mean_iou": sum(ious) / n,
+        "ious": ious,
+        "parse_rate": sum(parse_answer(t).ok for t in texts) / n,
+        "absent": not rec.moments,
+        "error": None,
+    }
 
 
 def error_line(rec, error: str) -> dict[str, Any]:
-    return {"id": rec.id, "metric": None, "score": None, "scores": [], "mean_iou": None, "ious": [],
-            "parse_rate": None, "absent": not rec.moments, "error": error}
+    return {
+        "id": rec.id,
+        "metric": None,
+        "score": None,
+        "scores": [],
+        "mean_iou": None,
+        "ious": [],
+        "parse_rate": None,
+        "absent": not rec.moments,
+        "error": error,
+    }
 
 
 def _prepare(rec, root: Path, cfg: CurateConfig, processor, sampling, style: str):
@@ -127,8 +150,9 @@ def _prepare(rec, root: Path, cfg: CurateConfig, processor, sampling, style: str
     from vtg.data.video import read_video_cached
 
     video = read_video_cached(rec.video_path(root), sampling)  # once per record, for all its samples
-    prompt = engine.render_prompt(processor, engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode,
-                                                                       think=cfg.think, style=style))
+    prompt = engine.render_prompt(
+        processor, engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode, think=cfg.think, style=style)
+    )
     return engine.vllm_prompt(prompt, video)
 
 
@@ -147,18 +171,26 @@ def score_records(cfg: CurateConfig, records: list, root: Path, progress=print) 
     lines: list[dict[str, Any]] = []
     try:
         for start in range(0, len(records), cfg.batch_size):
-            batch, ready = records[start:start + cfg.batch_size], []
+            batch, ready = records[start : start + cfg.batch_size], []
             for rec in batch:
                 try:
                     ready.append((rec, _prepare(rec, root, cfg, processor, sampling, style)))
                 except (UserError, OSError, ValueError, RuntimeError) as e:
                     lines.append(error_line(rec, f"{type(e).__name__}: {e}"))
             if ready:
-                params = [SamplingParams(n=cfg.samples, temperature=cfg.temperature, max_tokens=cfg.max_new_tokens,
-                                         seed=request_seed(cfg.seed, rec.id)) for rec, _ in ready]
+                params = [
+                    SamplingParams(
+                        n=cfg.samples,
+                        temperature=cfg.temperature,
+                        max_tokens=cfg.max_new_tokens,
+                        seed=request_seed(cfg.seed, rec.id),
+                    )
+                    for rec, _ in ready
+                ]
                 outs = llm.generate([req for _, req in ready], params, use_tqdm=False)
-                lines += [score_line(rec, [c.text for c in out.outputs], cfg.metric)
-                          for (rec, _), out in zip(ready, outs)]
+                lines += [
+                    score_line(rec, [c.text for c in out.outputs], cfg.metric) for (rec, _), out in zip(ready, outs)
+                ]
             if progress:
                 progress(f"[vtg curate] scored {min(start + cfg.batch_size, len(records))}/{len(records)}")
     finally:
@@ -199,8 +231,10 @@ def read_scores(path: str | Path, records: list) -> list[dict[str, Any]]:
             raise UserError(f"{path}, line {n}: not a scores line with id, score, absent ({type(e).__name__}: {e})")
     missing = [r.id for r in records if r.id not in by_id]
     if missing:
-        raise UserError(f"{path}: no scores for {len(missing)} record(s), e.g. {missing[:3]}: score them first "
-                        "(run without --from-scores) or pass the records file that was scored")
+        raise UserError(
+            f"{path}: no scores for {len(missing)} record(s), e.g. {missing[:3]}: score them first "
+            "(run without --from-scores) or pass the records file that was scored"
+        )
     return [by_id[r.id] for r in records]
 
 
@@ -217,7 +251,7 @@ def curate(cfg: CurateConfig, progress=print) -> dict[str, Any]:
     from vtg.data.records import load_records, write_jsonl
 
     root = Path(cfg.records).parent
-    records = load_records(cfg.records)[:cfg.limit]
+    records = load_records(cfg.records)[: cfg.limit]
     if not records:
         raise UserError(f"{cfg.records}: no records")
     lines = read_scores(cfg.from_scores, records) if cfg.from_scores else score_records(cfg, records, root, progress)
@@ -231,8 +265,13 @@ def curate(cfg: CurateConfig, progress=print) -> dict[str, Any]:
             kept.append(_portable(rec, root, Path(cfg.out).parent))
     write_jsonl(lines, cfg.scores)
     write_jsonl(kept, cfg.out)
-    summary = {"records": len(records), "kept": len(kept), "reasons": dict(reasons), "out": cfg.out,
-               "scores": cfg.scores}
+    summary = {
+        "records": len(records),
+        "kept": len(kept),
+        "reasons": dict(reasons),
+        "out": cfg.out,
+        "scores": cfg.scores,
+    }
     if progress:
         progress(describe(summary, lines, cfg))
     return summary
@@ -245,16 +284,18 @@ def describe(summary: dict[str, Any], lines: list[dict[str, Any]], cfg: CurateCo
     dropped = {k: v for k, v in summary["reasons"].items() if k not in KEPT_REASONS}
     kept = {k: v for k, v in summary["reasons"].items() if k in KEPT_REASONS}
     metric = next((d["metric"] for d in scored if d.get("metric")), cfg.metric)  # --from-scores: the file's
-    return "\n".join([
-        f"[vtg curate] {summary['records']} records, window {cfg.keep_iou_min} <= mean {metric} <= "
-        f"{cfg.keep_iou_max}, absent records: {cfg.absent}",
-        f"[vtg curate] mean score {sum(mean) / max(len(mean), 1):.3f}, parse rate "
-        f"{100 * sum(parse) / max(len(parse), 1):.1f}% over {len(scored)} scored records",
-        f"[vtg curate] kept {summary['kept']} ({', '.join(f'{k} {v}' for k, v in kept.items()) or 'none'}); "
-        f"dropped {summary['records'] - summary['kept']} "
-        f"({', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none'})",
-        f"[vtg curate] wrote {summary['out']} and {summary['scores']}",
-    ])
+    return "\n".join(
+        [
+            f"[vtg curate] {summary['records']} records, window {cfg.keep_iou_min} <= mean {metric} <= "
+            f"{cfg.keep_iou_max}, absent records: {cfg.absent}",
+            f"[vtg curate] mean score {sum(mean) / max(len(mean), 1):.3f}, parse rate "
+            f"{100 * sum(parse) / max(len(parse), 1):.1f}% over {len(scored)} scored records",
+            f"[vtg curate] kept {summary['kept']} ({', '.join(f'{k} {v}' for k, v in kept.items()) or 'none'}); "
+            f"dropped {summary['records'] - summary['kept']} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none'})",
+            f"[vtg curate] wrote {summary['out']} and {summary['scores']}",
+        ]
+    )
 
 
 # ---- CLI ----------------------------------------------------------------------------------------------------------
@@ -262,40 +303,64 @@ def describe(summary: dict[str, Any], lines: list[dict[str, Any]], cfg: CurateCo
 
 def register_curate(dsub: argparse._SubParsersAction) -> None:
     """Add `vtg data curate` to the `vtg data` sub-commands."""
-    c = dsub.add_parser("curate", help="keep records by difficulty for a model (TimeRFT-style), writing scores",
-                        description=__doc__.split("\n\n")[0] + " Each record gets N sampled answers from the model "
-                        "(vLLM); records whose mean score lies in the window are kept. Absent records: see --absent.")
+    c = dsub.add_parser(
+        "curate",
+        help="keep records by difficulty for a model (TimeRFT-style), writing scores",
+        description=__doc__.split("\n\n")[0] + " Each record gets N sampled answers from the model "
+        "(vLLM); records whose mean score lies in the window are kept. Absent records: see --absent.",
+    )
     c.add_argument("--records", required=True, help="input records JSONL")
     c.add_argument("--out", required=True, help="output JSONL of the kept records")
-    c.add_argument("--model", default=None, help="model folder that scores the records (required unless "
-                   "--from-scores)")
+    c.add_argument("--model", default=None, help="model folder that scores the records (required unless --from-scores)")
     c.add_argument("--scores", default=None, help="scores JSONL to write (default: OUT with .scores.jsonl)")
     c.add_argument("--from-scores", default=None, help="select from an existing scores file; no model run")
     c.add_argument("--samples", type=int, default=8, help="sampled answers per record (default 8)")
     c.add_argument("--keep-iou-min", type=float, default=0.05, help="keep mean score >= this (default 0.05)")
     c.add_argument("--keep-iou-max", type=float, default=0.7, help="keep mean score <= this (default 0.7)")
     c.add_argument("--metric", default="tiou", choices=METRICS, help="per-answer score, a reward name (default tiou)")
-    c.add_argument("--absent", default="keep", choices=ABSENT_POLICIES,
-                   help="records with no true moment: keep all (default), drop all, or apply the window to their "
-                   "'not present' accuracy")
+    c.add_argument(
+        "--absent",
+        default="keep",
+        choices=ABSENT_POLICIES,
+        help="records with no true moment: keep all (default), drop all, or apply the window to their "
+        "'not present' accuracy",
+    )
     c.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     c.add_argument("--max-new-tokens", type=int, default=200, help="answer length cap (default 200)")
     c.add_argument("--limit", type=int, default=None, help="only the first K records")
     c.add_argument("--mode", default="multi", choices=["multi", "single"], help="grounding prompt mode")
     c.add_argument("--think", action="store_true", help="ask for <think> reasoning before the answer")
-    c.add_argument("--prompt-style", default=None, choices=list(PROMPT_STYLES),
-                   help="grounding prompt style (default: the model's own, vtg_prompt.json)")
+    c.add_argument(
+        "--prompt-style",
+        default=None,
+        choices=list(PROMPT_STYLES),
+        help="grounding prompt style (default: the model's own, vtg_prompt.json)",
+    )
     c.add_argument("--seed", type=int, default=0, help="sampling seed (per record: seed + hash of the id)")
     c.add_argument("--batch-size", type=int, default=8, help="records per engine call (default 8)")
     c.set_defaults(func=_curate_cmd)
 
 
 def _curate_cmd(args: argparse.Namespace) -> int:
-    cfg = CurateConfig(records=args.records, out=args.out, model=args.model, scores=args.scores,
-                       from_scores=args.from_scores, samples=args.samples, keep_iou_min=args.keep_iou_min,
-                       keep_iou_max=args.keep_iou_max, metric=args.metric, absent=args.absent,
-                       temperature=args.temperature, max_new_tokens=args.max_new_tokens, limit=args.limit,
-                       mode=args.mode, think=args.think, prompt_style=args.prompt_style, seed=args.seed,
-                       batch_size=args.batch_size)
+    cfg = CurateConfig(
+        records=args.records,
+        out=args.out,
+        model=args.model,
+        scores=args.scores,
+        from_scores=args.from_scores,
+        samples=args.samples,
+        keep_iou_min=args.keep_iou_min,
+        keep_iou_max=args.keep_iou_max,
+        metric=args.metric,
+        absent=args.absent,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+        mode=args.mode,
+        think=args.think,
+        prompt_style=args.prompt_style,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     curate(cfg)
     return 0

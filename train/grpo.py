@@ -45,9 +45,11 @@ class VideoGRPOTrainer(GRPOTrainer):
             from vtg.train.rollout import make_colocated_llm
 
             self.llm = make_colocated_llm(
-                recipe.model, gpu_memory_utilization=recipe.vllm_gpu_memory_utilization,
+                recipe.model,
+                gpu_memory_utilization=recipe.vllm_gpu_memory_utilization,
                 max_model_len=recipe.vllm_max_model_len or recipe.max_length,
-                seed=recipe.seed + self.accelerator.process_index)
+                seed=recipe.seed + self.accelerator.process_index,
+            )
 
     def close_llm(self) -> None:
         """Shut the colocated engine down (frees its RAM; lets another engine start in this process)."""
@@ -68,9 +70,15 @@ class VideoGRPOTrainer(GRPOTrainer):
         rows = self._batch_rows
         assert rows is not None and len(rows) == len(prompts), "rollout called outside _generate_and_score_completions"
         t0 = time.perf_counter()
-        groups = rollout.build_groups(rows, self.processing_class, self.sampling, mode=self.recipe.mode,
-                                      think=self.recipe.think, for_vllm=self.llm is not None,
-                                      prompt_style=self.prompt_style)
+        groups = rollout.build_groups(
+            rows,
+            self.processing_class,
+            self.sampling,
+            mode=self.recipe.mode,
+            think=self.recipe.think,
+            for_vllm=self.llm is not None,
+            prompt_style=self.prompt_style,
+        )
         r = self.recipe
         if self.llm is not None:
             if self._synced_step != self.state.global_step:  # after every optimizer step (and before the first)
@@ -79,16 +87,29 @@ class VideoGRPOTrainer(GRPOTrainer):
                     rollout.sync_weights(self.llm, model)
                 self._synced_step = self.state.global_step
                 self.rollout_stats["vllm_syncs"] += 1
-            completions = rollout.vllm_generate(self.llm, groups, temperature=r.temperature, top_p=r.top_p,
-                                                max_tokens=r.max_completion_length, suppress=self._suppress)
+            completions = rollout.vllm_generate(
+                self.llm,
+                groups,
+                temperature=r.temperature,
+                top_p=r.top_p,
+                max_tokens=r.max_completion_length,
+                suppress=self._suppress,
+            )
         else:
             model = self.accelerator.unwrap_model(self.model)
             was_training = model.training
             model.eval()
             with self._gathered(model):
-                completions = rollout.hf_generate(model, self.processing_class, groups, temperature=r.temperature,
-                                                  top_p=r.top_p, max_tokens=r.max_completion_length,
-                                                  eos_ids=list(self.eos_token_ids), suppress=self._suppress)
+                completions = rollout.hf_generate(
+                    model,
+                    self.processing_class,
+                    groups,
+                    temperature=r.temperature,
+                    top_p=r.top_p,
+                    max_tokens=r.max_completion_length,
+                    eos_ids=list(self.eos_token_ids),
+                    suppress=self._suppress,
+                )
             model.train(was_training)
         prompt_ids, video_rows = [], []
         for g in groups:
@@ -132,22 +153,42 @@ class VideoGRPOTrainer(GRPOTrainer):
             raise RuntimeError(f"{len(rows)} video rows for a batch of {n} sequences")
         return rows
 
-    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
-                                           compute_entropy=False, compute_aux_loss=False, **kwargs):
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        **kwargs,
+    ):
         rows = self._video_rows_for(input_ids.size(0))
         if rows is None:
             return super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size=batch_size,
-                compute_entropy=compute_entropy, compute_aux_loss=compute_aux_loss, **kwargs)
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                **kwargs,
+            )
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies, all_aux = [], [], []
         device = input_ids.device
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask = input_ids[start:end], attention_mask[start:end]
-            model_inputs = {"input_ids": ids, "attention_mask": mask,
-                            "mm_token_type_ids": torch.as_tensor(
-                                self.processing_class.create_mm_token_type_ids(ids.tolist()), device=device)}
+            model_inputs = {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "mm_token_type_ids": torch.as_tensor(
+                    self.processing_class.create_mm_token_type_ids(ids.tolist()), device=device
+                ),
+            }
             for key in VIDEO_KEYS:
                 if key in rows[start]:
                     model_inputs[key] = torch.cat([r[key] for r in rows[start:end]]).to(device)
@@ -175,16 +216,26 @@ def grpo_dataset(rows: list[dict[str, Any]], recipe: GRPORecipe):
 
     ds = records_dataset(rows)
     style = recipe.resolved_prompt_style()
-    prompts = [[{"role": "user", "content": grounding_prompt(r["query"], float(r["duration"]), mode=recipe.mode,
-                                                             think=recipe.think, style=style)}] for r in rows]
+    prompts = [
+        [
+            {
+                "role": "user",
+                "content": grounding_prompt(
+                    r["query"], float(r["duration"]), mode=recipe.mode, think=recipe.think, style=style
+                ),
+            }
+        ]
+        for r in rows
+    ]
     ds = ds.add_column("prompt", prompts)
     if recipe.think and "think" not in ds.column_names:
         ds = ds.add_column("think", [True] * len(rows))  # the format reward then requires the <think> block
     return ds
 
 
-def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
-                       extra_rewards: dict[str, tuple[Any, float]] | None = None) -> VideoGRPOTrainer:
+def build_grpo_trainer(
+    recipe: GRPORecipe, callbacks: list | None = None, extra_rewards: dict[str, tuple[Any, float]] | None = None
+) -> VideoGRPOTrainer:
     """The configured trainer. `extra_rewards` {name: (fn, weight)} adds reward functions outside the registry."""
     from trl import GRPOConfig
 
@@ -223,14 +274,31 @@ def build_grpo_trainer(recipe: GRPORecipe, callbacks: list | None = None,
         use_vllm=False,  # rollouts go through our video-aware rollout_func (which uses vLLM itself)
         log_completions=recipe.log_completions,
     )
-    trainer = VideoGRPOTrainer(model=model, reward_funcs=funcs, args=args,
-                               train_dataset=grpo_dataset(rows, recipe), processing_class=processor,
-                               callbacks=callbacks, peft_config=peft_config, recipe=recipe)
+    trainer = VideoGRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=grpo_dataset(rows, recipe),
+        processing_class=processor,
+        callbacks=callbacks,
+        peft_config=peft_config,
+        recipe=recipe,
+    )
     install_merger_learning_rate(trainer, recipe)
     if recipe.video_check_every:  # scored as SFT would score the true answer, with the policy's own prompt
-        video_check.install(trainer, recipe, VideoGroundingCollator(
-            processor, recipe.frame_sampling(), mode=recipe.mode, think=recipe.think, max_length=recipe.max_length,
-            prompt_style=recipe.resolved_prompt_style()), rows)
+        video_check.install(
+            trainer,
+            recipe,
+            VideoGroundingCollator(
+                processor,
+                recipe.frame_sampling(),
+                mode=recipe.mode,
+                think=recipe.think,
+                max_length=recipe.max_length,
+                prompt_style=recipe.resolved_prompt_style(),
+            ),
+            rows,
+        )
     return trainer
 
 
@@ -240,5 +308,6 @@ def run_grpo(recipe: GRPORecipe, callbacks: list | None = None) -> Path:
 
     trainer = build_grpo_trainer(recipe, callbacks)
     rollouts = "vLLM" if trainer.llm is not None else "HF generate"
-    return train_and_export(trainer, recipe, "grpo", f"rewards {recipe.rewards}; rollouts via {rollouts}",
-                            close=trainer.close_llm)
+    return train_and_export(
+        trainer, recipe, "grpo", f"rewards {recipe.rewards}; rollouts via {rollouts}", close=trainer.close_llm
+    )

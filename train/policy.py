@@ -25,8 +25,11 @@ def is_merger(name: str) -> bool:
 
 def merger_modules(model) -> list[str]:
     """Full names of the merger modules (each deepstack merger separately: peft can't wrap a ModuleList)."""
-    return [n for n, m in model.named_modules()
-            if n.endswith("visual.merger") or re.search(r"visual\.deepstack_merger_list\.\d+$", n)]
+    return [
+        n
+        for n, m in model.named_modules()
+        if n.endswith("visual.merger") or re.search(r"visual\.deepstack_merger_list\.\d+$", n)
+    ]
 
 
 def lora_target_regex(modules: list[str]) -> str:
@@ -43,8 +46,10 @@ def load_model_and_processor(recipe):
     hf_fixes.apply()
     path = Path(recipe.model)
     if not (path / "config.json").is_file():
-        raise UserError(f"model: {path} is not a model folder (no config.json); build one with `vtg model tiny` "
-                        "or point `model` at downloaded weights")
+        raise UserError(
+            f"model: {path} is not a model folder (no config.json); build one with `vtg model tiny` "
+            "or point `model` at downloaded weights"
+        )
     dtype = torch.bfloat16 if recipe.use_bf16() else torch.float32
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
     processor = AutoProcessor.from_pretrained(path)
@@ -60,7 +65,9 @@ def lora_config(model, recipe):
 
     lora = recipe.lora
     return LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
         target_modules=lora_target_regex(lora.target_modules),
         modules_to_save=merger_modules(model) if recipe.train_merger else None,
         task_type="CAUSAL_LM",
@@ -114,8 +121,9 @@ def count_trainable(model) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def export_final(model, processor, out_dir: str | Path, sampling, recipe_yaml: str | None = None,
-                 prompt_style: str = "full") -> Path:
+def export_final(
+    model, processor, out_dir: str | Path, sampling, recipe_yaml: str | None = None, prompt_style: str = "full"
+) -> Path:
     """Write a self-contained model folder (LoRA merged) that vLLM and `from_pretrained` load, plus the sampling.
 
     `vtg_sampling.json` and `vtg_prompt.json` record the frame sampling and the prompt style used in training so

@@ -51,8 +51,9 @@ def group_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
     return groups
 
 
-def build_groups(rows, processor, sampling, *, mode: str, think: bool, for_vllm: bool,
-                 prompt_style: str = "full") -> list[PromptGroup]:
+def build_groups(
+    rows, processor, sampling, *, mode: str, think: bool, for_vllm: bool, prompt_style: str = "full"
+) -> list[PromptGroup]:
     """Decode each group's video once and build both the HF inputs and (when asked) the vLLM request from it."""
     from vtg.data.video import read_video_cached
     from vtg.engine import grounding_messages, hf_inputs, render_prompt, vllm_prompt
@@ -60,11 +61,18 @@ def build_groups(rows, processor, sampling, *, mode: str, think: bool, for_vllm:
     out = []
     for row, size in group_rows(rows):
         video = read_video_cached(row["video"], sampling)
-        prompt = render_prompt(processor, grounding_messages(row["query"], float(row["duration"]), mode=mode,
-                                                             think=think, style=prompt_style))
+        prompt = render_prompt(
+            processor,
+            grounding_messages(row["query"], float(row["duration"]), mode=mode, think=think, style=prompt_style),
+        )
         feats = dict(hf_inputs(processor, prompt, video))
-        g = PromptGroup(row=row, size=size, prompt_ids=feats["input_ids"][0].tolist(), hf_inputs=feats,
-                        video_inputs={k: feats[k] for k in VIDEO_KEYS if k in feats})
+        g = PromptGroup(
+            row=row,
+            size=size,
+            prompt_ids=feats["input_ids"][0].tolist(),
+            hf_inputs=feats,
+            video_inputs={k: feats[k] for k in VIDEO_KEYS if k in feats},
+        )
         if for_vllm:
             g.vllm_request = vllm_prompt(prompt, video)
         out.append(g)
@@ -74,18 +82,25 @@ def build_groups(rows, processor, sampling, *, mode: str, think: bool, for_vllm:
 # ---- vLLM ---------------------------------------------------------------------------------------------------------
 
 
-def make_colocated_llm(model_dir: str, *, gpu_memory_utilization: float, max_model_len: int, seed: int,
-                       **engine_overrides):
+def make_colocated_llm(
+    model_dir: str, *, gpu_memory_utilization: float, max_model_len: int, seed: int, **engine_overrides
+):
     """A vLLM engine in this process (weights can be replaced in place after each update)."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in-process: its model is reachable
     from vtg.engine import make_llm
 
-    return make_llm(model_dir, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                    seed=seed, enable_prefix_caching=False,
-                    # reset_prefix_cache() after each weight sync also empties the engine's encoder cache, while the
-                    # front end's processor cache still believes a seen video is cached: the next rollout on the same
-                    # video fails with "Encoder cache miss". Without that cache every request carries its video.
-                    mm_processor_cache_gb=0, **engine_overrides)
+    return make_llm(
+        model_dir,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+        seed=seed,
+        enable_prefix_caching=False,
+        # reset_prefix_cache() after each weight sync also empties the engine's encoder cache, while the
+        # front end's processor cache still believes a seen video is cached: the next rollout on the same
+        # video fails with "Encoder cache miss". Without that cache every request carries its video.
+        mm_processor_cache_gb=0,
+        **engine_overrides,
+    )
 
 
 def vllm_model(llm):
@@ -129,21 +144,40 @@ def sync_weights(llm, model) -> int:
     return len(weights)
 
 
-def vllm_generate(llm, groups: list[PromptGroup], *, temperature: float, top_p: float, max_tokens: int,
-                  suppress: list[int] = (), seed: int | None = None) -> list[list[int]]:
+def vllm_generate(
+    llm,
+    groups: list[PromptGroup],
+    *,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    suppress: list[int] = (),
+    seed: int | None = None,
+) -> list[list[int]]:
     """All completions, group by group, in batch row order (token ids, stop token included)."""
     from vllm import SamplingParams
 
     requests = [g.vllm_request for g in groups]
     bias = {t: -100.0 for t in suppress} or None
-    params = [SamplingParams(n=g.size, temperature=temperature, top_p=top_p, max_tokens=max_tokens, logit_bias=bias,
-                             seed=None if seed is None else seed + i) for i, g in enumerate(groups)]
+    params = [
+        SamplingParams(
+            n=g.size,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            logit_bias=bias,
+            seed=None if seed is None else seed + i,
+        )
+        for i, g in enumerate(groups)
+    ]
     outputs = llm.generate(requests, params, use_tqdm=False)
     completions = []
     for g, out in zip(groups, outputs):
         if len(out.prompt_token_ids) != len(g.prompt_ids):  # same frames + metadata → same video token count
-            raise RuntimeError(f"record {g.row['id']!r}: vLLM expanded the prompt to {len(out.prompt_token_ids)} "
-                               f"tokens, the HF processor to {len(g.prompt_ids)}: frames or time metadata differ")
+            raise RuntimeError(
+                f"record {g.row['id']!r}: vLLM expanded the prompt to {len(out.prompt_token_ids)} "
+                f"tokens, the HF processor to {len(g.prompt_ids)}: frames or time metadata differ"
+            )
         completions += [list(c.token_ids) for c in out.outputs]
     return completions
 
@@ -152,18 +186,34 @@ def vllm_generate(llm, groups: list[PromptGroup], *, temperature: float, top_p: 
 
 
 @torch.no_grad()
-def hf_generate(model, processor, groups: list[PromptGroup], *, temperature: float, top_p: float,
-                max_tokens: int, eos_ids: list[int], suppress: list[int] = ()) -> list[list[int]]:
+def hf_generate(
+    model,
+    processor,
+    groups: list[PromptGroup],
+    *,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    eos_ids: list[int],
+    suppress: list[int] = (),
+) -> list[list[int]]:
     """Sampled completions with the policy itself (slow; for debugging or where vLLM is unavailable)."""
     completions = []
     device = next(model.parameters()).device
     for g in groups:
         inputs = {k: v.to(device) for k, v in g.hf_inputs.items() if isinstance(v, torch.Tensor)}
-        out = model.generate(**inputs, do_sample=True, temperature=temperature, top_p=top_p,
-                             max_new_tokens=max_tokens, num_return_sequences=g.size, eos_token_id=eos_ids,
-                             pad_token_id=processor.tokenizer.pad_token_id,
-                             suppress_tokens=list(suppress) or None)
-        for seq in out[:, inputs["input_ids"].shape[1]:].tolist():
+        out = model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_tokens,
+            num_return_sequences=g.size,
+            eos_token_id=eos_ids,
+            pad_token_id=processor.tokenizer.pad_token_id,
+            suppress_tokens=list(suppress) or None,
+        )
+        for seq in out[:, inputs["input_ids"].shape[1] :].tolist():
             cut = next((i + 1 for i, t in enumerate(seq) if t in eos_ids), len(seq))  # keep the stop token
             completions.append(seq[:cut])
     return completions

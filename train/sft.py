@@ -19,8 +19,7 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     from vtg.data.video import set_cache_budget
     from vtg.train import video_check, vision_cache
     from vtg.train.collator import VideoGroundingCollator
-    from vtg.train.common import (install_merger_learning_rate, load_training_records, records_dataset,
-                                  trainer_kwargs)
+    from vtg.train.common import install_merger_learning_rate, load_training_records, records_dataset, trainer_kwargs
     from vtg.train.policy import load_model_and_processor, prepare_trainable
 
     rows = load_training_records(recipe.train_file, recipe.max_samples)
@@ -28,16 +27,28 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
     model, processor = load_model_and_processor(recipe)
     model = prepare_trainable(model, recipe)
     vision_cache.install(model, recipe.vision_feature_cache_mb)
-    collator = VideoGroundingCollator(processor, recipe.frame_sampling(), mode=recipe.mode, think=recipe.think,
-                                      max_length=recipe.max_length, prompt_style=recipe.resolved_prompt_style())
+    collator = VideoGroundingCollator(
+        processor,
+        recipe.frame_sampling(),
+        mode=recipe.mode,
+        think=recipe.think,
+        max_length=recipe.max_length,
+        prompt_style=recipe.resolved_prompt_style(),
+    )
     args = SFTConfig(
         **trainer_kwargs(recipe),
         max_length=None,  # the collator enforces max_length per record, naming it (truncating video tokens breaks)
         dataset_kwargs={"skip_prepare_dataset": True},
         packing=False,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=records_dataset(rows), data_collator=collator,
-                         processing_class=processor, callbacks=callbacks)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=records_dataset(rows),
+        data_collator=collator,
+        processing_class=processor,
+        callbacks=callbacks,
+    )
     install_merger_learning_rate(trainer, recipe)
     video_check.install(trainer, recipe, collator, rows)
     return trainer

@@ -24,9 +24,20 @@ FAMILIES = ("qwen2.5-vl", "qwen3-vl")
 
 # Special tokens in the families' own order, so the ids sit in the same relative order as in the real vocabularies.
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 THINK_TOKENS = ["<think>", "</think>"]  # added tokens, not "special": decoding with skip_special_tokens keeps them
 
@@ -142,8 +153,16 @@ def _corpus(seed: int) -> list[str]:
     and a 2-layer model had to assemble the name from letters before it could look for the object. (Whole-word
     names did not make it bind the query to its object either: bench/learning/README.md, "Binding, 2026-11-27".)"""
     rng = random.Random(seed)
-    texts = [" ".join(_WORDS), NOT_PRESENT, "0123456789 .,;:'\"?!()[]-", "<think>", "</think>",
-             "system\nYou are a helpful assistant.", "user\n", "assistant\n"] * 20
+    texts = [
+        " ".join(_WORDS),
+        NOT_PRESENT,
+        "0123456789 .,;:'\"?!()[]-",
+        "<think>",
+        "</think>",
+        "system\nYou are a helpful assistant.",
+        "user\n",
+        "assistant\n",
+    ] * 20
     from vtg.data.synth import all_query_texts
 
     world = all_query_texts()
@@ -166,12 +185,17 @@ def _train_tokenizer(seed: int):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=512,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(seed), trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=32768,
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
         clean_up_tokenization_spaces=False,
     )
     fast.add_tokens(THINK_TOKENS, special_tokens=False)
@@ -183,20 +207,35 @@ def _vocab_size(tokenizer) -> int:
 
 
 def _token_ids(tokenizer) -> dict[str, int]:
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                                                            "<|video_pad|>", "<|endoftext|>", "<|im_end|>")}
-    return {"vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
-            "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
-            "pad": ids["<|endoftext|>"], "eos": ids["<|im_end|>"]}
+    ids = {
+        t: tokenizer.convert_tokens_to_ids(t)
+        for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|endoftext|>", "<|im_end|>")
+    }
+    return {
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "pad": ids["<|endoftext|>"],
+        "eos": ids["<|im_end|>"],
+    }
 
 
 def _text_kwargs(size: TinySize, vocab: int, ids: dict, mrope_section: list[int], **extra) -> dict:
     return dict(
-        vocab_size=vocab, hidden_size=size.text_hidden, intermediate_size=size.text_intermediate,
-        num_hidden_layers=size.text_layers, num_attention_heads=size.text_heads,
-        num_key_value_heads=size.text_kv_heads, head_dim=64,
-        max_position_embeddings=32768, rms_norm_eps=1e-6, pad_token_id=ids["pad"], eos_token_id=ids["eos"],
-        bos_token_id=ids["pad"], rope_parameters={"rope_type": "default", "mrope_section": mrope_section, **extra},
+        vocab_size=vocab,
+        hidden_size=size.text_hidden,
+        intermediate_size=size.text_intermediate,
+        num_hidden_layers=size.text_layers,
+        num_attention_heads=size.text_heads,
+        num_key_value_heads=size.text_kv_heads,
+        head_dim=64,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        pad_token_id=ids["pad"],
+        eos_token_id=ids["eos"],
+        bos_token_id=ids["pad"],
+        rope_parameters={"rope_type": "default", "mrope_section": mrope_section, **extra},
     )
 
 
@@ -205,12 +244,22 @@ def _qwen25_config(size: TinySize, vocab: int, ids: dict):
 
     text = _text_kwargs(size, vocab, ids, [8, 12, 12], rope_theta=1000000.0)  # 8+12+12 = head_dim / 2
     vision = dict(
-        depth=2, hidden_size=size.vision_hidden, intermediate_size=size.vision_intermediate, num_heads=2,
-        out_hidden_size=size.text_hidden, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-        window_size=56, fullatt_block_indexes=[1], tokens_per_second=2,
+        depth=2,
+        hidden_size=size.vision_hidden,
+        intermediate_size=size.vision_intermediate,
+        num_heads=2,
+        out_hidden_size=size.text_hidden,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=56,
+        fullatt_block_indexes=[1],
+        tokens_per_second=2,
     )
     return Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=True,
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=True,
         **{k: ids[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")},
     )
 
@@ -223,39 +272,72 @@ def _qwen3_config(size: TinySize, vocab: int, ids: dict):
     text.pop("bos_token_id")
     text.pop("eos_token_id")
     vision = dict(
-        depth=2, hidden_size=size.vision_hidden, intermediate_size=size.vision_intermediate, num_heads=2,
-        out_hidden_size=size.text_hidden, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
-        num_position_embeddings=576, deepstack_visual_indexes=[0],
+        depth=2,
+        hidden_size=size.vision_hidden,
+        intermediate_size=size.vision_intermediate,
+        num_heads=2,
+        out_hidden_size=size.text_hidden,
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=576,
+        deepstack_visual_indexes=[0],
     )
     return Qwen3VLConfig(
-        text_config=text, vision_config=vision, tie_word_embeddings=True,
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=True,
         **{k: ids[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")},
     )
 
 
 def _processor(family: str, tokenizer):
     """The family's processor. Pixel budgets are small (a tiny model sees tiny frames) but keep the real rules."""
-    from transformers import (Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor,
-                              Qwen3VLProcessor, Qwen3VLVideoProcessor)
+    from transformers import (
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     if family == "qwen2.5-vl":
         factor = 28
-        image = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2,
-                                      size={"shortest_edge": 4 * factor**2, "longest_edge": 256 * factor**2})
-        video = Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2,
-                                      size={"shortest_edge": 4 * factor**2, "longest_edge": 64 * factor**2})
-        return Qwen2_5_VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
-                                   chat_template=QWEN25_VL_TEMPLATE)
+        image = Qwen2VLImageProcessor(
+            patch_size=14,
+            merge_size=2,
+            temporal_patch_size=2,
+            size={"shortest_edge": 4 * factor**2, "longest_edge": 256 * factor**2},
+        )
+        video = Qwen2VLVideoProcessor(
+            patch_size=14,
+            merge_size=2,
+            temporal_patch_size=2,
+            size={"shortest_edge": 4 * factor**2, "longest_edge": 64 * factor**2},
+        )
+        return Qwen2_5_VLProcessor(
+            image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=QWEN25_VL_TEMPLATE
+        )
     factor = 32
     # Qwen3-VL releases normalize images and videos with mean = std = 0.5 (transformers' image-processor default is
     # CLIP's); vLLM normalizes videos with the image statistics, so the two must agree.
-    image = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3,
-                                  image_std=[0.5] * 3,
-                                  size={"shortest_edge": 4 * factor**2, "longest_edge": 256 * factor**2})
-    video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
-                                  size={"shortest_edge": 4 * factor**2, "longest_edge": 64 * 32 * factor**2})
-    return Qwen3VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video,
-                            chat_template=QWEN3_VL_TEMPLATE)
+    image = Qwen2VLImageProcessor(
+        patch_size=16,
+        merge_size=2,
+        temporal_patch_size=2,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+        size={"shortest_edge": 4 * factor**2, "longest_edge": 256 * factor**2},
+    )
+    video = Qwen3VLVideoProcessor(
+        patch_size=16,
+        merge_size=2,
+        temporal_patch_size=2,
+        size={"shortest_edge": 4 * factor**2, "longest_edge": 64 * 32 * factor**2},
+    )
+    return Qwen3VLProcessor(
+        image_processor=image, tokenizer=tokenizer, video_processor=video, chat_template=QWEN3_VL_TEMPLATE
+    )
 
 
 def build_tiny_model(family: str, out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
@@ -278,7 +360,7 @@ def build_tiny_model(family: str, out_dir: str | Path, size: str = "tiny", seed:
     else:
         model = Qwen3VLForConditionalGeneration(_qwen3_config(dims, _vocab_size(tokenizer), ids))
     model.generation_config = GenerationConfig(
-        eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], bos_token_id=ids["pad"], do_sample=False,
+        eos_token_id=[ids["eos"], ids["pad"]], pad_token_id=ids["pad"], bos_token_id=ids["pad"], do_sample=False
     )
     model.save_pretrained(out, safe_serialization=True)
     _processor(family, tokenizer).save_pretrained(out)
@@ -286,8 +368,9 @@ def build_tiny_model(family: str, out_dir: str | Path, size: str = "tiny", seed:
     # A model trained from scratch learns to read the video far sooner without the instruction text between the
     # video and the answer (bench/learning/probe_results.md); training, eval and serving read this choice back.
     save_prompt_style(out, "short")
-    (out / "vtg_tiny.json").write_text(json.dumps({"family": family, "size": size, "seed": seed,
-                                                   "params": count_params(model)}, indent=1))
+    (out / "vtg_tiny.json").write_text(
+        json.dumps({"family": family, "size": size, "seed": seed, "params": count_params(model)}, indent=1)
+    )
     return out
 
 

@@ -48,8 +48,9 @@ def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
     if not records:
         from vtg.errors import UserError
 
-        raise UserError(f"video_check_every: {recipe.train_file} has no record with a moment to check on; set "
-                        "video_check_every: 0")
+        raise UserError(
+            f"video_check_every: {recipe.train_file} has no record with a moment to check on; set video_check_every: 0"
+        )
     import torch
     from transformers import Trainer, TrainerCallback
 
@@ -81,8 +82,11 @@ def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
 
         def _run(self, state, control):
             own, shuffled = self.scores()
-            logs = {"video_check/own_loss": own, "video_check/shuffled_loss": shuffled,
-                    "video_check/gap": shuffled - own}
+            logs = {
+                "video_check/own_loss": own,
+                "video_check/shuffled_loss": shuffled,
+                "video_check/gap": shuffled - own,
+            }
             self.history.append({"step": state.global_step, **logs})
             # the base Trainer.log: TRL's SFT/GRPO overrides would flush their step metrics into this entry;
             # logging clears control.should_log, which the trainer's own log of this step still needs
@@ -101,12 +105,18 @@ def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
             if not self.history or not trainer.accelerator.is_main_process:
                 return
             last = self.history[-1]
-            verdict = ("uses the video" if last["video_check/gap"] >= GAP_READS_VIDEO else
-                       "does NOT yet use the video: its answers do not depend on when things are shown")
-            print(f"[vtg] video check at step {last['step']}: answer loss {last['video_check/own_loss']:.4f} "
-                  f"with the frames in order, {last['video_check/shuffled_loss']:.4f} shuffled (gap "
-                  f"{last['video_check/gap']:+.4f}; >= {GAP_READS_VIDEO} counts as reading): the model "
-                  f"{verdict}", flush=True)
+            verdict = (
+                "uses the video"
+                if last["video_check/gap"] >= GAP_READS_VIDEO
+                else "does NOT yet use the video: its answers do not depend on when things are shown"
+            )
+            print(
+                f"[vtg] video check at step {last['step']}: answer loss {last['video_check/own_loss']:.4f} "
+                f"with the frames in order, {last['video_check/shuffled_loss']:.4f} shuffled (gap "
+                f"{last['video_check/gap']:+.4f}; >= {GAP_READS_VIDEO} counts as reading): the model "
+                f"{verdict}",
+                flush=True,
+            )
 
     check = VideoCheck()
     trainer.add_callback(check)

@@ -35,8 +35,7 @@ def install(model, budget_mb: int) -> bool:
         return False
     visual = vision_tower(model)
     if not supported(visual):
-        log.warning("vision_feature_cache_mb: %s is not a Qwen2.5-VL tower; running it uncached",
-                    type(visual).__name__)
+        log.warning("vision_feature_cache_mb: %s is not a Qwen2.5-VL tower; running it uncached", type(visual).__name__)
         return False
     visual._vtg_feature_cache = FeatureCache(budget_mb * 2**20)
     # a bound method (not a closure) so that a deep copy (TRL's reference model) binds to the copy's own merger
@@ -81,7 +80,11 @@ def _key(pixel_values, grid) -> tuple:
     import torch
 
     data = pixel_values.detach().contiguous().view(-1).view(torch.uint8).cpu().numpy()
-    return (tuple(grid.tolist()), str(pixel_values.dtype), hashlib.sha256(data).digest())  # ~2x faster than blake2b here
+    return (
+        tuple(grid.tolist()),
+        str(pixel_values.dtype),
+        hashlib.sha256(data).digest(),
+    )  # ~2x faster than blake2b here
 
 
 def _frozen_below_merger(visual) -> bool:
@@ -98,8 +101,12 @@ def _tower_once(visual, pixel_values, grid_thw, kwargs) -> tuple:
         hook.remove()
     from transformers.vision_utils import get_vision_window_index
 
-    window_index, _ = get_vision_window_index(grid_thw, spatial_merge_size=visual.spatial_merge_size,
-                                              window_size=visual.window_size, patch_size=visual.patch_size)
+    window_index, _ = get_vision_window_index(
+        grid_thw,
+        spatial_merge_size=visual.spatial_merge_size,
+        window_size=visual.window_size,
+        patch_size=visual.patch_size,
+    )
     return out, (captured[0], window_index.argsort().to(captured[0].device))
 
 
@@ -131,10 +138,13 @@ def _cached_forward(self, hidden_states, grid_thw, **kwargs):
             out, entry = _tower_once(self, chunk, grid[None], kwargs)
             with torch.no_grad():  # before trusting an entry: it must give the tower's own output (cheap: merger only)
                 again = _merged(self, entry)
-            if again.shape != out.pooler_output.shape or not torch.allclose(again, out.pooler_output, rtol=1e-5,
-                                                                            atol=1e-6):
-                log.warning("vision feature cache off: merger(cached features) differs from the tower's own output "
-                            "(a transformers change?)")
+            if again.shape != out.pooler_output.shape or not torch.allclose(
+                again, out.pooler_output, rtol=1e-5, atol=1e-6
+            ):
+                log.warning(
+                    "vision feature cache off: merger(cached features) differs from the tower's own output "
+                    "(a transformers change?)"
+                )
                 cache.enabled = False
                 return type(self).forward(self, hidden_states, grid_thw, **kwargs)
             cache.checked = True

@@ -1,2 +1,3 @@
 """vtg: video temporal grounding."""
+
 __version__ = "0.1.0"

@@ -30,12 +30,22 @@ VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 
 # ---- messages and prompts -----------------------------------------------------------------------------------------
 
-def grounding_messages(query: str, duration: float, *, mode: str = "multi", think: bool = True,
-                       style: str = "full", system: str | None = None) -> list[dict]:
+
+def grounding_messages(
+    query: str,
+    duration: float,
+    *,
+    mode: str = "multi",
+    think: bool = True,
+    style: str = "full",
+    system: str | None = None,
+) -> list[dict]:
     """Chat messages for one grounding question: [system], user = (video, grounding prompt in `style`), or (prompt,
     video) for a style that puts the query first."""
-    parts = [{"type": "video"},
-             {"type": "text", "text": grounding_prompt(query, duration, mode=mode, think=think, style=style)}]
+    parts = [
+        {"type": "video"},
+        {"type": "text", "text": grounding_prompt(query, duration, mode=mode, think=think, style=style)},
+    ]
     user = {"role": "user", "content": parts[::-1] if query_before_video(style) else parts}
     if system is None:
         return [user]
@@ -50,11 +60,14 @@ def render_prompt(processor, messages: list[dict], add_generation_prompt: bool =
 def _check_one_video(prompt: str, where: str) -> None:
     n = prompt.count(VIDEO_PLACEHOLDER)
     if n != 1:
-        raise ValueError(f"{where}: expected exactly one video placeholder {VIDEO_PLACEHOLDER!r} in the prompt, "
-                         f"found {n}; build it with render_prompt(processor, grounding_messages(...))")
+        raise ValueError(
+            f"{where}: expected exactly one video placeholder {VIDEO_PLACEHOLDER!r} in the prompt, "
+            f"found {n}; build it with render_prompt(processor, grounding_messages(...))"
+        )
 
 
 # ---- transformers -------------------------------------------------------------------------------------------------
+
 
 def hf_inputs(processor, prompt_or_prompts: str | Sequence[str], video_or_videos, **processor_kwargs):
     """Processor inputs (BatchFeature, torch tensors) for prompt(s) with one DecodedVideo each.
@@ -84,6 +97,7 @@ def hf_inputs(processor, prompt_or_prompts: str | Sequence[str], video_or_videos
 
 # ---- vLLM ---------------------------------------------------------------------------------------------------------
 
+
 def presampled_kwargs() -> dict[str, Any]:
     """Processor kwargs for frames sampled by vtg.data.video: no resampling, no second resize."""
     from vtg.data.video import PRESAMPLED_VIDEO_KWARGS
@@ -94,8 +108,11 @@ def presampled_kwargs() -> dict[str, Any]:
 def vllm_prompt(prompt: str, video) -> dict:
     """A vLLM prompt dict: text, the (frames, metadata) pair, and processor kwargs that keep frames as sampled."""
     _check_one_video(prompt, "vllm_prompt")
-    return {"prompt": prompt, "multi_modal_data": {"video": [video.vllm_video()]},
-            "mm_processor_kwargs": presampled_kwargs()}
+    return {
+        "prompt": prompt,
+        "multi_modal_data": {"video": [video.vllm_video()]},
+        "mm_processor_kwargs": presampled_kwargs(),
+    }
 
 
 def on_cpu() -> bool:
@@ -110,11 +127,22 @@ def llm_defaults(cpu: bool) -> dict[str, Any]:
     KV-cache RAM share there, and up to 128 sequences per step: decoding is bound by per-step overheads there, so
     the batch is what buys throughput (bench/rollouts/README.md: 32 prompts × 8 samples on the `small` tiny model,
     2 cores, ~3,600–4,200 tokens/s at 16 sequences, ~7,000–10,300 at 128 or 256)."""
-    common = {"limit_mm_per_prompt": {"video": 1}, "mm_processor_kwargs": presampled_kwargs(),
-              "max_model_len": 8192, "seed": 0, "disable_log_stats": True}
+    common = {
+        "limit_mm_per_prompt": {"video": 1},
+        "mm_processor_kwargs": presampled_kwargs(),
+        "max_model_len": 8192,
+        "seed": 0,
+        "disable_log_stats": True,
+    }
     if cpu:
-        return {**common, "dtype": "float32", "enforce_eager": True, "gpu_memory_utilization": 0.1,
-                "distributed_executor_backend": "uni", "max_num_seqs": 128}
+        return {
+            **common,
+            "dtype": "float32",
+            "enforce_eager": True,
+            "gpu_memory_utilization": 0.1,
+            "distributed_executor_backend": "uni",
+            "max_num_seqs": 128,
+        }
     return {**common, "dtype": "bfloat16", "gpu_memory_utilization": 0.85}
 
 
@@ -198,6 +226,7 @@ def close_llm(llm) -> None:
 
 # ---- is the video in the gradient? ---------------------------------------------------------------------------------
 
+
 def vision_tower(model):
     """The vision encoder of a transformers Qwen-VL model (with or without a peft wrapper)."""
     for obj in (model, getattr(model, "model", None), getattr(getattr(model, "base_model", None), "model", None)):
@@ -222,11 +251,13 @@ def vision_grad_norms(model) -> dict[str, float]:
 
 # ---- model folders: family and frame sampling ---------------------------------------------------------------------
 
+
 def _model_path(model_dir: str | Path) -> Path:
     path = Path(model_dir)
     if not (path / "config.json").is_file():
-        raise UserError(f"{path}: not a model folder (no config.json); give a folder written by save_pretrained "
-                        "or `vtg model tiny`")
+        raise UserError(
+            f"{path}: not a model folder (no config.json); give a folder written by save_pretrained or `vtg model tiny`"
+        )
     return path
 
 
@@ -238,8 +269,10 @@ def family_of(model_dir: str | Path) -> str:
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{path}: unreadable config ({e})") from None
     if model_type not in FAMILY_OF_MODEL_TYPE:
-        raise UserError(f"{path}: model_type {model_type!r} is not a supported family; expected one of "
-                        f"{sorted(FAMILY_OF_MODEL_TYPE)}")
+        raise UserError(
+            f"{path}: model_type {model_type!r} is not a supported family; expected one of "
+            f"{sorted(FAMILY_OF_MODEL_TYPE)}"
+        )
     return FAMILY_OF_MODEL_TYPE[model_type]
 
 
@@ -274,8 +307,10 @@ def sampling_for_model(model_dir: str | Path):
         raise UserError(f"{path}: not valid JSON ({e})") from None
     sampling = FrameSampling.from_dict(data, where=str(path))
     if sampling.image_factor != IMAGE_FACTOR[family]:
-        raise UserError(f"{path}: image_factor {sampling.image_factor} does not fit a {family} model "
-                        f"(expected {IMAGE_FACTOR[family]}); fix the recipe's sampling and re-save")
+        raise UserError(
+            f"{path}: image_factor {sampling.image_factor} does not fit a {family} model "
+            f"(expected {IMAGE_FACTOR[family]}); fix the recipe's sampling and re-save"
+        )
     return sampling
 
 

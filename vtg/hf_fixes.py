@@ -30,8 +30,16 @@ def apply() -> None:
     _applied = True
 
 
-def qwen25_rope_index(self, input_ids, mm_token_type_ids, image_grid_thw=None, video_grid_thw=None,
-                      second_per_grid_ts=None, attention_mask=None, **kwargs):
+def qwen25_rope_index(
+    self,
+    input_ids,
+    mm_token_type_ids,
+    image_grid_thw=None,
+    video_grid_thw=None,
+    second_per_grid_ts=None,
+    attention_mask=None,
+    **kwargs,
+):
     """transformers' Qwen2_5_VLModel.get_rope_index with the reference rule for what follows a vision span:
     the next text position is max(vision positions) + 1."""
     import torch
@@ -39,8 +47,10 @@ def qwen25_rope_index(self, input_ids, mm_token_type_ids, image_grid_thw=None, v
     merge = self.config.vision_config.spatial_merge_size
     tokens_per_second = self.config.vision_config.tokens_per_second
     position_ids = torch.zeros(3, *input_ids.shape, dtype=input_ids.dtype, device=input_ids.device)
-    grids = {1: iter(image_grid_thw) if image_grid_thw is not None else None,
-             2: iter(video_grid_thw) if video_grid_thw is not None else None}
+    grids = {
+        1: iter(image_grid_thw) if image_grid_thw is not None else None,
+        2: iter(video_grid_thw) if video_grid_thw is not None else None,
+    }
     seconds = iter(second_per_grid_ts) if second_per_grid_ts is not None else itertools.repeat(1)
     deltas = []
     for b, ids in enumerate(input_ids):
@@ -58,8 +68,10 @@ def qwen25_rope_index(self, input_ids, mm_token_type_ids, image_grid_thw=None, v
             interval = tokens_per_second * next(seconds) if modality == 2 else 1  # images have no time axis
             vision = self.get_vision_position_ids(pos, grid, 1, merge, interval, device=ids.device)
             if vision.shape[1] != n:
-                raise ValueError(f"rope index: a vision span of {n} tokens but grid {grid.tolist()} gives "
-                                 f"{vision.shape[1]} positions")
+                raise ValueError(
+                    f"rope index: a vision span of {n} tokens but grid {grid.tolist()} gives "
+                    f"{vision.shape[1]} positions"
+                )
             parts.append(vision)
             pos = int(vision.max()) + 1  # the reference rule (transformers: pos += max(h, w) // merge)
         positions = torch.cat(parts, dim=1)

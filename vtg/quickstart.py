@@ -18,7 +18,8 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "quickstart", help="synth data -> tiny model -> SFT -> GRPO -> eval report, on a CPU",
+        "quickstart",
+        help="synth data -> tiny model -> SFT -> GRPO -> eval report, on a CPU",
         description="Runs the whole vtg pipeline small on the embedded synthetic world and writes a report. "
         "Stages whose outputs exist are reused; --fresh starts over.",
     )
@@ -27,15 +28,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     # one object per video, 3000 videos, the tiny recipes' own step counts: 26.6 min alone on 2 cores (README).
     # A smoke run is `--videos 400 --sft-steps 2000 --grpo-steps 10` (minutes, but it answers from text priors).
     p.add_argument("--videos", type=int, default=3000, help="synthetic videos to generate (default 3000)")
-    p.add_argument("--kinds", default="single",
-                   help="query kinds of the synthetic world, comma-separated, from "
-                        "single,multi,compositional,absent (default single: the tiny model does not learn the "
-                        "four-kind world yet)")
+    p.add_argument(
+        "--kinds",
+        default="single",
+        help="query kinds of the synthetic world, comma-separated, from "
+        "single,multi,compositional,absent (default single: the tiny model does not learn the "
+        "four-kind world yet)",
+    )
     p.add_argument("--family", choices=["qwen2.5-vl", "qwen3-vl"], default="qwen2.5-vl")
-    p.add_argument("--sft-steps", type=int, default=None,
-                   help="SFT steps (default: recipes/tiny/sft/config_default.yaml's max_steps)")
-    p.add_argument("--grpo-steps", type=int, default=None,
-                   help="GRPO steps (default: recipes/tiny/grpo/config_default.yaml's max_steps)")
+    p.add_argument(
+        "--sft-steps",
+        type=int,
+        default=None,
+        help="SFT steps (default: recipes/tiny/sft/config_default.yaml's max_steps)",
+    )
+    p.add_argument(
+        "--grpo-steps",
+        type=int,
+        default=None,
+        help="GRPO steps (default: recipes/tiny/grpo/config_default.yaml's max_steps)",
+    )
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most N test queries")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete --out first")
@@ -76,17 +88,21 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(total=10)
     data = out / "data"
-    world = SynthConfig(n_videos=args.videos, seed=args.seed, min_duration=8.0, max_duration=20.0,
-                        kinds=_kinds(args.kinds))  # checks --kinds before anything runs
+    world = SynthConfig(
+        n_videos=args.videos, seed=args.seed, min_duration=8.0, max_duration=20.0, kinds=_kinds(args.kinds)
+    )  # checks --kinds before anything runs
     check_reused_world(world, data)
     stages.run("synthetic world", data / "test.jsonl", lambda: generate(world, data, progress=True))
     base = out / "model-base"
-    stages.run("tiny model", base / "config.json",
-               lambda: build_tiny_model(args.family, base, size="small", seed=args.seed))
+    stages.run(
+        "tiny model", base / "config.json", lambda: build_tiny_model(args.family, base, size="small", seed=args.seed)
+    )
     sft = _train_stage(stages, "sft", out, data, base, args.sft_steps, args.seed)
     grpo = _train_stage(stages, "grpo", out, data, sft, args.grpo_steps, args.seed)
-    runs = [_eval_stage(stages, f"eval {name}", model, out / "eval" / name, data / "test.jsonl", args.eval_limit)
-            for name, model in (("base", base), ("sft", sft), ("grpo", grpo))]
+    runs = [
+        _eval_stage(stages, f"eval {name}", model, out / "eval" / name, data / "test.jsonl", args.eval_limit)
+        for name, model in (("base", base), ("sft", sft), ("grpo", grpo))
+    ]
     control = _video_control(stages, grpo, out, data, args.eval_limit, args.seed)
     from vtg.eval.report import write_report
 
@@ -110,13 +126,11 @@ def _kinds(text: str) -> tuple[str, ...]:
     return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
-def _train_stage(stages: Stages, method: str, out: Path, data: Path, init: Path, steps: int | None,
-                 seed: int) -> Path:
+def _train_stage(stages: Stages, method: str, out: Path, data: Path, init: Path, steps: int | None, seed: int) -> Path:
     from vtg.train.config import GRPORecipe, SFTRecipe, load_recipe
 
     target = out / f"model-{method}"
-    overrides = {"model": str(init), "train_file": str(data / "train.jsonl"), "output_dir": str(target),
-                 "seed": seed}
+    overrides = {"model": str(init), "train_file": str(data / "train.jsonl"), "output_dir": str(target), "seed": seed}
     if steps is not None:
         overrides["max_steps"] = steps
     cls = SFTRecipe if method == "sft" else GRPORecipe
@@ -152,8 +166,9 @@ def _video_control(stages: Stages, model: Path, out: Path, data: Path, limit: in
     for which, records in (("own", own), ("swapped", swapped)):
         run_dir = folder / which
         if n == 0:
-            stages.run(f"video control ({which} videos)", run_dir, lambda: print("  no test videos to swap"),
-                       reuse=False)
+            stages.run(
+                f"video control ({which} videos)", run_dir, lambda: print("  no test videos to swap"), reuse=False
+            )
             continue
         _eval_stage(stages, f"video control ({which} videos)", model, run_dir, records, limit)
         metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
@@ -168,17 +183,28 @@ def _control_markdown(control: dict) -> str:
     if "own" not in control:
         return "\n".join(lines + ["Not run: the test split has no two single/multi videos of equal duration.", ""])
     own, swapped = control["own"], control["swapped"]
-    lines += [f"The same {control['queries']} single/multi test queries, asked with their own videos and with each "
-              "video swapped for another test video of the same duration. A model that reads the video scores "
-              "lower with swapped videos; equal scores mean it answers from the text alone.", "",
-              "| videos | R1@0.5 | R1@0.7 | mIoU |", "|---|---|---|---|"]
+    lines += [
+        f"The same {control['queries']} single/multi test queries, asked with their own videos and with each "
+        "video swapped for another test video of the same duration. A model that reads the video scores "
+        "lower with swapped videos; equal scores mean it answers from the text alone.",
+        "",
+        "| videos | R1@0.5 | R1@0.7 | mIoU |",
+        "|---|---|---|---|",
+    ]
     for name, m in (("own", own), ("swapped", swapped)):
         lines.append(f"| {name} | {m['R@1,IoU=0.5']:.1f} | {m['R@1,IoU=0.7']:.1f} | {m['mIoU']:.1f} |")
     gap = own["mIoU"] - swapped["mIoU"]
-    lines += ["", f"mIoU drops by {gap:.1f} points with swapped videos: "
-              + ("the model reads the video." if reads_video(own["mIoU"], swapped["mIoU"])
-                 else "**the model does not (yet) read the video**; "
-                 "its answers come from text priors (train longer: recipes/tiny/sft)."), ""]
+    lines += [
+        "",
+        f"mIoU drops by {gap:.1f} points with swapped videos: "
+        + (
+            "the model reads the video."
+            if reads_video(own["mIoU"], swapped["mIoU"])
+            else "**the model does not (yet) read the video**; "
+            "its answers come from text priors (train longer: recipes/tiny/sft)."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 

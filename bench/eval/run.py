@@ -29,8 +29,9 @@ def make_inputs(tmp: Path, n_videos: int) -> tuple[Path, Path]:
 
     model = build_tiny_model("qwen2.5-vl", tmp / "model", size="tiny", seed=0)
     world = tmp / "world"
-    splits = generate(SynthConfig(n_videos=n_videos, seed=0, fps=2.0, size=56, min_duration=8.0, max_duration=16.0),
-                      world, workers=1)
+    splits = generate(
+        SynthConfig(n_videos=n_videos, seed=0, fps=2.0, size=56, min_duration=8.0, max_duration=16.0), world, workers=1
+    )
     rows = [dict(r.to_dict(), video=r.video_path(Path(p).parent)) for p in splits.values() for r in load_records(p)]
     write_jsonl(rows, tmp / "records.jsonl")
     return model, tmp / "records.jsonl"
@@ -41,20 +42,32 @@ def bench_vllm(model: Path, records: Path, n: int, max_new_tokens: int, batch_si
     from vtg.eval.job import run_job
     from vtg.eval.predictions import read_predictions
 
-    cfg = EvalConfig(benchmark="bench", records=str(records), mode="multi", think=False,
-                     max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size, decode_workers=2,
-                     vllm={"max_num_seqs": batch_size})
+    cfg = EvalConfig(
+        benchmark="bench",
+        records=str(records),
+        mode="multi",
+        think=False,
+        max_new_tokens=max_new_tokens,
+        temperature=0.0,
+        batch_size=batch_size,
+        decode_workers=2,
+        vllm={"max_num_seqs": batch_size},
+    )
     summary = run_job(cfg, out=tmp / "vllm_run", model=str(model), limit=n, progress=None)
     lines = read_predictions(tmp / "vllm_run" / "predictions.jsonl")
     loop_s = summary["loop_s"]  # decode + prompts + generate + writing lines; setup (imports, engine) apart
-    return {"queries": summary["ran"], "wall_s_with_engine_start": summary["wall_s"],
-            "engine_start_s": summary["engine_start_s"], "loop_s": round(loop_s, 3),
-            "queries_per_s": round(summary["ran"] / loop_s, 3),
-            "queries_per_s_with_engine_start": summary["queries_per_s"],
-            "completion_tokens": sum(x.get("completion_tokens", 0) for x in lines.values()),
-            "errors": sum(1 for x in lines.values() if x["error"]),
-            "decode_s_sum": round(sum(x["decode_s"] for x in lines.values()), 3),
-            "engine_s_sum": round(sum(x["latency_s"] for x in lines.values()), 3)}
+    return {
+        "queries": summary["ran"],
+        "wall_s_with_engine_start": summary["wall_s"],
+        "engine_start_s": summary["engine_start_s"],
+        "loop_s": round(loop_s, 3),
+        "queries_per_s": round(summary["ran"] / loop_s, 3),
+        "queries_per_s_with_engine_start": summary["queries_per_s"],
+        "completion_tokens": sum(x.get("completion_tokens", 0) for x in lines.values()),
+        "errors": sum(1 for x in lines.values() if x["error"]),
+        "decode_s_sum": round(sum(x["decode_s"] for x in lines.values()), 3),
+        "engine_s_sum": round(sum(x["latency_s"] for x in lines.values()), 3),
+    }
 
 
 def bench_hf(model: Path, records: Path, n: int, max_new_tokens: int) -> dict:
@@ -74,15 +87,20 @@ def bench_hf(model: Path, records: Path, n: int, max_new_tokens: int) -> dict:
     t0 = time.perf_counter()
     for r in recs:
         video = read_video(r.video, sampling)
-        prompt = engine.render_prompt(processor, engine.grounding_messages(r.query, r.duration, mode="multi",
-                                                                           think=False, style=style))
+        prompt = engine.render_prompt(
+            processor, engine.grounding_messages(r.query, r.duration, mode="multi", think=False, style=style)
+        )
         inputs = engine.hf_inputs(processor, prompt, video)
         with torch.inference_mode():
             out = hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         tokens += out.shape[1] - inputs["input_ids"].shape[1]
     loop_s = time.perf_counter() - t0
-    return {"queries": len(recs), "loop_s": round(loop_s, 3), "queries_per_s": round(len(recs) / loop_s, 3),
-            "completion_tokens": int(tokens)}
+    return {
+        "queries": len(recs),
+        "loop_s": round(loop_s, 3),
+        "queries_per_s": round(len(recs) / loop_s, 3),
+        "completion_tokens": int(tokens),
+    }
 
 
 def main() -> None:
@@ -100,17 +118,18 @@ def main() -> None:
         vllm_res = bench_vllm(model, records, args.queries, args.max_new_tokens, args.batch_size, tmp)
         hf_res = bench_hf(model, records, vllm_res["queries"], args.max_new_tokens)
     result = {
-        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/eval/run.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/eval/run.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "model": "tiny random-init Qwen2.5-VL (vtg.train.tiny_model, size tiny)",
-        "vllm_batched": vllm_res, "hf_sequential": hf_res,
+        "vllm_batched": vllm_res,
+        "hf_sequential": hf_res,
         "ratio_queries_per_s": round(vllm_res["queries_per_s"] / hf_res["queries_per_s"], 2),
         "ratio_with_engine_start": round(vllm_res["queries_per_s_with_engine_start"] / hf_res["queries_per_s"], 2),
         "goal": ">= 10x on CPU (batched loop, engine start excluded)",
         "note": "2 shared CPU cores with other jobs running: across runs of this script the HF loop took 15.7-51.1 s "
-                "and the vLLM loop 1.1-1.5 s for the same 48 queries, i.e. a ratio between about 10x and 45x; "
-                "rerun on your machine.",
+        "and the vLLM loop 1.1-1.5 s for the same 48 queries, i.e. a ratio between about 10x and 45x; "
+        "rerun on your machine.",
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -56,9 +56,11 @@ class Probe:
         visual.register_forward_hook(lambda *a: setattr(self, "vision_calls", self.vision_calls + 1))
         p = next(iter(visual.parameters()))
         lm = next(p for n, p in core.named_parameters() if "language_model" in n)
-        self.where = {"vision": f"{p.device.type}/{str(p.dtype).removeprefix('torch.')}",
-                      "language": f"{lm.device.type}/{str(lm.dtype).removeprefix('torch.')}",
-                      "trainable": sum(q.numel() for q in model.parameters() if q.requires_grad)}
+        self.where = {
+            "vision": f"{p.device.type}/{str(p.dtype).removeprefix('torch.')}",
+            "language": f"{lm.device.type}/{str(lm.dtype).removeprefix('torch.')}",
+            "trainable": sum(q.numel() for q in model.parameters() if q.requires_grad),
+        }
 
     def grad_norm(self) -> float:
         grads = [p.grad.float().norm() ** 2 for p in self.merger.parameters() if p.grad is not None]
@@ -91,15 +93,31 @@ def run_job(name: str, method: str, config: str, overrides: dict, noise: bool = 
     wall = time.perf_counter() - t0
     steps = recipe.max_steps
     first, last = _losses(probe.logs, "loss")
-    row = {"job": name, "method": method, "tuning": recipe.tuning, "steps": steps, "wall_s": wall,
-           "steps_per_s": steps / wall, **probe.where, "vision_calls": probe.vision_calls,
-           "vision_calls_per_step": probe.vision_calls / steps,
-           "merger_grad_min": min(probe.merger_grad) if probe.merger_grad else None,
-           "loss_first": first, "loss_last": last, "output": str(out),
-           # the recipe's video check (step 0 and every video_check_every steps) and the merger's own rate
-           "video_check_gap": [l["video_check/gap"] for l in probe.logs if "video_check/gap" in l],
-           "merger_lr_ratio": next((l["merger_learning_rate"] / l["learning_rate"] for l in reversed(probe.logs)
-                                    if l.get("merger_learning_rate") and l.get("learning_rate")), None)}
+    row = {
+        "job": name,
+        "method": method,
+        "tuning": recipe.tuning,
+        "steps": steps,
+        "wall_s": wall,
+        "steps_per_s": steps / wall,
+        **probe.where,
+        "vision_calls": probe.vision_calls,
+        "vision_calls_per_step": probe.vision_calls / steps,
+        "merger_grad_min": min(probe.merger_grad) if probe.merger_grad else None,
+        "loss_first": first,
+        "loss_last": last,
+        "output": str(out),
+        # the recipe's video check (step 0 and every video_check_every steps) and the merger's own rate
+        "video_check_gap": [l["video_check/gap"] for l in probe.logs if "video_check/gap" in l],
+        "merger_lr_ratio": next(
+            (
+                l["merger_learning_rate"] / l["learning_rate"]
+                for l in reversed(probe.logs)
+                if l.get("merger_learning_rate") and l.get("learning_rate")
+            ),
+            None,
+        ),
+    }
     if method == "grpo":
         row["reward_first"], row["reward_last"] = _losses(probe.logs, "reward")
     return row
@@ -108,10 +126,13 @@ def run_job(name: str, method: str, config: str, overrides: dict, noise: bool = 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every job's steps (CPU pre-flight)")
-    p.add_argument("--trained-sft", default=None,
-                   help="a Qwen2.5-VL tiny model already trained on this world (bench/learning's model-sft/final): "
-                        "its GRPO rows get real rewards; without it they start from the smoke's own 300-step SFT "
-                        "model and add a noise reward")
+    p.add_argument(
+        "--trained-sft",
+        default=None,
+        help="a Qwen2.5-VL tiny model already trained on this world (bench/learning's model-sft/final): "
+        "its GRPO rows get real rewards; without it they start from the smoke's own 300-step SFT "
+        "model and add a noise reward",
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import torch
@@ -127,26 +148,58 @@ def main(argv=None) -> int:
     n = lambda s: max(2, int(s * args.steps_scale))  # noqa: E731
     rows = []
     sft, grpo = "recipes/tiny/sft/config_default.yaml", "recipes/tiny/grpo/config_default.yaml"
-    common_grpo = {"train_file": train, "use_vllm": "false", "per_device_train_batch_size": 16,
-                   "logging_steps": 1, "save_steps": 10**6}
+    common_grpo = {
+        "train_file": train,
+        "use_vllm": "false",
+        "per_device_train_batch_size": 16,
+        "logging_steps": 1,
+        "save_steps": 10**6,
+    }
     for family in ("qwen2.5-vl", "qwen3-vl"):
         model = build_tiny_model(family, work / family / "base", size="small")
         common = {"model": model, "train_file": train, "logging_steps": 10, "save_steps": 10**6}
-        full = run_job(f"{family} sft full", "sft", sft,
-                       {**common, "output_dir": work / family / "sft", "max_steps": n(300)})
+        full = run_job(
+            f"{family} sft full", "sft", sft, {**common, "output_dir": work / family / "sft", "max_steps": n(300)}
+        )
         rows.append(full)
-        rows.append(run_job(f"{family} sft lora", "sft", sft,
-                            {**common, "output_dir": work / family / "lora", "max_steps": n(100), "tuning": "lora",
-                             "learning_rate": 1e-3}))
+        rows.append(
+            run_job(
+                f"{family} sft lora",
+                "sft",
+                sft,
+                {
+                    **common,
+                    "output_dir": work / family / "lora",
+                    "max_steps": n(100),
+                    "tuning": "lora",
+                    "learning_rate": 1e-3,
+                },
+            )
+        )
         trained = args.trained_sft if family == "qwen2.5-vl" else None
         start = trained or full["output"]
         for tuning in ("full", "lora"):
-            rows.append(run_job(f"{family} grpo {tuning} from {'trained' if trained else 'smoke'} SFT"
-                                f"{'' if trained else ' +noise reward'}", "grpo", grpo,
-                                {**common_grpo, "model": start, "output_dir": work / family / f"grpo-{tuning}",
-                                 "max_steps": n(10), "tuning": tuning}, noise=not trained))
-    result = {"card": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-              "torch": torch.__version__, "rows": rows}
+            rows.append(
+                run_job(
+                    f"{family} grpo {tuning} from {'trained' if trained else 'smoke'} SFT"
+                    f"{'' if trained else ' +noise reward'}",
+                    "grpo",
+                    grpo,
+                    {
+                        **common_grpo,
+                        "model": start,
+                        "output_dir": work / family / f"grpo-{tuning}",
+                        "max_steps": n(10),
+                        "tuning": tuning,
+                    },
+                    noise=not trained,
+                )
+            )
+    result = {
+        "card": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
     print(table(result), flush=True)
@@ -157,16 +210,42 @@ def table(result: dict) -> str:
     def f(v, fmt=".3g"):
         return "-" if v is None else format(v, fmt)
 
-    head = ["job", "steps", "s", "steps/s", "vision", "language", "trainable", "vision fwd/step", "merger |g| min",
-            "loss first->last", "reward first->last", "video check gap", "merger lr / lr"]
+    head = [
+        "job",
+        "steps",
+        "s",
+        "steps/s",
+        "vision",
+        "language",
+        "trainable",
+        "vision fwd/step",
+        "merger |g| min",
+        "loss first->last",
+        "reward first->last",
+        "video check gap",
+        "merger lr / lr",
+    ]
     lines = [f"card: {result['card']}, torch {result['torch']}", " | ".join(head)]
     for r in result["rows"]:
-        lines.append(" | ".join([
-            r["job"], str(r["steps"]), f(r["wall_s"], ".1f"), f(r["steps_per_s"], ".1f"), r.get("vision", "-"),
-            r.get("language", "-"), f"{r.get('trainable', 0):,}", f(r["vision_calls_per_step"], ".2f"),
-            f(r["merger_grad_min"]), f"{f(r['loss_first'])} -> {f(r['loss_last'])}",
-            f"{f(r.get('reward_first'))} -> {f(r.get('reward_last'))}" if r["method"] == "grpo" else "-",
-            ", ".join(f"{g:+.4f}" for g in r.get("video_check_gap", [])) or "-", f(r.get("merger_lr_ratio"))]))
+        lines.append(
+            " | ".join(
+                [
+                    r["job"],
+                    str(r["steps"]),
+                    f(r["wall_s"], ".1f"),
+                    f(r["steps_per_s"], ".1f"),
+                    r.get("vision", "-"),
+                    r.get("language", "-"),
+                    f"{r.get('trainable', 0):,}",
+                    f(r["vision_calls_per_step"], ".2f"),
+                    f(r["merger_grad_min"]),
+                    f"{f(r['loss_first'])} -> {f(r['loss_last'])}",
+                    f"{f(r.get('reward_first'))} -> {f(r.get('reward_last'))}" if r["method"] == "grpo" else "-",
+                    ", ".join(f"{g:+.4f}" for g in r.get("video_check_gap", [])) or "-",
+                    f(r.get("merger_lr_ratio")),
+                ]
+            )
+        )
     return "\n".join(lines)
 
 

@@ -25,14 +25,29 @@ faulthandler.dump_traceback_later(a.dump_after, repeat=False)
 import_vtg()
 from vtg.data.synth import SynthConfig, generate  # noqa: E402
 from vtg.train.tiny_model import build_tiny_model  # noqa: E402
+
 work = Path(tempfile.mkdtemp())
-generate(SynthConfig(n_videos=30, seed=0, min_duration=8.0, max_duration=20.0, kinds=("single",)), work / "w",
-         workers=1)
+generate(
+    SynthConfig(n_videos=30, seed=0, min_duration=8.0, max_duration=20.0, kinds=("single",)), work / "w", workers=1
+)
 model = build_tiny_model("qwen2.5-vl", work / "m", size="small")
 t = time.perf_counter()
-row = run_job("sft", "sft", "recipes/tiny/sft/config_default.yaml",
-              {"model": model, "train_file": work / "w" / "train.jsonl", "logging_steps": 10, "save_steps": 10**6,
-               "output_dir": work / "o", "max_steps": 100, "dataloader_num_workers": a.workers,
-               "video_check_every": a.check})
-print(f"RESULT workers={a.workers} check={a.check}: {time.perf_counter() - t:.1f} s, gaps {row['video_check_gap']}",
-      flush=True)
+row = run_job(
+    "sft",
+    "sft",
+    "recipes/tiny/sft/config_default.yaml",
+    {
+        "model": model,
+        "train_file": work / "w" / "train.jsonl",
+        "logging_steps": 10,
+        "save_steps": 10**6,
+        "output_dir": work / "o",
+        "max_steps": 100,
+        "dataloader_num_workers": a.workers,
+        "video_check_every": a.check,
+    },
+)
+print(
+    f"RESULT workers={a.workers} check={a.check}: {time.perf_counter() - t:.1f} s, gaps {row['video_check_gap']}",
+    flush=True,
+)

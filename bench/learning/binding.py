@@ -39,9 +39,14 @@ def binding(world: Path, run: Path, keep_video=None) -> dict:
             binds += f_named > f_other
             swaps += f_other > f_named
     n = 2 * len(pairs)
-    return {"videos": len(pairs), "same_answer_share": round(same / len(pairs), 3),
-            "f1_named": round(named_f1 / n, 3), "f1_other": round(other_f1 / n, 3),
-            "binds_share": round(binds / n, 3), "swaps_share": round(swaps / n, 3)}
+    return {
+        "videos": len(pairs),
+        "same_answer_share": round(same / len(pairs), 3),
+        "f1_named": round(named_f1 / n, 3),
+        "f1_other": round(other_f1 / n, 3),
+        "binds_share": round(binds / n, 3),
+        "swaps_share": round(swaps / n, 3),
+    }
 
 
 def main() -> None:

@@ -26,9 +26,11 @@ def boundary_errors(world: Path, run: Path) -> dict:
     n = len(starts)
 
     def shares(errs: list[float]) -> dict:
-        return {"exact": round(sum(abs(x) < 1e-6 for x in errs) / n, 3),
-                "off_0.5s": round(sum(abs(abs(x) - 0.5) < 1e-6 for x in errs) / n, 3),
-                "off_1s_or_more": round(sum(abs(x) >= 1 - 1e-6 for x in errs) / n, 3)}
+        return {
+            "exact": round(sum(abs(x) < 1e-6 for x in errs) / n, 3),
+            "off_0.5s": round(sum(abs(abs(x) - 0.5) < 1e-6 for x in errs) / n, 3),
+            "off_1s_or_more": round(sum(abs(x) >= 1 - 1e-6 for x in errs) / n, 3),
+        }
 
     return {"answers": n, "start": shares(starts), "end": shares(ends), "fractions": dict(sorted(fractions.items()))}
 

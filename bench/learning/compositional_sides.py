@@ -48,8 +48,15 @@ def main() -> None:
             s["anchor"] += moment_f1(got, seconds(anchor["intervals"]))
             s["moments_predicted"] += len(got)
             s["moments_true"] += len(r["moments"])
-    print(json.dumps({k: {"queries": counts[k], **{m: round(v / counts[k], 3) for m, v in sums[k].items()}}
-                      for k in sorted(counts)}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: {"queries": counts[k], **{m: round(v / counts[k], 3) for m, v in sums[k].items()}}
+                for k in sorted(counts)
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,9 @@ def merged_token_features(model, processor, frames: np.ndarray, where: str = "in
     with torch.no_grad():
         visual(inputs["pixel_values_videos"], grid_thw=grid)
     hook.remove()
-    window_index, _ = get_vision_window_index(grid, spatial_merge_size=2, window_size=visual.window_size,
-                                              patch_size=visual.patch_size)
+    window_index, _ = get_vision_window_index(
+        grid, spatial_merge_size=2, window_size=visual.window_size, patch_size=visual.patch_size
+    )
     t, h, w = grid[0].tolist()
     x = seen["x"]
     if where == "input":  # 4 patches per merged token
@@ -73,8 +74,11 @@ def probe_predictions(x, y, test, classes: int, hidden: int | None) -> torch.Ten
     """Fit a linear (hidden=None) or one-hidden-layer probe on the rows not in `test`; its classes for `test`."""
     torch.manual_seed(0)
     x = (x - x[~test].mean(0)) / (x[~test].std(0) + 1e-6)
-    head = (torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, classes))
-            if hidden else torch.nn.Linear(x.shape[1], classes))
+    head = (
+        torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.GELU(), torch.nn.Linear(hidden, classes))
+        if hidden
+        else torch.nn.Linear(x.shape[1], classes)
+    )
     opt = torch.optim.Adam(head.parameters(), 1e-2)
     for _ in range(300):
         opt.zero_grad()
@@ -95,11 +99,17 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=300)
     args = ap.parse_args()
     x, colour, shape, test = labelled_tokens(args.world, args.model, args.videos)
-    out = {"tokens": len(x), "held_out": int(test.sum()), "chance_colour": round(1 / 4, 3),
-           "chance_shape": round(1 / 3, 3)}
+    out = {
+        "tokens": len(x),
+        "held_out": int(test.sum()),
+        "chance_colour": round(1 / 4, 3),
+        "chance_shape": round(1 / 3, 3),
+    }
     for name, hidden in (("linear", None), ("mlp256", 256)):
-        out[name] = {"colour": probe_accuracy(x, colour, test, 4, hidden),
-                     "shape": probe_accuracy(x, shape, test, 3, hidden)}
+        out[name] = {
+            "colour": probe_accuracy(x, colour, test, 4, hidden),
+            "shape": probe_accuracy(x, shape, test, 3, hidden),
+        }
     print(json.dumps(out))
 
 

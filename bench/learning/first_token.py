@@ -34,15 +34,18 @@ def main() -> None:
         kind = r.extra.get("kind")
         if kind not in ("single", "multi", "absent") or len(seen.setdefault(kind, [])) >= args.per_kind:
             continue
-        prompt = engine.render_prompt(processor, engine.grounding_messages(r.query, r.duration, think=False,
-                                                                           style=style))
+        prompt = engine.render_prompt(
+            processor, engine.grounding_messages(r.query, r.duration, think=False, style=style)
+        )
         inputs = engine.hf_inputs(processor, prompt, read_video(r.video_path(args.world), sampling))
         with torch.no_grad():
             p = model(**inputs).logits[0, -1].softmax(-1)
         seen[kind].append((float(p[token["not"]]), float(p[token["starts"]])))
     for kind, ps in seen.items():
-        print(f"{kind} ({len(ps)} queries): p(not) {sum(a for a, _ in ps) / len(ps):.3f}  "
-              f"p(starts) {sum(b for _, b in ps) / len(ps):.3f}")
+        print(
+            f"{kind} ({len(ps)} queries): p(not) {sum(a for a, _ in ps) / len(ps):.3f}  "
+            f"p(starts) {sum(b for _, b in ps) / len(ps):.3f}"
+        )
 
 
 if __name__ == "__main__":

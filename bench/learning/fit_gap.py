@@ -26,8 +26,9 @@ def mean_losses(model, collator, world: Path, split: str, per_kind: int) -> dict
         kind = r.extra.get("kind", "all")
         if len(losses[kind]) >= per_kind:
             continue
-        batch = collator([{"video": str(r.video_path(world)), "query": r.query, "duration": r.duration,
-                           "moments": r.moments}])
+        batch = collator(
+            [{"video": str(r.video_path(world)), "query": r.query, "duration": r.duration, "moments": r.moments}]
+        )
         with torch.no_grad():
             losses[kind].append(model(**batch).loss.item())
     return {k: {"records": len(v), "loss": round(sum(v) / len(v), 4)} for k, v in sorted(losses.items())}
@@ -44,8 +45,11 @@ def main() -> None:
 
     model, collator = model_and_collator(args.model)
     model.eval()
-    out = {"model": args.model, "world": str(args.world),
-           **{split: mean_losses(model, collator, args.world, split, args.per_kind) for split in ("train", "test")}}
+    out = {
+        "model": args.model,
+        "world": str(args.world),
+        **{split: mean_losses(model, collator, args.world, split, args.per_kind) for split in ("train", "test")},
+    }
     text = json.dumps(out)
     print(text)
     if args.out:

@@ -62,8 +62,13 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=400)
     args = ap.parse_args()
     x, y, test = labelled_pairs(args.world, args.model, args.videos, args.where)
-    out = {"model": args.model, "where": args.where, "pairs": len(x), "held_out": int(test.sum()),
-           "held_out_per_state": {s: int((y[test] == c).sum()) for c, s in enumerate(STATES)}}
+    out = {
+        "model": args.model,
+        "where": args.where,
+        "pairs": len(x),
+        "held_out": int(test.sum()),
+        "held_out_per_state": {s: int((y[test] == c).sum()) for c, s in enumerate(STATES)},
+    }
     for name, hidden in (("linear", None), ("mlp256", 256)):
         out[name] = per_state_accuracy(x, y, test, hidden)
     print(json.dumps(out))

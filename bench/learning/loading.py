@@ -14,6 +14,9 @@ def model_and_collator(model_dir):
     hf_fixes.apply()
     torch.set_num_threads(1)
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
-    collator = VideoGroundingCollator(AutoProcessor.from_pretrained(model_dir), engine.sampling_for_model(model_dir),
-                                      prompt_style=engine.prompt_style_for_model(model_dir))
+    collator = VideoGroundingCollator(
+        AutoProcessor.from_pretrained(model_dir),
+        engine.sampling_for_model(model_dir),
+        prompt_style=engine.prompt_style_for_model(model_dir),
+    )
     return model, collator

@@ -27,8 +27,10 @@ from vtg.data.grammar import iou, match_moments, moment_f1
 
 def gaps_have_empty_token(intervals: list[list[int]], frames: int) -> bool:
     """True when every gap between consecutive [a, b) frame intervals holds a whole temporal token [2k, 2k + 2)."""
-    return all(any(gap_start <= 2 * k and 2 * k + 2 <= gap_end for k in range(frames // 2))
-               for (_, gap_start), (gap_end, _) in zip(intervals, intervals[1:]))
+    return all(
+        any(gap_start <= 2 * k and 2 * k + 2 <= gap_end for k in range(frames // 2))
+        for (_, gap_start), (gap_end, _) in zip(intervals, intervals[1:])
+    )
 
 
 def off_by(x: float) -> str:
@@ -48,7 +50,8 @@ def multi_errors(world: Path, run: Path) -> dict:
         target = next(o for o in scene["objects"] if f"{o['colour']} {o['shape']}" == r["target"])
         got, gt = preds[r["id"]]["moments"] or [], r["moments"]
         split[gaps_have_empty_token(target["intervals"], scene["frames"])].append(
-            (moment_f1(got, gt), len(got) == len(gt)))
+            (moment_f1(got, gt), len(got) == len(gt))
+        )
         counts[f"{len(gt)}->{len(got)}"] += 1
         best += [max([iou(g, p) for p in got], default=0.0) for g in gt]
         for i, j, v in match_moments(got, gt):
@@ -58,25 +61,38 @@ def multi_errors(world: Path, run: Path) -> dict:
 
     def summary(rows):
         n = len(rows)
-        return {"queries": n, "f1_at_0.5": round(100 * sum(f for f, _ in rows) / max(n, 1), 1),
-                "count_right_pct": round(100 * sum(c for _, c in rows) / max(n, 1), 1)}
+        return {
+            "queries": n,
+            "f1_at_0.5": round(100 * sum(f for f, _ in rows) / max(n, 1), 1),
+            "count_right_pct": round(100 * sum(c for _, c in rows) / max(n, 1), 1),
+        }
 
     matched = sum(starts.values())
-    return {"all": summary(split[True] + split[False]), "every_gap_has_an_empty_token": summary(split[True]),
-            "a_gap_inside_tokens": summary(split[False]), "true_to_predicted_count": dict(sorted(counts.items())),
-            "true_moments": len(best), "best_iou_mean": round(sum(best) / max(len(best), 1), 3),
-            "best_iou_at_least_0.5_pct": round(100 * sum(b >= 0.5 for b in best) / max(len(best), 1), 1),
-            "matched_at_0.5": matched,
-            "start_off_pct": {k: round(100 * v / matched, 1) for k, v in sorted(starts.items())},
-            "end_off_pct": {k: round(100 * v / matched, 1) for k, v in sorted(ends.items())}}
+    return {
+        "all": summary(split[True] + split[False]),
+        "every_gap_has_an_empty_token": summary(split[True]),
+        "a_gap_inside_tokens": summary(split[False]),
+        "true_to_predicted_count": dict(sorted(counts.items())),
+        "true_moments": len(best),
+        "best_iou_mean": round(sum(best) / max(len(best), 1), 3),
+        "best_iou_at_least_0.5_pct": round(100 * sum(b >= 0.5 for b in best) / max(len(best), 1), 1),
+        "matched_at_0.5": matched,
+        "start_off_pct": {k: round(100 * v / matched, 1) for k, v in sorted(starts.items())},
+        "end_off_pct": {k: round(100 * v / matched, 1) for k, v in sorted(ends.items())},
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world", type=Path, default=None, help="the world of every --run")
     p.add_argument("--run", action="append", default=[], metavar="NAME=DIR", help="an eval run folder (repeatable)")
-    p.add_argument("--bench", action="append", default=[], metavar="NAME=DIR",
-                   help="a bench/learning/run.py --out folder: its world, eval/sft and eval/grpo (repeatable)")
+    p.add_argument(
+        "--bench",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="a bench/learning/run.py --out folder: its world, eval/sft and eval/grpo (repeatable)",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args()
     if args.run and args.world is None:

@@ -34,8 +34,13 @@ def main() -> None:
     hf_fixes.apply()
     model = AutoModelForImageTextToText.from_pretrained(args.model, attn_implementation="eager").eval()
     processor = AutoProcessor.from_pretrained(args.model)
-    collator = VideoGroundingCollator(processor, engine.sampling_for_model(args.model), mode="multi", think=False,
-                                      prompt_style=engine.prompt_style_for_model(args.model))
+    collator = VideoGroundingCollator(
+        processor,
+        engine.sampling_for_model(args.model),
+        mode="multi",
+        think=False,
+        prompt_style=engine.prompt_style_for_model(args.model),
+    )
     names = set(COLOURS) | set(SHAPES)
     sums: dict[tuple[int, int], list[float]] = {}
     n = 0
@@ -46,8 +51,10 @@ def main() -> None:
         tokens = processor.tokenizer.convert_ids_to_tokens(ids.tolist())
         name_pos = [i for i, t in enumerate(tokens) if t.lstrip("Ġ") in names]
         if not name_pos:
-            raise SystemExit(f"no whole-word colour/shape tokens in {r.id!r}'s prompt: this model's tokenizer splits "
-                             f"the names: {processor.tokenizer.tokenize(' ' + r.query)}")
+            raise SystemExit(
+                f"no whole-word colour/shape tokens in {r.id!r}'s prompt: this model's tokenizer splits "
+                f"the names: {processor.tokenizer.tokenize(' ' + r.query)}"
+            )
         video_pos = (ids == model.config.video_token_id).nonzero().flatten()
         with torch.no_grad():
             out = model(**{k: v for k, v in item.items() if k != "labels"}, output_attentions=True)

@@ -44,9 +44,12 @@ def main() -> None:
     p.add_argument("--world", type=Path, required=True, help="a `vtg data synth --kinds single,multi` world")
     p.add_argument("--out", type=Path, help="the new world (required unless --binding-run)")
     p.add_argument("--binding-run", type=Path, help="an eval run on --world's test split: binding per video class")
-    p.add_argument("--single-colours", action="append",
-                   help="colours whose objects are the single-event ones (default red,green); repeat it for a union "
-                        "of priors: a video is kept when it is kept under any of them")
+    p.add_argument(
+        "--single-colours",
+        action="append",
+        help="colours whose objects are the single-event ones (default red,green); repeat it for a union "
+        "of priors: a video is kept when it is kept under any of them",
+    )
     p.add_argument("--keep", choices=("mixed", "consistent"), default="mixed")
     args = p.parse_args()
     priors = [set(c.split(",")) for c in (args.single_colours or ["red,green"])]
@@ -56,8 +59,10 @@ def main() -> None:
         from binding import binding  # this folder is on sys.path when the script runs
 
         for cls in ("consistent", "reversed", "mixed"):
-            print(cls, json.dumps(binding(args.world, args.binding_run,
-                                          lambda rs, c=cls: classify(rs, single_colours) == c)))
+            print(
+                cls,
+                json.dumps(binding(args.world, args.binding_run, lambda rs, c=cls: classify(rs, single_colours) == c)),
+            )
         return
     if args.out is None:
         raise SystemExit("--out is required to write a world")
@@ -82,11 +87,17 @@ def main() -> None:
             shutil.copy2(src, dst)
     (args.out / "train.jsonl").write_text("".join(line + "\n" for line, _ in kept))
     named_single = Counter(r["kind"] for _, r in kept if r["target"].split()[0] in single_colours)
-    summary = {"videos": Counter(classes.values()), "kept_records": len(kept), "of": len(lines),
-               "single_share_when_a_single_colour_is_named":
-                   round(named_single["single"] / max(1, sum(named_single.values())), 3)}
-    (args.out / "prior.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **summary},
-                                                    indent=1) + "\n")
+    summary = {
+        "videos": Counter(classes.values()),
+        "kept_records": len(kept),
+        "of": len(lines),
+        "single_share_when_a_single_colour_is_named": round(
+            named_single["single"] / max(1, sum(named_single.values())), 3
+        ),
+    }
+    (args.out / "prior.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **summary}, indent=1) + "\n"
+    )
     print(json.dumps(summary))
 
 

@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # video_ablation.py next to this script
 from video_ablation import swapped_sets  # noqa: E402
+
 RECIPES = ROOT / "recipes"
 KINDS = ("single", "multi", "compositional", "absent")
 METRIC_KEYS = ("R@1,IoU=0.3", "R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU", "F1@0.5", "absent_acc")
@@ -38,31 +39,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="outputs/bench_learning", help="work folder (world, models, eval runs)")
     p.add_argument("--results", default=str(Path(__file__).resolve().parent), help="where results.{json,md} go")
     p.add_argument("--videos", type=int, default=1500, help="synthetic videos (80%% train, 20%% test)")
-    p.add_argument("--kinds", default=",".join(KINDS),
-                   help="query kinds of the world, comma-separated (e.g. 'single': one object per video)")
+    p.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help="query kinds of the world, comma-separated (e.g. 'single': one object per video)",
+    )
     p.add_argument("--sft-steps", type=int, default=None, help="override the tiny SFT recipe's max_steps")
     p.add_argument("--grpo-steps", type=int, default=None, help="override the tiny GRPO recipe's max_steps")
     p.add_argument("--sft", action="append", default=[], metavar="KEY=VALUE", help="extra SFT recipe override")
     p.add_argument("--grpo", action="append", default=[], metavar="KEY=VALUE", help="extra GRPO recipe override")
-    p.add_argument("--first-sft", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra override for the --first-stage SFT only (after --sft), e.g. learning_rate=1e-4")
+    p.add_argument(
+        "--first-sft",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra override for the --first-stage SFT only (after --sft), e.g. learning_rate=1e-4",
+    )
     p.add_argument("--size", default="small", help="tiny model size (vtg.train.tiny_model.SIZES)")
-    p.add_argument("--family", choices=("qwen2.5-vl", "qwen3-vl"), default="qwen2.5-vl",
-                   help="tiny model family; qwen3-vl samples 64x64 frames (its merged tokens are 32 px)")
-    p.add_argument("--init", default=None, metavar="MODEL",
-                   help="start SFT from this model folder (e.g. another run's model-sft/final: a curriculum) "
-                        "instead of a random-init tiny model")
-    p.add_argument("--first-stage", default=None, metavar="KINDS:STEPS",
-                   help="a curriculum inside the timed run: SFT the random-init model for STEPS steps on a world of "
-                        "KINDS first (e.g. 'single:20000', all videos train, seed + 1), then the main SFT from it")
-    p.add_argument("--one-kind-per-video", action="store_true",
-                   help="the main world shows the objects of one query kind per video (no objects to tell apart)")
-    p.add_argument("--init-wall-s", type=float, default=0.0,
-                   help="seconds it took to train --init; counted in the 30-CPU-minute total")
-    p.add_argument("--train-threads", type=int, default=1,
-                   help="torch threads for training (1: the data-loader worker gets the other core)")
-    p.add_argument("--frame-size", type=int, default=56,
-                   help="synthetic frame width = height in pixels; 84 puts each 28-px layout cell in one merged token")
+    p.add_argument(
+        "--family",
+        choices=("qwen2.5-vl", "qwen3-vl"),
+        default="qwen2.5-vl",
+        help="tiny model family; qwen3-vl samples 64x64 frames (its merged tokens are 32 px)",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="MODEL",
+        help="start SFT from this model folder (e.g. another run's model-sft/final: a curriculum) "
+        "instead of a random-init tiny model",
+    )
+    p.add_argument(
+        "--first-stage",
+        default=None,
+        metavar="KINDS:STEPS",
+        help="a curriculum inside the timed run: SFT the random-init model for STEPS steps on a world of "
+        "KINDS first (e.g. 'single:20000', all videos train, seed + 1), then the main SFT from it",
+    )
+    p.add_argument(
+        "--one-kind-per-video",
+        action="store_true",
+        help="the main world shows the objects of one query kind per video (no objects to tell apart)",
+    )
+    p.add_argument(
+        "--init-wall-s",
+        type=float,
+        default=0.0,
+        help="seconds it took to train --init; counted in the 30-CPU-minute total",
+    )
+    p.add_argument(
+        "--train-threads",
+        type=int,
+        default=1,
+        help="torch threads for training (1: the data-loader worker gets the other core)",
+    )
+    p.add_argument(
+        "--frame-size",
+        type=int,
+        default=56,
+        help="synthetic frame width = height in pixels; 84 puts each 28-px layout cell in one merged token",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete --out first")
     args = p.parse_args(argv)
@@ -113,20 +149,38 @@ class Timer:
 FAMILY_NAMES = {"qwen2.5-vl": "Qwen2.5-VL", "qwen3-vl": "Qwen3-VL"}
 
 
-def world_config(n_videos: int, seed: int, kinds: tuple[str, ...], frame_size: int = 56,
-                 one_kind_per_video: bool = False, split_fractions=(0.8, 0.0, 0.2)):
+def world_config(
+    n_videos: int,
+    seed: int,
+    kinds: tuple[str, ...],
+    frame_size: int = 56,
+    one_kind_per_video: bool = False,
+    split_fractions=(0.8, 0.0, 0.2),
+):
     from vtg.data.synth import SynthConfig
 
     # no val split: every held-out video goes to test, so >= 200 test queries per kind need ~1,000 videos
-    return SynthConfig(n_videos=n_videos, seed=seed, min_duration=8.0, max_duration=20.0, kinds=kinds,
-                       size=frame_size, split_fractions=split_fractions, one_kind_per_video=one_kind_per_video)
+    return SynthConfig(
+        n_videos=n_videos,
+        seed=seed,
+        min_duration=8.0,
+        max_duration=20.0,
+        kinds=kinds,
+        size=frame_size,
+        split_fractions=split_fractions,
+        one_kind_per_video=one_kind_per_video,
+    )
 
 
 def recipe_for(method: str, init: Path, world: Path, out: Path, steps: int | None, extra: list[str], seed: int):
     from vtg.train.config import GRPORecipe, SFTRecipe, load_recipe, parse_overrides
 
-    overrides: dict[str, Any] = {"model": str(init), "train_file": str(world / "train.jsonl"), "output_dir": str(out),
-                                 "seed": seed}
+    overrides: dict[str, Any] = {
+        "model": str(init),
+        "train_file": str(world / "train.jsonl"),
+        "output_dir": str(out),
+        "seed": seed,
+    }
     if steps is not None:
         overrides["max_steps"] = steps
     cli = [t for kv in extra for t in ("--" + kv.split("=", 1)[0], kv.split("=", 1)[1])]
@@ -161,9 +215,11 @@ def train(method: str, recipe, threads: int) -> list[dict[str, Any]]:
     try:
         if method == "sft":
             from vtg.train.sft import run_sft
+
             run_sft(recipe, callbacks=[logs])
         else:
             from vtg.train.grpo import run_grpo
+
             run_grpo(recipe, callbacks=[logs])
     finally:
         torch.set_num_threads(before)
@@ -241,10 +297,18 @@ def fit_constant(train_records) -> dict[str, Any]:
     f_miou, f_win = best(frac, dur)
     a_miou, a_win = best(absolute, np.ones_like(dur))
     if f_miou >= a_miou:
-        return {"kind": "fraction of duration", "window": f_win, "train_mIoU": round(100 * f_miou, 2),
-                "other": {"absolute_s": a_win, "train_mIoU": round(100 * a_miou, 2)}}
-    return {"kind": "absolute seconds", "window": a_win, "train_mIoU": round(100 * a_miou, 2),
-            "other": {"fraction": f_win, "train_mIoU": round(100 * f_miou, 2)}}
+        return {
+            "kind": "fraction of duration",
+            "window": f_win,
+            "train_mIoU": round(100 * f_miou, 2),
+            "other": {"absolute_s": a_win, "train_mIoU": round(100 * a_miou, 2)},
+        }
+    return {
+        "kind": "absolute seconds",
+        "window": a_win,
+        "train_mIoU": round(100 * a_miou, 2),
+        "other": {"fraction": f_win, "train_mIoU": round(100 * f_miou, 2)},
+    }
 
 
 def constant_texts(const: dict[str, Any], records) -> dict[str, str]:
@@ -288,7 +352,7 @@ def paired_r1(run_a: Path, run_b: Path, records, threshold: float = 0.7) -> dict
     a, b = hits(run_a), hits(run_b)
     b_only, a_only = sum(b[k] and not a[k] for k in a), sum(a[k] and not b[k] for k in a)
     n = a_only + b_only
-    p = sum(comb(n, k) for k in range(b_only, n + 1)) / 2 ** n if n else 1.0
+    p = sum(comb(n, k) for k in range(b_only, n + 1)) / 2**n if n else 1.0
     return {"b_only": b_only, "a_only": a_only, "p_one_sided": round(p, 4)}
 
 
@@ -312,8 +376,12 @@ def grpo_logged_reward(logs: list[dict[str, Any]]) -> dict[str, Any]:
     n = max(1, len(rows) // 4)
     first, last = rows[:n], rows[-n:]
     avg = lambda xs: round(sum(x["reward"] for x in xs) / len(xs), 4)  # noqa: E731
-    return {"first_logs_mean": avg(first), "last_logs_mean": avg(last), "log_points": len(rows),
-            "curve": [[x["step"], round(x["reward"], 4)] for x in rows]}
+    return {
+        "first_logs_mean": avg(first),
+        "last_logs_mean": avg(last),
+        "log_points": len(rows),
+        "curve": [[x["step"], round(x["reward"], 4)] for x in rows],
+    }
 
 
 # ---------------------------------------------------------------- main
@@ -345,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         # larger ones, rounded up to the family's merged-token size (28 px; Qwen3-VL 32: 84 -> 96, not down to 64)
         factor = IMAGE_FACTOR[args.family]
         side = -(-args.frame_size // factor) * factor
-        pixels = [f"sampling.{k}={side ** 2}" for k in ("min_pixels", "max_pixels")]
+        pixels = [f"sampling.{k}={side**2}" for k in ("min_pixels", "max_pixels")]
         args.sft, args.grpo = pixels + args.sft, pixels + args.grpo
     if args.init is None:
         t.stage("tiny model", base / "config.json", lambda: build_tiny_model(args.family, base, args.size, args.seed))
@@ -373,7 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     grpo_recipe = recipe_for("grpo", sft, world, out / "model-grpo", args.grpo_steps, args.grpo, args.seed)
     grpo = out / "model-grpo" / "final"
     t.stage("GRPO", grpo / "config.json", lambda: train("grpo", grpo_recipe, args.train_threads))
-    t.stage("eval GRPO", out / "eval" / "grpo" / "metrics.json", lambda: evaluate(grpo, test_file, out / "eval" / "grpo"))
+    t.stage(
+        "eval GRPO", out / "eval" / "grpo" / "metrics.json", lambda: evaluate(grpo, test_file, out / "eval" / "grpo")
+    )
     # The control that tells video grounding from text priors: the same queries with another video of equal length.
     own, swapped, _ = swapped_sets(world, out / "video_control")
     for name, model in (("sft", sft), ("grpo", grpo)):
@@ -425,33 +495,72 @@ def collect(args, out: Path, const, sft_recipe, grpo_recipe, train_recs, test_re
     sft_logs = json.loads((out / "model-sft" / "bench_logs.json").read_text())
     runs = {name: per_kind(out / "eval" / name, test_recs, args.kinds) for name in ("constant", "sft", "grpo")}
     weights = grpo_recipe.rewards
-    keep = ("learning_rate", "warmup_steps", "lr_scheduler_type", "max_steps", "per_device_train_batch_size",
-            "gradient_accumulation_steps", "max_grad_norm", "sampling", "tuning", "freeze_vision", "train_merger",
-            "rewards", "num_generations", "temperature", "beta", "max_completion_length", "use_vllm")
+    keep = (
+        "learning_rate",
+        "warmup_steps",
+        "lr_scheduler_type",
+        "max_steps",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_grad_norm",
+        "sampling",
+        "tuning",
+        "freeze_vision",
+        "train_merger",
+        "rewards",
+        "num_generations",
+        "temperature",
+        "beta",
+        "max_completion_length",
+        "use_vllm",
+    )
     return {
         "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/learning/run.py " + shlex.join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), "
-                   f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
-        "model": {"family": args.family, **tiny, "init": args.init,
-                  "first_stage": None if args.first_stage is None else
-                  {"kinds": list(args.first_stage[0]), "steps": args.first_stage[1], "videos": args.videos}},
-        "world": {"videos": args.videos, "kinds": list(args.kinds), "one_kind_per_video": args.one_kind_per_video,
-                  "train_queries": len(train_recs), "test_queries": len(test_recs),
-                  "test_per_kind": counts, "duration_s": [8, 20], "fps": 2, "frame": f"{args.frame_size}x{args.frame_size}"},
+        f"Python {platform.python_version()}, torch {torch.__version__}, no GPU",
+        "model": {
+            "family": args.family,
+            **tiny,
+            "init": args.init,
+            "first_stage": None
+            if args.first_stage is None
+            else {"kinds": list(args.first_stage[0]), "steps": args.first_stage[1], "videos": args.videos},
+        },
+        "world": {
+            "videos": args.videos,
+            "kinds": list(args.kinds),
+            "one_kind_per_video": args.one_kind_per_video,
+            "train_queries": len(train_recs),
+            "test_queries": len(test_recs),
+            "test_per_kind": counts,
+            "duration_s": [8, 20],
+            "fps": 2,
+            "frame": f"{args.frame_size}x{args.frame_size}",
+        },
         "constant_baseline": const,
         "metrics": runs,
-        "mean_reward_on_test": {"weights": weights,
-                                "sft": mean_reward(out / "eval" / "sft", test_recs, weights),
-                                "grpo": mean_reward(out / "eval" / "grpo", test_recs, weights)},
+        "mean_reward_on_test": {
+            "weights": weights,
+            "sft": mean_reward(out / "eval" / "sft", test_recs, weights),
+            "grpo": mean_reward(out / "eval" / "grpo", test_recs, weights),
+        },
         "grpo_logged_reward": grpo_logged_reward(grpo_logs),
         "grpo_vs_sft_r1_at_0.7": paired_r1(out / "eval" / "sft", out / "eval" / "grpo", test_recs),
-        "video_control": {name: {which: video_control(out / "video_control" / f"{name}-{which}",
-                                                      out / "video_control" / f"{which}.jsonl")
-                                 for which in ("own", "swapped")} for name in ("sft", "grpo")},
+        "video_control": {
+            name: {
+                which: video_control(
+                    out / "video_control" / f"{name}-{which}", out / "video_control" / f"{which}.jsonl"
+                )
+                for which in ("own", "swapped")
+            }
+            for name in ("sft", "grpo")
+        },
         "sft_loss": [[x["step"], round(x["loss"], 4)] for x in sft_logs if "loss" in x],
         "video_check": video_check_curves(out),
-        "recipes": {"sft": {k: v for k, v in dataclasses.asdict(sft_recipe).items() if k in keep},
-                    "grpo": {k: v for k, v in dataclasses.asdict(grpo_recipe).items() if k in keep}},
+        "recipes": {
+            "sft": {k: v for k, v in dataclasses.asdict(sft_recipe).items() if k in keep},
+            "grpo": {k: v for k, v in dataclasses.asdict(grpo_recipe).items() if k in keep},
+        },
         "wall_s": timings,
         "train_threads": args.train_threads,
     }
@@ -465,8 +574,14 @@ def video_check_curves(out: Path) -> dict[str, list]:
         if path.exists():
             rows = [x for x in json.loads(path.read_text()) if "video_check/gap" in x]
             curves[stage.removeprefix("model-")] = [
-                [x["step"], round(x["video_check/own_loss"], 4), round(x["video_check/shuffled_loss"], 4),
-                 round(x["video_check/gap"], 4)] for x in rows]
+                [
+                    x["step"],
+                    round(x["video_check/own_loss"], 4),
+                    round(x["video_check/shuffled_loss"], 4),
+                    round(x["video_check/gap"], 4),
+                ]
+                for x in rows
+            ]
     return curves
 
 
@@ -477,13 +592,17 @@ def video_check_line(curves: dict[str, list]) -> str | None:
     for stage, rows in curves.items():
         if rows:
             onset = next((step for step, _, _, gap in rows if gap >= GAP_READS_VIDEO), None)
-            parts.append(f"{stage}: gap {rows[0][3]:+.3f} at step {rows[0][0]}, {rows[-1][3]:+.3f} at step "
-                         f"{rows[-1][0]}, first >= {GAP_READS_VIDEO} at " + (f"step {onset}" if onset is not None
-                                                                              else "no check"))
+            parts.append(
+                f"{stage}: gap {rows[0][3]:+.3f} at step {rows[0][0]}, {rows[-1][3]:+.3f} at step "
+                f"{rows[-1][0]}, first >= {GAP_READS_VIDEO} at "
+                + (f"step {onset}" if onset is not None else "no check")
+            )
     if not parts:
         return None
-    return ("Video check during training (answer loss with frame pairs shuffled in time minus in order, "
-            "`video_check/gap`, nats per answer token): " + "; ".join(parts) + ".")
+    return (
+        "Video check during training (answer loss with frame pairs shuffled in time minus in order, "
+        "`video_check/gap`, nats per answer token): " + "; ".join(parts) + "."
+    )
 
 
 def targets(r: dict) -> list[tuple[str, str, bool]]:
@@ -500,14 +619,19 @@ def targets(r: dict) -> list[tuple[str, str, bool]]:
     return [
         at_least("single", "R@1,IoU=0.7", 85, "single R1@0.7 ≥ 85"),
         at_least("single", "mIoU", 85, "single mIoU ≥ 85"),
-        ("GRPO raises R1@0.7 (all present; sign test on the queries that changed, p < 0.05)",
-         f"{sft['all']['R@1,IoU=0.7']:.1f} → {grpo['all']['R@1,IoU=0.7']:.1f} (+{pair['b_only']} / −{pair['a_only']} "
-         f"queries, p = {pair['p_one_sided']:.3f})", pair["b_only"] > pair["a_only"] and pair["p_one_sided"] < 0.05),
+        (
+            "GRPO raises R1@0.7 (all present; sign test on the queries that changed, p < 0.05)",
+            f"{sft['all']['R@1,IoU=0.7']:.1f} → {grpo['all']['R@1,IoU=0.7']:.1f} (+{pair['b_only']} / −{pair['a_only']} "
+            f"queries, p = {pair['p_one_sided']:.3f})",
+            pair["b_only"] > pair["a_only"] and pair["p_one_sided"] < 0.05,
+        ),
         at_least("multi", "F1@0.5", 70, "multi F1@0.5 ≥ 70"),
         at_least("compositional", "R@1,IoU=0.5", 70, "compositional R1@0.5 ≥ 70"),
-        ("reads the video: swapped-video mIoU below own-video mIoU by ≥ 10",
-         f"{r['video_control']['grpo']['own']['mIoU']:.1f} vs {r['video_control']['grpo']['swapped']['mIoU']:.1f}",
-         reads_video(r["video_control"]["grpo"]["own"]["mIoU"], r["video_control"]["grpo"]["swapped"]["mIoU"])),
+        (
+            "reads the video: swapped-video mIoU below own-video mIoU by ≥ 10",
+            f"{r['video_control']['grpo']['own']['mIoU']:.1f} vs {r['video_control']['grpo']['swapped']['mIoU']:.1f}",
+            reads_video(r["video_control"]["grpo"]["own"]["mIoU"], r["video_control"]["grpo"]["swapped"]["mIoU"]),
+        ),
         ("within 30 CPU-minutes", f"{sum(r['wall_s'].values()) / 60:.1f} min", sum(r["wall_s"].values()) <= 1800),
     ]
 
@@ -523,23 +647,31 @@ def markdown(r: dict) -> str:
     m = r["metrics"]
     family = FAMILY_NAMES[r["model"].get("family", "qwen2.5-vl")]
     lines = [
-        f"# Learning benchmark: tiny {family} on the synthetic world (constant → SFT → GRPO)", "",
+        f"# Learning benchmark: tiny {family} on the synthetic world (constant → SFT → GRPO)",
+        "",
         f"Command: `{r['command']}`  ",
         f"Machine: {r['machine']}. Timings are wall-clock; other jobs may have shared the 2 cores "
         "(bench/learning/README.md says which runs had company).  ",
         f"Model: {r['model']['params']:,}-parameter tiny {family} (size `{r['model']['size']}`), "
-        + (f"SFT starts from `{r['model']['init']}` (a curriculum).  " if r["model"].get("init") else
-           "random init, first SFT {steps} steps on a world of {kinds} ({videos} other videos, all train), then the "
-           "main SFT (a curriculum).  ".format(steps=r["model"]["first_stage"]["steps"],
-                                              kinds=", ".join(r["model"]["first_stage"]["kinds"]),
-                                              videos=r["model"]["first_stage"]["videos"])
-           if r["model"].get("first_stage") else "random init.  "),
+        + (
+            f"SFT starts from `{r['model']['init']}` (a curriculum).  "
+            if r["model"].get("init")
+            else "random init, first SFT {steps} steps on a world of {kinds} ({videos} other videos, all train), then the "
+            "main SFT (a curriculum).  ".format(
+                steps=r["model"]["first_stage"]["steps"],
+                kinds=", ".join(r["model"]["first_stage"]["kinds"]),
+                videos=r["model"]["first_stage"]["videos"],
+            )
+            if r["model"].get("first_stage")
+            else "random init.  "
+        ),
         f"World: {r['world']['videos']} videos (8–20 s, 2 fps, {r['world'].get('frame', '56x56').replace('x', '×')}; kinds {', '.join(r['world']['kinds'])}{', one kind per video' if r['world'].get('one_kind_per_video') else ''}), {r['world']['train_queries']} train queries, "
         f"test {r['world']['test_per_kind']} queries per kind.  ",
         f"Constant baseline: {r['constant_baseline']['kind']} window {r['constant_baseline']['window']} "
         f"(train mIoU {r['constant_baseline']['train_mIoU']}), answered for every query.  ",
         "Metrics: `vtg.eval.metrics` (IoU ≥ θ, no clamping, parse failures score 0); R1/mIoU over present queries, "
-        "F1@0.5 one-to-one matching, absent = share answered exactly \"not present\". Percent.", "",
+        'F1@0.5 one-to-one matching, absent = share answered exactly "not present". Percent.',
+        "",
         "| kind | run | R1@0.3 | R1@0.5 | R1@0.7 | mIoU | F1@0.5 | absent acc | parse fail |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -552,25 +684,42 @@ def markdown(r: dict) -> str:
             lines.append(f"| {kind} ({x['queries']}) | {run} | " + " | ".join(cells) + f" | {x['parse_failures']} |")
     mr, gl = r["mean_reward_on_test"], r["grpo_logged_reward"]
     lines += [
-        "", f"Mean GRPO reward (weights {mr['weights']}) of the greedy test answers: SFT {mr['sft']['weighted']:.3f} "
+        "",
+        f"Mean GRPO reward (weights {mr['weights']}) of the greedy test answers: SFT {mr['sft']['weighted']:.3f} "
         f"→ GRPO {mr['grpo']['weighted']:.3f} (per reward: SFT {mr['sft']}, GRPO {mr['grpo']}).  ",
     ]
     if gl:
-        lines.append(f"GRPO's logged rollout reward (temperature {r['recipes']['grpo']['temperature']}): first quarter of "
-                     f"logs {gl['first_logs_mean']:.3f}, last quarter {gl['last_logs_mean']:.3f}.")
+        lines.append(
+            f"GRPO's logged rollout reward (temperature {r['recipes']['grpo']['temperature']}): first quarter of "
+            f"logs {gl['first_logs_mean']:.3f}, last quarter {gl['last_logs_mean']:.3f}."
+        )
     check_line = video_check_line(r.get("video_check", {}))
     if check_line:
         lines += ["", check_line]
     vc = r["video_control"]
-    lines += ["", "Video control (single + multi test queries, each also asked with another test video of the same "
-              "duration; `bench/learning/video_ablation.py`'s sets): a model that reads the video loses accuracy "
-              "when the video is swapped, one that answers from the text alone does not.", "",
-              "| run | queries | mIoU own video | mIoU swapped video | R1@0.5 own | R1@0.5 swapped |", "|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {vc[name]['own']['queries']} | {vc[name]['own']['mIoU']:.1f} | {vc[name]['swapped']['mIoU']:.1f} "
-              f"| {vc[name]['own']['R@1,IoU=0.5']:.1f} | {vc[name]['swapped']['R@1,IoU=0.5']:.1f} |" for name in ("sft", "grpo")]
-    lines += ["", "Wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items())
-              + f"; total {sum(r['wall_s'].values()) / 60:.1f} min.", "", "| target (issue 3) | value | met |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "Video control (single + multi test queries, each also asked with another test video of the same "
+        "duration; `bench/learning/video_ablation.py`'s sets): a model that reads the video loses accuracy "
+        "when the video is swapped, one that answers from the text alone does not.",
+        "",
+        "| run | queries | mIoU own video | mIoU swapped video | R1@0.5 own | R1@0.5 swapped |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {vc[name]['own']['queries']} | {vc[name]['own']['mIoU']:.1f} | {vc[name]['swapped']['mIoU']:.1f} "
+        f"| {vc[name]['own']['R@1,IoU=0.5']:.1f} | {vc[name]['swapped']['R@1,IoU=0.5']:.1f} |"
+        for name in ("sft", "grpo")
+    ]
+    lines += [
+        "",
+        "Wall time per stage (s): "
+        + ", ".join(f"{k} {v}" for k, v in r["wall_s"].items())
+        + f"; total {sum(r['wall_s'].values()) / 60:.1f} min.",
+        "",
+        "| target (issue 3) | value | met |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {val} | {'yes' if ok else 'no'} |" for name, val, ok in targets(r)]
     rs, rg = r["recipes"]["sft"], r["recipes"]["grpo"]
     lines += ["", f"SFT: {rs}  ", f"GRPO: {rg}", ""]

@@ -22,8 +22,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world", type=Path, required=True)
     p.add_argument("--run", action="append", default=[], metavar="NAME=DIR", help="an eval run folder (repeatable)")
-    p.add_argument("--constant-dir", type=Path, default=None,
-                   help="where the constant's predictions go (default: WORLD/../<world name>_constant)")
+    p.add_argument(
+        "--constant-dir",
+        type=Path,
+        default=None,
+        help="where the constant's predictions go (default: WORLD/../<world name>_constant)",
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = p.parse_args()
     import run as bench  # bench/learning/run.py: the constant and the scoring the learning benchmark uses
@@ -36,8 +40,12 @@ def main() -> None:
     const_dir = args.constant_dir or args.world.parent / f"{args.world.name}_constant"
     bench.write_predictions(const_dir, bench.constant_texts(const, test))
     runs = {"constant": const_dir, **{k: Path(v) for k, v in (r.split("=", 1) for r in args.run)}}
-    out = {"world": str(args.world), "test_queries": len(test), "constant_baseline": const,
-           "runs": {name: {"dir": str(d), "metrics": bench.per_kind(d, test, kinds)} for name, d in runs.items()}}
+    out = {
+        "world": str(args.world),
+        "test_queries": len(test),
+        "constant_baseline": const,
+        "runs": {name: {"dir": str(d), "metrics": bench.per_kind(d, test, kinds)} for name, d in runs.items()},
+    }
     for name, d in runs.items():
         if name != "constant":
             out["runs"][name]["vs_constant_r1@0.7"] = bench.paired_r1(const_dir, d, test)

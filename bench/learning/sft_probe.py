@@ -38,36 +38,68 @@ def parse_args():
     p.add_argument("--prompt", choices=("full", "short", "query-first"), default="full")
     p.add_argument("--positions", choices=("reference", "transformers"), default="reference")
     p.add_argument("--freeze-vision", action="store_true", help="keep the vision tower at init (merger trains)")
-    p.add_argument("--merger-lr-mult", type=float, default=1.0,
-                   help="the vision merger's learning rate as a multiple of --lr (does a faster projector leave the "
-                        "text-only plateau sooner?)")
-    p.add_argument("--loss", choices=("answer-mean", "token"), default="answer-mean",
-                   help="answer-mean: mean over each answer's tokens (what batch-1 SFT does); token: summed over "
-                        "tokens and divided by the mean answer length, so every token weighs the same")
+    p.add_argument(
+        "--merger-lr-mult",
+        type=float,
+        default=1.0,
+        help="the vision merger's learning rate as a multiple of --lr (does a faster projector leave the "
+        "text-only plateau sooner?)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=("answer-mean", "token"),
+        default="answer-mean",
+        help="answer-mean: mean over each answer's tokens (what batch-1 SFT does); token: summed over "
+        "tokens and divided by the mean answer length, so every token weighs the same",
+    )
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--test", type=int, default=100, help="test queries in the own/swapped loss")
-    p.add_argument("--binding", action="store_true",
-                   help="two-object worlds: also the test loss with the *other* query's moments of the same video "
-                        "as the answer; a model that ignores which object the query names scores both the same")
-    p.add_argument("--aux-name", type=float, default=0.0, metavar="WEIGHT",
-                   help="two-object worlds: add WEIGHT x an auxiliary loss that asks a linear head to read the named "
-                        "object's colour and shape from the hidden state after --aux-layer decoder layers, at every "
-                        "position that predicts an answer token (a training signal for moving the name to the "
-                        "answer, one half of binding)")
-    p.add_argument("--aux-query-words", type=float, default=0.0, metavar="WEIGHT",
-                   help="the same signal without labels (any data set): add WEIGHT x a loss that asks a linear head "
-                        "to predict the query's informative words (prompt tokens in fewer than half of the train "
-                        "prompts: the system text, chat template and video tokens drop out) at the answer positions")
+    p.add_argument(
+        "--binding",
+        action="store_true",
+        help="two-object worlds: also the test loss with the *other* query's moments of the same video "
+        "as the answer; a model that ignores which object the query names scores both the same",
+    )
+    p.add_argument(
+        "--aux-name",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="two-object worlds: add WEIGHT x an auxiliary loss that asks a linear head to read the named "
+        "object's colour and shape from the hidden state after --aux-layer decoder layers, at every "
+        "position that predicts an answer token (a training signal for moving the name to the "
+        "answer, one half of binding)",
+    )
+    p.add_argument(
+        "--aux-query-words",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="the same signal without labels (any data set): add WEIGHT x a loss that asks a linear head "
+        "to predict the query's informative words (prompt tokens in fewer than half of the train "
+        "prompts: the system text, chat template and video tokens drop out) at the answer positions",
+    )
     p.add_argument("--aux-layer", type=int, default=1, help="hidden_states index the auxiliary head reads")
-    p.add_argument("--think", default=None, metavar="TEMPLATE",
-                   help='train and test with a <think> target made from the record, e.g. "the {target}" (the named '
-                        "object said again in the answer, before its moments)")
-    p.add_argument("--save", type=Path, default=None,
-                   help="save the trained model (and its processor) here, for `vtg eval run` and binding.py")
-    p.add_argument("--group-by-video", action="store_true",
-                   help="each step trains on all queries of one video together (in a two-object world: both "
-                        "objects' queries), so what does not depend on the name cancels within the batch; "
-                        "--batch then counts videos")
+    p.add_argument(
+        "--think",
+        default=None,
+        metavar="TEMPLATE",
+        help='train and test with a <think> target made from the record, e.g. "the {target}" (the named '
+        "object said again in the answer, before its moments)",
+    )
+    p.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        help="save the trained model (and its processor) here, for `vtg eval run` and binding.py",
+    )
+    p.add_argument(
+        "--group-by-video",
+        action="store_true",
+        help="each step trains on all queries of one video together (in a two-object world: both "
+        "objects' queries), so what does not depend on the name cancels within the batch; "
+        "--batch then counts videos",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -87,8 +119,9 @@ def encode_sets(args, processor, sampling):
     cache = args.work / f"{tag}.pt"
     if cache.exists():
         return torch.load(cache)
-    collator = VideoGroundingCollator(processor, sampling, mode="multi", think=bool(args.think),
-                                      prompt_style=args.prompt)
+    collator = VideoGroundingCollator(
+        processor, sampling, mode="multi", think=bool(args.think), prompt_style=args.prompt
+    )
 
     def row(r, video=None):
         out = {**r.to_dict(), "video": str(args.world / (video or r.video))}
@@ -246,14 +279,19 @@ def main() -> None:
         sampling = replace(sampling, min_pixels=args.pixels, max_pixels=args.pixels)
     t0 = time.time()
     train, pairs = encode_sets(args, processor, sampling)
-    print(f"{len(train)} train / {len(pairs)} test pairs ready in {time.time() - t0:.0f}s; "
-          f"{train[0]['input_ids'].shape[-1]} tokens in the first sequence", flush=True)
+    print(
+        f"{len(train)} train / {len(pairs)} test pairs ready in {time.time() - t0:.0f}s; "
+        f"{train[0]['input_ids'].shape[-1]} tokens in the first sequence",
+        flush=True,
+    )
     if args.freeze_vision:  # random features keep their contrast; the merger still learns to project them
         for name, param in engine.vision_tower(model).named_parameters():
             param.requires_grad_("merger" in name)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in trainable if "merger" not in n], "mult": 1.0},
-              {"params": [p for n, p in trainable if "merger" in n], "mult": args.merger_lr_mult}]
+    groups = [
+        {"params": [p for n, p in trainable if "merger" not in n], "mult": 1.0},
+        {"params": [p for n, p in trainable if "merger" in n], "mult": args.merger_lr_mult},
+    ]
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.lr, weight_decay=0.0)
     pad = processor.tokenizer.pad_token_id
     mean_len = sum(int((t["labels"] != -100).sum()) for t in train) / len(train)
@@ -261,8 +299,13 @@ def main() -> None:
     if args.aux_name and args.aux_query_words:
         raise SystemExit("--aux-name and --aux-query-words: pick one")
     aux_weight = args.aux_name or args.aux_query_words
-    aux = (NameHead(hidden, args, processor.tokenizer) if args.aux_name else
-           QueryWordsHead(hidden, args, processor.tokenizer, train) if args.aux_query_words else None)
+    aux = (
+        NameHead(hidden, args, processor.tokenizer)
+        if args.aux_name
+        else QueryWordsHead(hidden, args, processor.tokenizer, train)
+        if args.aux_query_words
+        else None
+    )
     if aux:
         opt.add_param_group({"params": list(aux.parameters()), "mult": 1.0})
         train_names = [aux.named_object(item) for item in train]
@@ -278,8 +321,9 @@ def main() -> None:
             return loss, loss
         labels = inputs["labels"]
         logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits[:, :-1]
-        ce = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100,
-                                               reduction="sum")
+        ce = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="sum"
+        )
         loss = ce / (mean_len * labels.shape[0])
         return loss, loss
 
@@ -336,8 +380,16 @@ def main() -> None:
         running = answer_loss if running is None else 0.98 * running + 0.02 * answer_loss
         if step % args.eval_every == 0 or step == args.steps:
             own, swapped, other, first, name_read = test_losses()
-            history.append({"step": step, "train": round(running, 4), "own": round(own, 4),
-                            "swapped": round(swapped, 4), "gap": round(swapped - own, 4), "first_token": first})
+            history.append(
+                {
+                    "step": step,
+                    "train": round(running, 4),
+                    "own": round(own, 4),
+                    "swapped": round(swapped, 4),
+                    "gap": round(swapped - own, 4),
+                    "first_token": first,
+                }
+            )
             bind = ""
             if other is not None:
                 history[-1].update(other_object=round(other, 4), binding_gap=round(other - own, 4))
@@ -345,9 +397,11 @@ def main() -> None:
             if name_read is not None:
                 history[-1]["aux_name_accuracy"] = name_read
                 bind += f"aux head reads the name {name_read}  "
-            print(f"step {step}: train {running:.4f}  test own-video {own:.4f}  swapped-video {swapped:.4f}  "
-                  f"gap {swapped - own:+.4f}  {bind}first answer token right {first}  ({time.time() - t0:.0f}s)",
-                  flush=True)
+            print(
+                f"step {step}: train {running:.4f}  test own-video {own:.4f}  swapped-video {swapped:.4f}  "
+                f"gap {swapped - own:+.4f}  {bind}first answer token right {first}  ({time.time() - t0:.0f}s)",
+                flush=True,
+            )
     if args.save:
         model.save_pretrained(args.save)
         processor.save_pretrained(args.save)

@@ -33,8 +33,12 @@ def main() -> None:
     model, collator = model_and_collator(args.model)
     for name, param in engine.vision_tower(model).named_parameters():
         param.requires_grad_("merger" in name)
-    items = [collator([{"video": str(r.video_path(args.world)), "query": r.query, "duration": r.duration,
-                        "moments": r.moments}]) for r in load_records(args.world / "train.jsonl")[:args.records]]
+    items = [
+        collator(
+            [{"video": str(r.video_path(args.world)), "query": r.query, "duration": r.duration, "moments": r.moments}]
+        )
+        for r in load_records(args.world / "train.jsonl")[: args.records]
+    ]
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5)
 
     def step(item):
@@ -59,9 +63,15 @@ def main() -> None:
         step(item)
     cached = best_ms()
     cache = engine.vision_tower(model)._vtg_feature_cache
-    result = {"model": str(args.model), "records": len(items), "ms_per_step_uncached": uncached,
-              "ms_per_step_cached": cached, "cache_hits": cache.hits, "cache_misses": cache.misses,
-              "machine": f"{platform.machine()}, 1 torch thread, torch {torch.__version__}"}
+    result = {
+        "model": str(args.model),
+        "records": len(items),
+        "ms_per_step_uncached": uncached,
+        "ms_per_step_cached": cached,
+        "cache_hits": cache.hits,
+        "cache_misses": cache.misses,
+        "machine": f"{platform.machine()}, 1 torch thread, torch {torch.__version__}",
+    }
     print(json.dumps(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -44,10 +44,17 @@ def logit_sensitivity(model_dir: Path, records: Path) -> float:
     processor = AutoProcessor.from_pretrained(model_dir)
     sampling = engine.sampling_for_model(model_dir)
     own = json.loads(records.read_text().splitlines()[0])
-    other = next(json.loads(x) for x in (records.parent / "swapped.jsonl").read_text().splitlines()
-                 if json.loads(x)["id"] == own["id"])
-    prompt = engine.render_prompt(processor, engine.grounding_messages(own["query"], own["duration"], think=False,
-                                                                       style=engine.prompt_style_for_model(model_dir)))
+    other = next(
+        json.loads(x)
+        for x in (records.parent / "swapped.jsonl").read_text().splitlines()
+        if json.loads(x)["id"] == own["id"]
+    )
+    prompt = engine.render_prompt(
+        processor,
+        engine.grounding_messages(
+            own["query"], own["duration"], think=False, style=engine.prompt_style_for_model(model_dir)
+        ),
+    )
     logits = []
     for video in (own["video"], other["video"]):
         with torch.no_grad():
@@ -66,9 +73,11 @@ def main() -> None:
     results = {"queries": n, "kinds": list(CONTROL_KINDS), "models": {}}
     for model in args.model:
         tag = model.as_posix().replace("/", "_")
-        row = {"own_video": evaluate(model, own, args.work / f"{tag}_own"),
-               "swapped_video": evaluate(model, swapped, args.work / f"{tag}_swapped"),
-               "max_abs_logit_change_when_video_swapped": logit_sensitivity(model, own)}
+        row = {
+            "own_video": evaluate(model, own, args.work / f"{tag}_own"),
+            "swapped_video": evaluate(model, swapped, args.work / f"{tag}_swapped"),
+            "max_abs_logit_change_when_video_swapped": logit_sensitivity(model, own),
+        }
         results["models"][str(model)] = row
         print(model, json.dumps(row), flush=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")

@@ -25,8 +25,12 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--size", default="tiny", choices=list(SIZES))
     ap.add_argument("--out", default=None)
-    ap.add_argument("--sweep-max-num-seqs", default=None, metavar="N,N,...",
-                    help="instead: vLLM alone at each engine max_num_seqs, --repeats times each (JSON lines)")
+    ap.add_argument(
+        "--sweep-max-num-seqs",
+        default=None,
+        metavar="N,N,...",
+        help="instead: vLLM alone at each engine max_num_seqs, --repeats times each (JSON lines)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
@@ -42,8 +46,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="vtg_bench_rollouts_"))
     model_dir = build_tiny_model("qwen2.5-vl", tmp / "model", size=args.size)
-    generate(SynthConfig(n_videos=max(4, args.prompts), seed=0, min_duration=8, max_duration=16,
-                         split_fractions=(1.0, 0.0, 0.0)), tmp / "world", workers=1)
+    generate(
+        SynthConfig(
+            n_videos=max(4, args.prompts), seed=0, min_duration=8, max_duration=16, split_fractions=(1.0, 0.0, 0.0)
+        ),
+        tmp / "world",
+        workers=1,
+    )
     root = tmp / "world"
     rows = []
     for r in load_records(root / "train.jsonl")[: args.prompts]:
@@ -52,8 +61,15 @@ def main() -> None:
         rows += [d] * args.generations
     processor = AutoProcessor.from_pretrained(model_dir)
     sampling = sampling_for_model(model_dir)
-    groups = build_groups(rows, processor, sampling, mode="multi", think=False, for_vllm=True,
-                          prompt_style=prompt_style_for_model(model_dir))
+    groups = build_groups(
+        rows,
+        processor,
+        sampling,
+        mode="multi",
+        think=False,
+        for_vllm=True,
+        prompt_style=prompt_style_for_model(model_dir),
+    )
     n_tokens = len(groups) * args.generations * args.tokens
 
     params = SamplingParams(n=args.generations, temperature=1.0, max_tokens=args.tokens, ignore_eos=True)
@@ -74,8 +90,17 @@ def main() -> None:
         for n in [int(x) for x in args.sweep_max_num_seqs.split(",")]:
             for _ in range(args.repeats):
                 seconds, _ = time_vllm(max_num_seqs=n)
-                print(json.dumps({"model": args.size, "prompts": len(groups), "max_num_seqs": n,
-                                  "vllm_tokens_per_s": round(n_tokens / seconds, 1)}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "model": args.size,
+                            "prompts": len(groups),
+                            "max_num_seqs": n,
+                            "vllm_tokens_per_s": round(n_tokens / seconds, 1),
+                        }
+                    ),
+                    flush=True,
+                )
         return
     vllm_s, max_num_seqs = time_vllm()
 
@@ -83,16 +108,26 @@ def main() -> None:
     t = time.perf_counter()
     with torch.no_grad():
         for g in groups:
-            model.generate(**g.hf_inputs, do_sample=True, temperature=1.0, max_new_tokens=args.tokens,
-                           min_new_tokens=args.tokens, num_return_sequences=args.generations)
+            model.generate(
+                **g.hf_inputs,
+                do_sample=True,
+                temperature=1.0,
+                max_new_tokens=args.tokens,
+                min_new_tokens=args.tokens,
+                num_return_sequences=args.generations,
+            )
     hf_s = time.perf_counter() - t
 
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU",
-        "model": f"tiny qwen2.5-vl ({args.size})", "prompts": len(groups), "generations": args.generations,
-        "tokens_per_completion": args.tokens, "vllm_max_num_seqs": max_num_seqs,
+        "model": f"tiny qwen2.5-vl ({args.size})",
+        "prompts": len(groups),
+        "generations": args.generations,
+        "tokens_per_completion": args.tokens,
+        "vllm_max_num_seqs": max_num_seqs,
         "prompt_tokens": len(groups[0].prompt_ids),
-        "vllm_tokens_per_s": round(n_tokens / vllm_s, 1), "hf_tokens_per_s": round(n_tokens / hf_s, 1),
+        "vllm_tokens_per_s": round(n_tokens / vllm_s, 1),
+        "hf_tokens_per_s": round(n_tokens / hf_s, 1),
         "ratio_vllm_over_hf": round(hf_s / vllm_s, 2),
     }
     print(json.dumps(result, indent=1))

@@ -41,9 +41,20 @@ async def _level(url: str, videos: list[str], concurrency: int, n: int, max_toke
     async def worker(client: httpx.AsyncClient):
         while queue:
             i = queue.pop()
-            body = {"model": "tiny", "max_tokens": max_tokens, "temperature": 0, "messages": [{"role": "user", "content": [
-                {"type": "video_url", "video_url": {"url": videos[i % len(videos)]}},
-                {"type": "text", "text": "When is the red square visible?"}]}]}
+            body = {
+                "model": "tiny",
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "video_url", "video_url": {"url": videos[i % len(videos)]}},
+                            {"type": "text", "text": "When is the red square visible?"},
+                        ],
+                    }
+                ],
+            }
             t0 = time.perf_counter()
             r = await client.post(url + "/v1/chat/completions", json=body)
             lat.append(time.perf_counter() - t0)
@@ -54,9 +65,16 @@ async def _level(url: str, videos: list[str], concurrency: int, n: int, max_toke
     async with httpx.AsyncClient(timeout=600) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     wall = time.perf_counter() - t0
-    return {"concurrency": concurrency, "requests": n, "errors": len(errors), "error_samples": errors[:3],
-            "p50_s": round(statistics.median(lat), 3), "p95_s": round(_pct(lat, 0.95), 3),
-            "req_per_s": round(n / wall, 3), "wall_s": round(wall, 2)}
+    return {
+        "concurrency": concurrency,
+        "requests": n,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "p50_s": round(statistics.median(lat), 3),
+        "p95_s": round(_pct(lat, 0.95), 3),
+        "req_per_s": round(n / wall, 3),
+        "wall_s": round(wall, 2),
+    }
 
 
 def _metric_counts(url: str) -> tuple[int, int]:
@@ -73,18 +91,38 @@ def _metric_counts(url: str) -> tuple[int, int]:
 def _fuzz(url: str, examples: int, out_dir: Path) -> dict:
     before = _metric_counts(url)
     exe = Path(sys.executable).with_name("schemathesis")
-    cmd = [str(exe), "run", url + "/openapi.json", "-n", str(examples), "--checks", "not_a_server_error",
-           "--seed", "0", "--request-timeout", "120", "--report", "junit",
-           "--report-junit-path", str(out_dir / "fuzz-junit.xml")]
+    cmd = [
+        str(exe),
+        "run",
+        url + "/openapi.json",
+        "-n",
+        str(examples),
+        "--checks",
+        "not_a_server_error",
+        "--seed",
+        "0",
+        "--request-timeout",
+        "120",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(out_dir / "fuzz-junit.xml"),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     after = _metric_counts(url)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-25:]
     junit = (out_dir / "fuzz-junit.xml").read_text() if (out_dir / "fuzz-junit.xml").exists() else ""
     failures = sum(int(n) for n in re.findall(r'<testsuite [^>]*failures="(\d+)"', junit))
-    return {"command": " ".join(cmd[1:]), "exit_code": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1),
-            "requests": after[0] - before[0] - 1, "server_5xx": after[1] - before[1],
-            "schemathesis_failures": failures, "schemathesis_tail": tail}
+    return {
+        "command": " ".join(cmd[1:]),
+        "exit_code": proc.returncode,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "requests": after[0] - before[0] - 1,
+        "server_5xx": after[1] - before[1],
+        "schemathesis_failures": failures,
+        "schemathesis_tail": tail,
+    }
 
 
 def _setup(args, tmp: Path) -> tuple[str, Path]:
@@ -101,17 +139,28 @@ def _setup(args, tmp: Path) -> tuple[str, Path]:
 
 
 def _markdown(res: dict) -> str:
-    lines = [f"# vtg serve benchmark ({res['device']})", "", f"Command: `{res['command']}`", "",
-             f"Model: {res['model']}; {res['max_tokens']} new tokens a request, one {res['video']} video each; "
-             f"engine start {res['engine_start_s']} s.", "",
-             "| concurrency | requests | errors | p50 s | p95 s | req/s |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# vtg serve benchmark ({res['device']})",
+        "",
+        f"Command: `{res['command']}`",
+        "",
+        f"Model: {res['model']}; {res['max_tokens']} new tokens a request, one {res['video']} video each; "
+        f"engine start {res['engine_start_s']} s.",
+        "",
+        "| concurrency | requests | errors | p50 s | p95 s | req/s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in res["levels"]:
-        lines.append(f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_s']} | {r['p95_s']} | "
-                     f"{r['req_per_s']} |")
+        lines.append(
+            f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_s']} | {r['p95_s']} | {r['req_per_s']} |"
+        )
     f = res.get("fuzz")
     if f:
-        lines += ["", f"Fuzz (schemathesis, `{f['command']}`): {f['requests']} requests, {f['server_5xx']} 5xx "
-                      f"(schemathesis: {f['schemathesis_failures']} failing operations, exit {f['exit_code']}, {f['wall_s']} s)."]
+        lines += [
+            "",
+            f"Fuzz (schemathesis, `{f['command']}`): {f['requests']} requests, {f['server_5xx']} 5xx "
+            f"(schemathesis: {f['schemathesis_failures']} failing operations, exit {f['exit_code']}, {f['wall_s']} s).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -133,27 +182,50 @@ def main() -> int:
         tmp = Path(tmp)
         model, world = _setup(args, tmp)
         recipe = tmp / "serve.yaml"
-        recipe.write_text(f"limits:\n  max_tokens: {max(args.max_tokens, 32)}\n  max_frames: 16\n"
-                          f"  max_concurrency: 16\n  max_queue: 64\n  request_timeout_s: 120\n")
+        recipe.write_text(
+            f"limits:\n  max_tokens: {max(args.max_tokens, 32)}\n  max_frames: 16\n"
+            f"  max_concurrency: 16\n  max_queue: 64\n  request_timeout_s: 120\n"
+        )
         t0 = time.perf_counter()
-        server = start_server(["--model", model, "--config", str(recipe), "--served-model-name", "tiny",
-                               "--allowed-local-media-path", str(world)], tmp / "server.log")
+        server = start_server(
+            [
+                "--model",
+                model,
+                "--config",
+                str(recipe),
+                "--served-model-name",
+                "tiny",
+                "--allowed-local-media-path",
+                str(world),
+            ],
+            tmp / "server.log",
+        )
         engine_start = round(time.perf_counter() - t0, 1)
         try:
             videos = [p.resolve().as_uri() for p in sorted((world / "videos").glob("*.mp4"))]
             asyncio.run(_level(server.url, videos, 2, 4, args.max_tokens))  # warm-up (decode cache, first batches)
-            levels = [asyncio.run(_level(server.url, videos, c, args.requests, args.max_tokens))
-                      for c in args.concurrency]
+            levels = [
+                asyncio.run(_level(server.url, videos, c, args.requests, args.max_tokens)) for c in args.concurrency
+            ]
             for r in levels:
-                print(f"[bench serve] c={r['concurrency']}: p50 {r['p50_s']} s, p95 {r['p95_s']} s, "
-                      f"{r['req_per_s']} req/s, {r['errors']} errors", flush=True)
+                print(
+                    f"[bench serve] c={r['concurrency']}: p50 {r['p50_s']} s, p95 {r['p95_s']} s, "
+                    f"{r['req_per_s']} req/s, {r['errors']} errors",
+                    flush=True,
+                )
             fuzz = _fuzz(server.url, args.fuzz_examples, out) if args.fuzz_examples else None
         finally:
             server.stop()
-    res = {"device": f"CPU ({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores)",
-           "command": "python bench/serve/run.py " + " ".join(sys.argv[1:]), "model": model if args.model else
-           "tiny random Qwen2.5-VL (vtg.train.tiny_model)", "video": "8-16 s 56x56 synthetic",
-           "max_tokens": args.max_tokens, "engine_start_s": engine_start, "levels": levels, "fuzz": fuzz}
+    res = {
+        "device": f"CPU ({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores)",
+        "command": "python bench/serve/run.py " + " ".join(sys.argv[1:]),
+        "model": model if args.model else "tiny random Qwen2.5-VL (vtg.train.tiny_model)",
+        "video": "8-16 s 56x56 synthetic",
+        "max_tokens": args.max_tokens,
+        "engine_start_s": engine_start,
+        "levels": levels,
+        "fuzz": fuzz,
+    }
     (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     (out / "results.md").write_text(_markdown(res))
     print(_markdown(res))

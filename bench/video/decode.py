@@ -28,8 +28,9 @@ def decode_all(paths, reuse: bool) -> tuple[float, list]:
             stream.thread_type = "AUTO"
             rgb = VideoReformatter() if reuse else None
             for frame in container.decode(stream):
-                frames.append(rgb.reformat(frame, format="rgb24").to_ndarray() if reuse
-                              else frame.to_ndarray(format="rgb24"))
+                frames.append(
+                    rgb.reformat(frame, format="rgb24").to_ndarray() if reuse else frame.to_ndarray(format="rgb24")
+                )
     return (time.perf_counter() - t0) / len(paths) * 1000, frames
 
 
@@ -52,9 +53,13 @@ def main() -> None:
         best[name] = min(best.get(name, ms), ms)
         best.setdefault("_frames", {})[name] = frames
     a, b = best.pop("_frames").values()
-    result = {"videos": len(paths), "frames": len(a), "identical_pixels": all(np.array_equal(x, y) for x, y in zip(a, b)),
-              "ms_per_video": {k: round(v, 1) for k, v in best.items()},
-              "machine": f"{platform.machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, PyAV {av.__version__}"}
+    result = {
+        "videos": len(paths),
+        "frames": len(a),
+        "identical_pixels": all(np.array_equal(x, y) for x, y in zip(a, b)),
+        "ms_per_video": {k: round(v, 1) for k, v in best.items()},
+        "machine": f"{platform.machine()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, PyAV {av.__version__}",
+    }
     print(json.dumps(result))
     if args.out:
         with open(args.out, "w") as f:
