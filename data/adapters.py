@@ -1,4 +1,5 @@
-"""Adapters from the public data sets' official release files (read UNCHANGED) to vtg records (DESIGN.md §2–3).
+"""Adapters from the public data sets' official release files (read UNCHANGED) to vtg records
+(docs/data.md#public-data-sets-vtg-data-convert).
 
 Every entry a release holds becomes one raw record dict that goes through `vtg.data.records.validate`, so the same
 rules apply everywhere: ends past the duration are clamped and counted, reversed/zero-length moments are rejected
@@ -36,17 +37,18 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from vtg.data.records import Record, RecordError, ValidationReport, validate
+from vtg.data.video import VIDEO_EXTS
 from vtg.errors import UserError
 
 DIDEMO_SEGMENT_S = 5.0
 DIDEMO_MAX_S = 30.0
 _DIDEMO_SEGMENTS = int(DIDEMO_MAX_S // DIDEMO_SEGMENT_S)
-VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
 
 
 @dataclass
@@ -432,7 +434,7 @@ def convert_didemo(files: list[Path], opts: ConvertOptions, report: ConversionRe
                     "video": _video(opts, entry["video"], keep_name=True),
                     "duration": duration,
                     "query": str(entry.get("description", "")),
-                    "moments": [[DIDEMO_SEGMENT_S * f, DIDEMO_SEGMENT_S * (l + 1)] for f, l in chosen],
+                    "moments": [[DIDEMO_SEGMENT_S * f, DIDEMO_SEGMENT_S * (last + 1)] for f, last in chosen],
                     "source": "didemo",
                     "split": split,
                     "annotation_id": aid,

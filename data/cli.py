@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from vtg.errors import UserError
@@ -85,9 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--check-video", action="store_true", help="also check that video files exist")
     v.set_defaults(func=_validate)
 
-    from vtg.train.curate import register_curate  # owner: train (scores records with a model)
+    from vtg.data import curate
 
-    register_curate(dsub)
+    curate.register(dsub)
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -121,7 +120,9 @@ def _synth(args: argparse.Namespace) -> int:
     try:
         fractions = tuple(float(x) for x in args.split_fractions.split(","))
     except ValueError:
-        raise UserError(f"--split-fractions must be three numbers like 0.8,0.1,0.1, got {args.split_fractions!r}")
+        raise UserError(
+            f"--split-fractions must be three numbers like 0.8,0.1,0.1, got {args.split_fractions!r}"
+        ) from None
     cfg = SynthConfig(
         n_videos=args.n,
         seed=args.seed,
@@ -133,7 +134,7 @@ def _synth(args: argparse.Namespace) -> int:
         split_fractions=fractions,
         one_kind_per_video=args.one_kind_per_video,
     )
-    generate(cfg, args.out, progress=True)
+    generate(cfg, args.out, progress=print)
     return 0
 
 

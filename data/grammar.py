@@ -2,7 +2,7 @@
 
 Rewards (vtg.train), metrics (vtg.eval) and the server (vtg.serve) import from here; nothing else parses answers.
 
-Canonical output (DESIGN.md §4):
+Canonical output (docs/grammar.md):
     <think>reasoning</think> starts at 12.5s, ends at 17.0s
     <think>reasoning</think> starts at 3.0s, ends at 7.5s; starts at 40.0s, ends at 44.0s
     <think>reasoning</think> not present
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 NOT_PRESENT = "not present"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -38,7 +38,6 @@ _LENIENT_PAIRS = [
     re.compile(rf"\[\s*({_NUM})\s*s?\s*,\s*({_NUM})\s*s?\s*\]"),
     re.compile(rf"({_NUM})\s*s?(?:econds?)?\s*(?:to|until|till|-|–|—|~)\s*({_NUM})", re.I),
 ]
-_THINK_RE = re.compile(r"<think>(.*?)</think>", re.S)
 _WRAPPER_RE = re.compile(r"<(answer|time)>(.*?)</\1>", re.S | re.I)
 _NOT_PRESENT_RE = re.compile(
     r"\b(not present|not in the video|does not (?:appear|happen|occur)|no such (?:event|moment))\b", re.I
@@ -81,14 +80,96 @@ def format_answer(moments: Sequence[Sequence[float]], think: str | None = None, 
     return f"{THINK_OPEN}{think}{THINK_CLOSE} {answer}"
 
 
-def split_reasoning(text: str) -> tuple[str | None, str]:
-    """(reasoning, answer text). A `<think>` without its closing tag leaves no answer (generation was cut)."""
-    m = _THINK_RE.search(text)
-    if m:
-        return m.group(1).strip(), text[m.end() :].strip()
-    if THINK_OPEN in text:
-        return text.split(THINK_OPEN, 1)[1].strip(), ""
-    return None, text.strip()
+def split_reasoning(text: str, *, strip: bool = True) -> tuple[str | None, str]:
+    """(reasoning, answer) of a finished completion, by the one rule (see `ReasoningSplitter`): reasoning is the
+    text of a leading `<think>` block, None when the text does not open with `<think>`. A `<think>` without its
+    closing tag leaves no answer (generation was cut). `strip=False` keeps both texts exactly as a stream of the
+    same completion delivers them (the server's responses)."""
+    splitter = ReasoningSplitter()
+    splitter.feed(text)
+    splitter.finish()
+    reasoning, answer = (splitter.reasoning if splitter.opened else None), splitter.answer
+    if strip:
+        return (reasoning.strip() if reasoning is not None else None), answer.strip()
+    return reasoning, answer
+
+
+def join_reasoning(reasoning: str | None, answer: str) -> str:
+    """A completion whose `split_reasoning` is (reasoning, answer): how eval reads back a server's split answer."""
+    return answer if reasoning is None else f"{THINK_OPEN}{reasoning}{THINK_CLOSE} {answer}"
+
+
+class ReasoningSplitter:
+    """Splits a completion into reasoning and answer while it streams; the one rule vtg applies everywhere.
+
+    A completion that opens (leading whitespace aside) with `<think>` has everything up to `</think>` as reasoning
+    and the rest, leading whitespace dropped, as answer; any other completion is all answer. The rule is
+    prefix-stable: streamed pieces concatenate to exactly the split of the finished text, and a half-written tag is
+    held back rather than emitted as content.
+    """
+
+    def __init__(self) -> None:
+        self._buf = ""  # text not yet emitted (a possible tag prefix)
+        self._state = "start"  # start -> reasoning -> answer_lead -> answer | start -> answer
+        self.opened = False  # the completion opened with <think>
+        self.reasoning = ""
+        self.answer = ""
+
+    def feed(self, delta: str) -> tuple[str, str]:
+        """Add generated text; return (reasoning_delta, answer_delta) safe to emit now."""
+        self._buf += delta
+        return self._emit(final=False)
+
+    def finish(self) -> tuple[str, str]:
+        """The end of the completion: emit what is held back."""
+        return self._emit(final=True)
+
+    def _emit(self, final: bool) -> tuple[str, str]:
+        r, a = self._drain(final)
+        self.reasoning += r
+        self.answer += a
+        return r, a
+
+    def _drain(self, final: bool) -> tuple[str, str]:
+        r_out = a_out = ""
+        while True:
+            if self._state == "start":
+                s = self._buf.lstrip()
+                if s.startswith(THINK_OPEN):
+                    self._buf, self._state, self.opened = s[len(THINK_OPEN) :], "reasoning", True
+                    continue
+                if THINK_OPEN.startswith(s) and not final:
+                    return r_out, a_out  # maybe the opening tag, still arriving
+                self._state = "answer"
+                continue
+            if self._state == "reasoning":
+                idx = self._buf.find(THINK_CLOSE)
+                if idx >= 0:
+                    r_out += self._buf[:idx]
+                    self._buf, self._state = self._buf[idx + len(THINK_CLOSE) :], "answer_lead"
+                    continue
+                keep = 0 if final else _partial_suffix(self._buf, THINK_CLOSE)
+                r_out += self._buf[: len(self._buf) - keep]
+                self._buf = self._buf[len(self._buf) - keep :]
+                return r_out, a_out
+            if self._state == "answer_lead":
+                s = self._buf.lstrip()
+                if not s:
+                    self._buf = ""
+                    return r_out, a_out
+                self._buf, self._state = s, "answer"
+                continue
+            a_out += self._buf
+            self._buf = ""
+            return r_out, a_out
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `tag`."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-n:]):
+            return n
+    return 0
 
 
 def parse_answer(text: str | None) -> ParsedAnswer:
@@ -166,6 +247,7 @@ def moment_f1(pred: Sequence[Sequence[float]], gt: Sequence[Sequence[float]], th
 
 # ---- prompts -----------------------------------------------------------------------------------------------------
 
+MODES = ("single", "multi")  # one moment, or any number of them (none included)
 _TASK = {
     "single": "Find the moment in the video that matches the query.",
     "multi": "Find every moment in the video that matches the query; there may be one, several, or none.",
@@ -174,29 +256,21 @@ _TASK = {
 
 # "full": the instruction prompt below, for pretrained models. "short": "<duration>s. <query>" only, for models
 # trained from scratch (tiny ones): ~140 instruction tokens between the video and the answer delay a random-init
-# model's learning to read the video (bench/learning/probe_results.md). A model folder records its style
-# (`vtg_prompt.json`, see vtg.engine) so training, eval and serving keep using the same text.
-# "query-first": the "short" text, placed before the video instead of after it, so that (causal attention) the video
-# tokens can attend to the query. Tried for the two-object worlds, where it did not help the tiny model at 24k steps
-# (bench/learning/single_multi_query_first).
-PROMPT_STYLES = ("full", "short", "query-first")
-
-
-def query_before_video(style: str) -> bool:
-    """Whether the prompt text goes before the video in the user turn (else after it, Qwen's usual order)."""
-    return style == "query-first"
+# model's learning to read the video (experiments/learning/probe_results.md). A model folder records its style
+# (`vtg_prompt.json`, see vtg.model_folder) so training, eval and serving keep using the same text.
+PROMPT_STYLES = ("full", "short")
 
 
 def grounding_prompt(
     query: str, duration: float, *, mode: str = "multi", think: bool = True, style: str = "full"
 ) -> str:
-    """The user turn's text (after the video, or before it: `query_before_video`). Training, eval and serving all
-    use this one text."""
+    """The user turn's text, after the video. Training, eval and serving all use this one text (through
+    `vtg.request.GroundingPrompt`)."""
     if mode not in _TASK:
         raise ValueError(f"mode must be one of {sorted(_TASK)}, got {mode!r}")
     if style not in PROMPT_STYLES:
         raise ValueError(f"prompt style must be one of {list(PROMPT_STYLES)}, got {style!r}")
-    if style in ("short", "query-first"):  # mode and think are learned from the training answers, not asked for
+    if style == "short":  # mode and think are learned from the training answers, not asked for
         return f"{duration:.1f}s. {query.strip()}"
     fmt = "'starts at Xs, ends at Ys' (several moments separated by '; ')"
     fmt += f", or '{NOT_PRESENT}' if it does not happen" if mode == "multi" else ""

@@ -1,4 +1,4 @@
-"""The record schema every part of vtg speaks (DESIGN.md §2), its validation, and JSONL / HF `datasets` I/O.
+"""The record schema every part of vtg speaks (docs/data.md#the-record), its validation, and JSONL / HF `datasets` I/O.
 
 One grounding sample:
     {"id": str, "video": str, "duration": float (s), "query": str, "moments": [[start, end], ...] (s),
@@ -19,9 +19,10 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from vtg.errors import UserError
 
@@ -93,7 +94,7 @@ class ValidationReport:
             lines.append(f"  … and {len(self.errors) - max_lines} more rejected")
         return "\n".join(lines)
 
-    def merge(self, other: "ValidationReport") -> None:
+    def merge(self, other: ValidationReport) -> None:
         self.n_read += other.n_read
         self.n_ok += other.n_ok
         self.errors += other.errors

@@ -24,6 +24,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -357,7 +358,10 @@ def check_reused_world(cfg: SynthConfig, out_dir: str | os.PathLike) -> None:
 
 
 def generate(
-    cfg: SynthConfig, out_dir: str | os.PathLike, progress: bool = False, workers: int | None = None
+    cfg: SynthConfig,
+    out_dir: str | os.PathLike,
+    progress: Callable[[str], None] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Path]:
     """Write videos/*.mp4, {train,val,test}.jsonl, scenes.jsonl and world.json; returns {split: jsonl path}."""
     from vtg.data.records import write_jsonl
@@ -377,7 +381,7 @@ def generate(
         for i, scene in enumerate(results, 1):
             scenes.append(scene)
             if progress and (i % max(1, cfg.n_videos // 10) == 0 or i == cfg.n_videos):
-                print(f"synth: {i}/{cfg.n_videos} videos ({time.time() - t0:.1f}s)", flush=True)
+                progress(f"synth: {i}/{cfg.n_videos} videos ({time.time() - t0:.1f}s)")
     finally:
         if pool:
             pool.shutdown()
@@ -390,7 +394,7 @@ def generate(
     write_jsonl([scene_summary(sc, cfg) for sc in scenes], out / "scenes.jsonl")
     (out / "world.json").write_text(json.dumps({**asdict(cfg), "frame_size": cfg.frame_size}, indent=1) + "\n")
     if progress:
-        print(summary(by_split, splits, time.time() - t0, out))
+        progress(summary(by_split, splits, time.time() - t0, out))
     return paths
 
 

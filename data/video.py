@@ -1,6 +1,6 @@
 """Video reading for every part of vtg: decode with PyAV, sample frames like qwen-vl-utils, keep the true time scale.
 
-Why this module exists (DESIGN.md §7): stacks go silently wrong on time. Frames are sampled once here, and the
+Why this module exists (docs/video-and-time.md): stacks go silently wrong on time. Frames are sampled once here, and the
 metadata that carries the time scale (source fps, sampled frame indices, their pts timestamps) travels with them
 to transformers' Qwen-VL processors (`hf_processor_kwargs`) and to vLLM (`vllm_video`).
 
@@ -24,7 +24,6 @@ import os
 import tempfile
 import threading
 import urllib.parse
-import urllib.request
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -38,6 +37,7 @@ VIDEO_MAX_TOKEN_NUM = 768
 FRAME_FACTOR = 2  # frames are paired by the temporal patch: the count is always even
 MAX_DOWNLOAD_BYTES = int(os.environ.get("VTG_MAX_VIDEO_BYTES", 2 << 30))
 CACHE_SIZE = 8
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
 
 # Processor kwargs for frames sampled here: don't resample frames, and don't resize them again (the processors'
 # own default budget would upscale a 56×56 frame to ~100k pixels and silently override FrameSampling).
@@ -103,14 +103,16 @@ class FrameSampling:
             )
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "frame sampling") -> "FrameSampling":
+    def from_dict(cls, d: dict[str, Any], where: str = "frame sampling") -> FrameSampling:
         """Build from a config/recipe dict; unknown keys (and fps together with nframes) are rejected by name."""
         if not isinstance(d, dict):
             raise UserError(f"{where}: expected a mapping of sampling keys, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+        from vtg.config import ConfigError, check_keys
+
+        try:
+            check_keys(d, {f.name for f in fields(cls)})
+        except ConfigError as e:
+            raise UserError(f"{where}: {e}") from None
         if d.get("nframes") is not None and d.get("fps") is not None:
             raise UserError(f"{where}: give either 'fps' or 'nframes', not both (as in qwen-vl-utils)")
         return cls(**{k: v for k, v in d.items() if not (k == "fps" and v is None)})
@@ -216,23 +218,18 @@ def _local_path(source: str) -> str | None:
 
 
 def _download(url: str, max_bytes: int = MAX_DOWNLOAD_BYTES) -> str:
-    """Fetch a URL to a temporary file (caller deletes it), refusing files larger than max_bytes."""
-    suffix = Path(urllib.parse.urlparse(url).path).suffix or ".mp4"
-    fd, tmp = tempfile.mkstemp(prefix="vtg-video-", suffix=suffix)
+    """Fetch a URL to a temporary file (caller deletes it): `vtg.data.fetch`'s guards, a size cap."""
+    from vtg.data.fetch import FetchError, fetch
+
+    fd, tmp = tempfile.mkstemp(prefix="vtg-video-", suffix=Path(urllib.parse.urlparse(url).path).suffix or ".mp4")
+    os.close(fd)
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, os.fdopen(fd, "wb") as out:
-            size = 0
-            while chunk := resp.read(1 << 20):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise VideoError(f"{url}: larger than the {max_bytes} byte download limit (VTG_MAX_VIDEO_BYTES)")
-                out.write(chunk)
-    except VideoError:
+        fetch(url, tmp, max_bytes=max_bytes, allow_private=os.environ.get("VTG_ALLOW_PRIVATE_URLS") == "1")
+    except FetchError as e:
         os.unlink(tmp)
-        raise
-    except Exception as e:  # network errors of every kind become one clear message
-        os.unlink(tmp)
-        raise VideoError(f"{url}: download failed: {e}") from None
+        hint = " (set VTG_ALLOW_PRIVATE_URLS=1 to allow it)" if e.kind == "private" else ""
+        hint = " (VTG_MAX_VIDEO_BYTES)" if e.kind == "too_large" else hint
+        raise VideoError(f"{url}: {e}{hint}") from None
     return tmp
 
 
@@ -344,7 +341,7 @@ def _decode_indices(container, wanted: list[int], source: str):
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
-    # which made small videos ~3x slower to decode (45 vs 14 ms per 56x56 synthetic clip: bench/video/decode.py).
+    # which made small videos ~3x slower to decode (45 vs 14 ms per 56x56 synthetic clip: bench/video/run.py).
     rgb = VideoReformatter()
     want = set(wanted)
     last = wanted[-1]
@@ -456,7 +453,7 @@ def _evict() -> None:
         _cache_bytes -= _nbytes(old)
 
 
-def _nbytes(video: "DecodedVideo") -> int:
+def _nbytes(video: DecodedVideo) -> int:
     return int(video.frames.numel() * video.frames.element_size())
 
 

@@ -1,7 +1,7 @@
 """`vtg eval run`: records -> prompts -> a model (offline vLLM engine, or an OpenAI-compatible endpoint) -> lines.
 
-- Prompts come from `vtg.engine` (the same chat messages and frame sampling as training: the model's recipe,
-  `vtg_sampling.json`, unless the config overrides keys).
+- Requests come from `vtg.request` (the same chat messages and frame sampling as training: the model's recipe,
+  `vtg_sampling.json`, unless the config overrides keys; against an endpoint, the same messages in OpenAI's form).
 - Offline: batches of `batch_size` prompts go through one `vllm.LLM`; the next batch's videos are decoded in a
   thread pool while the engine runs the current one. Endpoint: `endpoint.concurrency` requests in flight.
 - Each finished batch is appended to predictions.jsonl and fsynced; a rerun skips ids already there (resume after
@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import time
-import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from vtg.data.records import Record, load_records
 from vtg.errors import UserError
@@ -65,10 +65,9 @@ def run_job(
         raise UserError(f"--model {model}: not a folder with model weights")
     served = _connect(cfg, endpoint) if endpoint is not None else None
     if cfg.prompt_style is None:  # word the question as the model was trained to read it (run.json records it)
-        from vtg import engine
+        from vtg.model_folder import read_prompt_style
 
-        style = engine.prompt_style_for_model(model) if model else served.prompt_style
-        cfg = replace(cfg, prompt_style=style)
+        cfg = replace(cfg, prompt_style=read_prompt_style(model) if model else served.prompt_style)
     records_path = cfg.records_path
     if not records_path.exists():
         raise UserError(
@@ -154,40 +153,33 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
 # ---- offline vLLM ----------------------------------------------------------------------------------------------
 
 
-def _sampling(model: str, overrides: dict[str, Any]):
-    from vtg import engine
+def requests_for(cfg: EvalConfig, model: str):
+    """The model's requests, worded and sampled as configured (sampling keys override the model's own)."""
     from vtg.data.video import FrameSampling
+    from vtg.model_folder import ModelFolder
+    from vtg.request import Requests
 
-    base = engine.sampling_for_model(model)
-    return FrameSampling.from_dict({**base.to_dict(), **overrides}, "config sampling") if overrides else base
+    folder = ModelFolder.read(model)
+    sampling = (
+        FrameSampling.from_dict({**folder.sampling.to_dict(), **cfg.sampling}, "config sampling")
+        if cfg.sampling
+        else folder.sampling
+    )
+    return Requests.for_model(folder, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style, sampling=sampling)
 
 
-def _prepare(rec: Record, root: Path, cfg: EvalConfig, processor, sampling) -> Prepared:
+def _prepare(rec: Record, root: Path, requests) -> Prepared:
     """Decode the video and build the engine input; a user-side failure becomes the line's error."""
-    from vtg import engine
-    from vtg.data.video import read_video_cached
-
     t0 = time.perf_counter()
     try:
-        video = read_video_cached(rec.video_path(root), sampling)
-        messages = engine.grounding_messages(
-            rec.query, rec.duration, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style
-        )
-        prompt = engine.render_prompt(processor, messages)
-        return Prepared(rec, engine.vllm_prompt(prompt, video), decode_s=time.perf_counter() - t0)
+        return Prepared(rec, requests.record(rec, root).vllm_input(), decode_s=time.perf_counter() - t0)
     except (UserError, OSError, ValueError, RuntimeError) as e:
         return Prepared(rec, error=f"{type(e).__name__}: {e}", decode_s=time.perf_counter() - t0)
 
 
-def request_seed(seed: int | None, rid: str) -> int | None:
-    """Per-query seed from the config seed and the id: a query samples the same text whatever its batch, shard or
-    position, so resumed and sharded runs reproduce an uninterrupted one."""
-    return None if seed is None else (seed + zlib.crc32(rid.encode())) % 2**31
-
-
 def _generate(llm, items: list[Prepared], make_params) -> list[tuple[str | None, str | None, int]]:
-    """(text, error, completion tokens) per item. If the engine rejects the batch (one bad prompt), retry one by one so only the
-    offending prompts fail."""
+    """(text, error, completion tokens) per item. If the engine rejects the batch (one bad prompt), retry one by one
+    so only the offending prompts fail."""
     try:
         outs = llm.generate([p.inputs for p in items], [make_params(p.rec.id) for p in items], use_tqdm=False)
         return [(o.outputs[0].text, None, len(o.outputs[0].token_ids)) for o in outs]
@@ -199,14 +191,13 @@ def _generate(llm, items: list[Prepared], make_params) -> list[tuple[str | None,
 
 def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> dict:
     t_start = time.perf_counter()  # setup = imports + processor + engine start, reported apart from the loop
-    from transformers import AutoProcessor
     from vllm import SamplingParams
 
-    from vtg import engine
+    from vtg.request import request_seed
+    from vtg.vllm_engine import make_llm
 
-    sampling = _sampling(model, cfg.sampling)
-    processor = AutoProcessor.from_pretrained(model)
-    llm = engine.make_llm(model, **cfg.vllm)
+    requests = requests_for(cfg, model)
+    llm = make_llm(model, **cfg.vllm)
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
 
     def make_params(rid: str) -> SamplingParams:
@@ -219,10 +210,10 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
     with ThreadPoolExecutor(cfg.decode_workers) as pool:
 
         def submit(batch: list[Record]) -> list:
-            return [pool.submit(_prepare, r, root, cfg, processor, sampling) for r in batch]
+            return [pool.submit(_prepare, r, root, requests) for r in batch]
 
         pending = submit(batches[0])
-        for k, batch in enumerate(batches):
+        for k in range(len(batches)):
             prepared = [f.result() for f in pending]
             if k + 1 < len(batches):
                 pending = submit(batches[k + 1])  # decode the next batch while the engine runs this one
@@ -256,33 +247,33 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
 # ---- OpenAI-compatible endpoint --------------------------------------------------------------------------------
 
 
-def _chat_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
-    from vtg.data.grammar import grounding_prompt, query_before_video
+def endpoint_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
+    """A record's question in OpenAI's chat form, its video as a file:// URL (or the record's own URL)."""
+    from vtg.request import GroundingPrompt
 
     url = rec.video if "://" in rec.video else Path(rec.video_path(root)).resolve().as_uri()
-    text = grounding_prompt(rec.query, rec.duration, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style)
-    parts = [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": text}]
-    return [{"role": "user", "content": parts[::-1] if query_before_video(cfg.prompt_style) else parts}]
+    return GroundingPrompt(cfg.mode, cfg.think, cfg.prompt_style).openai_messages(rec.query, rec.duration, url)
 
 
 def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> dict[str, Any]:
     import openai
 
+    from vtg.data.grammar import join_reasoning
+    from vtg.request import request_seed
+
+    messages = endpoint_messages(rec, root, cfg)
     t0 = time.perf_counter()
     try:
         resp = client.chat.completions.create(
             model=model_name,
-            messages=_chat_messages(rec, root, cfg),
+            messages=messages,
             max_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             seed=request_seed(cfg.seed, rec.id),
         )
         msg = resp.choices[0].message
-        reasoning = getattr(msg, "reasoning_content", None)
-        text = msg.content or ""
-        if reasoning:  # a server that splits the reasoning off: put it back so the grammar sees the whole answer
-            text = f"<think>{reasoning}</think> {text}"
-        err = None
+        # a server that splits the reasoning off (vtg serve does, by the grammar's rule): read back the whole text
+        text, err = join_reasoning(getattr(msg, "reasoning_content", None) or None, msg.content or ""), None
     except openai.APIStatusError as e:  # the server refused this request (e.g. 404 video): a failure line
         text, err = None, f"HTTP {e.status_code}: {e.message}"
     return make_line(rec.id, text, error=err, extra=_extra(rec), latency_s=time.perf_counter() - t0)

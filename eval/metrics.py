@@ -2,7 +2,8 @@
 
 Parsing and IoU come from `vtg.data.grammar` (the one owner); this module only decides how to count.
 
-Definitions (DESIGN.md §6; every convention is in `Conventions` and printed with the results):
+Definitions (docs/rewards-and-metrics.md#eval-metrics; every convention is in `Conventions` and printed with the
+results):
 - A prediction is a model text (parsed with `grammar.parse_answer`) or a list of moments. Its moments are ranked in
   the order written; top-K = the first K.
 - Queries with a true moment ("present"): top-1 IoU = IoU of the first predicted moment with the best-matching true
@@ -11,7 +12,7 @@ Definitions (DESIGN.md §6; every convention is in `Conventions` and printed wit
   A parse failure, an empty answer or a "not present" answer scores IoU 0 and stays in the denominator.
 - Threshold: `>=` (default; TimeLens, lmms-eval, Moment-DETR) or `>` (Time-R1, 2D-TAN). No epsilon, as they do.
 - Clamping predictions to [0, duration]: off by default (the reference evaluators score the numbers as written);
-  on, a moment past the end is cut to it (DESIGN.md §6 example: [25, 40] vs [24.3, 30.4] is 0.34, 0.81 clamped
+  on, a moment past the end is cut to it (example: [25, 40] vs [24.3, 30.4] is 0.34, 0.81 clamped
   to 30.96 s).
 - Reversed pairs (end written before start): "swap" (default; read as the interval) or "fail" (that moment
   scores IoU 0).
@@ -22,8 +23,9 @@ Definitions (DESIGN.md §6; every convention is in `Conventions` and printed wit
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from vtg.data.grammar import ParsedAnswer, clamp_moment, iou, moment_f1, parse_answer
 from vtg.errors import UserError

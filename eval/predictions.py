@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from vtg.data.grammar import moments_as_lists, parse_answer
 from vtg.errors import UserError
@@ -61,7 +62,9 @@ def read_predictions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError:
             if n == len(lines) and not raw.endswith(b"\n"):
                 continue  # half-written tail of a killed run
-            raise UserError(f"{path}: line {n} is not valid JSON; predictions files hold one JSON object a line")
+            raise UserError(
+                f"{path}: line {n} is not valid JSON; predictions files hold one JSON object a line"
+            ) from None
         if not isinstance(d, dict) or "id" not in d:
             raise UserError(f"{path}: line {n} has no 'id'")
         if d["id"] in out:
@@ -108,7 +111,7 @@ class Appender:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "Appender":
+    def __enter__(self) -> Appender:
         return self
 
     def __exit__(self, *exc: Any) -> None:

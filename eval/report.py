@@ -10,8 +10,9 @@ Breakdowns (present queries only): R@1 at IoU 0.5 and mIoU per bin of video dura
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

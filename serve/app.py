@@ -20,9 +20,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vtg.data.video import VIDEO_EXTS
 from vtg.serve import errors as E
 from vtg.serve.config import ServeConfig
-from vtg.serve.media import VIDEO_EXTS
 from vtg.serve.metrics import CONTENT_TYPE, Metrics
 from vtg.serve.protocol import (
     ChatCompletionRequest,
@@ -40,21 +40,21 @@ MAX_JSON_BYTES = 1 << 20  # chat/grounding bodies carry references to media, nev
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 408, 413, 429, 503)}
 
 
-def build_app(cfg: ServeConfig, host_factory=None) -> FastAPI:
+def build_app(cfg: ServeConfig) -> FastAPI:
     """The FastAPI app; the engine starts in the lifespan (the port opens once it is ready)."""
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        from vtg.serve.engine_host import EngineHost
+        from vtg.serve.model import ServedModel
         from vtg.serve.serving import Serving
 
-        host = (host_factory or EngineHost)(cfg)
-        app.state.serving = Serving(cfg, host, metrics)
+        served = ServedModel(cfg).start()
+        app.state.serving = Serving(cfg, served, metrics)
         try:
             yield
         finally:
-            host.shutdown()
+            served.shutdown()
 
     app = FastAPI(
         title="vtg serve",
@@ -97,7 +97,7 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
 
     @app.get("/health")
     async def health(request: Request):
-        if _serving(request).host.dead:
+        if _serving(request).served.dead:
             raise E.unavailable("the engine has stopped")
         return {"status": "ok"}
 
@@ -107,12 +107,12 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
 
     @app.get("/v1/models", dependencies=auth, response_model=ModelList, responses=ERRORS)
     async def models(request: Request):
-        host = _serving(request).host
-        style = host.prompt_style  # adapters are asked like their base model
+        served = _serving(request).served
+        style = served.prompt_style  # adapters are asked like their base model
         cards = [ModelCard(id=cfg.model_name, root=cfg.model, prompt_style=style)]
         cards += [
             ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style)
-            for name, lr in host.loras.items()
+            for name, lr in served.loras.items()
         ]
         return ModelList(data=cards)
 

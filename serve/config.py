@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vtg.errors import UserError
+from vtg.config import ConfigError
 
 
-class ServeConfigError(UserError, ValueError):
+class ServeConfigError(ConfigError):
     """A bad server setting (flag or recipe key)."""
 
 
@@ -52,11 +52,10 @@ class ServeConfig:
     upload_dir: str | None = None  # where the web page's uploads go (an allowed root); None: no uploads
     api_key: str | None = None
     lora: dict[str, str] = field(default_factory=dict)  # adapter name -> folder
-    max_lora_rank: int = 64
     allow_url_fetch: bool = False  # http(s) video URLs; off by default
     allow_private_urls: bool = False  # when fetching, allow loopback/private/link-local addresses
     max_model_len: int = 8192
-    gpu_memory_utilization: float | None = None  # None: vtg.engine's device default
+    gpu_memory_utilization: float | None = None  # None: vtg.vllm_engine's device default
     default_think: bool = True
     grounding_samples: int = 8  # candidates sampled for /v1/grounding when mode=multi or top_k > 1
     grounding_temperature: float = 1.0
@@ -66,7 +65,9 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.limits, dict):
-            self.limits = _build(Limits, self.limits, "limits.")
+            from vtg.config import build
+
+            self.limits = build(Limits, self.limits, "limits.", error=ServeConfigError)
         if not (0 < int(self.port) < 65536):
             raise ServeConfigError(f"port must be in 1..65535, got {self.port}")
         if not (0.0 < self.nms_iou <= 1.0):
@@ -103,34 +104,10 @@ class ServeConfig:
         return [os.path.realpath(r) for r in roots]
 
 
-def _build(cls, data: dict[str, Any], prefix: str = ""):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ServeConfigError(
-            f"unknown serve setting(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(sorted(names))}"
-        )
-    return cls(**data)
-
-
 def load_config(path: str | None, overrides: dict[str, Any]) -> ServeConfig:
-    """A recipe (YAML, optional) with flag overrides on top (None values are "not given")."""
-    data: dict[str, Any] = {}
-    if path:
-        import yaml
+    """A recipe (YAML, optional; its settings may be nested under `serve:`) with flag overrides on top (None values
+    are "not given")."""
+    from vtg.config import load
 
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ServeConfigError(f"cannot read serve config {path}: {e}") from e
-        if not isinstance(data, dict):
-            raise ServeConfigError(f"{path}: expected a mapping of settings at the top level")
-        data = data.get("serve", data)  # a recipe may nest the settings under `serve:`
-    for k, v in overrides.items():
-        if v is None or v == [] or v == {}:
-            continue
-        if k == "limits":
-            data["limits"] = {**(data.get("limits") or {}), **v}
-        else:
-            data[k] = v
-    return _build(ServeConfig, data)
+    given = {k: v for k, v in overrides.items() if v is not None and v != [] and v != {}}
+    return load(ServeConfig, path, given, section="serve", error=ServeConfigError)

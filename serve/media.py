@@ -2,26 +2,22 @@
 
 Local files: `file:///abs/path`, or a plain path, must lie under an allowed root *after* resolving symlinks
 (`os.path.realpath`), so neither `..` nor a symlink pointing outside escapes; `..` components are refused outright.
-Remote files: http(s) only when URL fetching is on; the host's addresses are resolved first and loopback, private,
-link-local, multicast and reserved ones are refused unless explicitly allowed; redirects are not followed (they could
-point inside); the download is capped at the file-size limit. (A DNS answer could still change between our check and
-httpx's own lookup; run fetching behind an egress proxy where that matters.)
+Remote files: http(s) only when URL fetching is on, through `vtg.data.fetch` (non-public addresses refused unless
+explicitly allowed, no redirects, the download capped at the file-size limit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import os
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from vtg.serve.errors import APIError, bad_request, forbidden, not_found, too_large
+from vtg.data.video import VIDEO_EXTS
+from vtg.serve.errors import bad_request, forbidden, not_found, too_large
 from vtg.serve.protocol import VideoEntry
-
-VIDEO_EXTS = {".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v"}
 
 
 class MediaPolicy:
@@ -117,20 +113,9 @@ class MediaPolicy:
             return await self._fetch(ref, param)
         return self.resolve_local(ref, param)
 
-    async def check_host(self, host: str, port: int, param: str) -> None:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-        except OSError as e:
-            raise bad_request(f"{param}: cannot resolve host {host!r}: {e}", param) from e
-        for info in infos:
-            ip = ipaddress.ip_address(info[4][0].split("%")[0])
-            if not self.allow_private_urls and _is_internal(ip):
-                raise forbidden(
-                    f"{param}: host {host!r} resolves to a non-public address ({ip}); fetching from it is not allowed",
-                    param,
-                )
-
     async def _fetch(self, url: str, param: str) -> str:
+        from vtg.data.fetch import FetchError, fetch
+
         if not self.allow_url_fetch:
             raise forbidden(
                 f"{param}: fetching videos from URLs is disabled (start the server with "
@@ -138,48 +123,27 @@ class MediaPolicy:
                 param,
             )
         parsed = urlparse(url)
-        if not parsed.hostname:
-            raise bad_request(f"{param}: URL {url!r} has no host", param)
-        await self.check_host(parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80), param)
-        import httpx
-
         dest = os.path.join(
             self._fetch_root(), hashlib.sha256(url.encode()).hexdigest()[:32] + Path(parsed.path).suffix[:8]
         )
         try:
-            async with httpx.AsyncClient(follow_redirects=False, timeout=self.fetch_timeout_s) as client:
-                async with client.stream("GET", url) as resp:
-                    if resp.is_redirect:
-                        raise bad_request(f"{param}: {url} redirects; redirects are not followed", param)
-                    if resp.status_code != 200:
-                        raise bad_request(f"{param}: fetching {url} gave HTTP {resp.status_code}", param)
-                    await self._download(resp, dest, url, param)
-        except httpx.HTTPError as e:
-            raise bad_request(f"{param}: fetching {url} failed: {e}", param) from e
+            await asyncio.to_thread(
+                fetch,
+                url,
+                dest,
+                max_bytes=self.max_bytes,
+                allow_private=self.allow_private_urls,
+                timeout_s=self.fetch_timeout_s,
+            )
+        except FetchError as e:
+            status = {"private": forbidden, "too_large": too_large}.get(e.kind, bad_request)
+            raise status(f"{param}: {e}", param) from None
         return dest
-
-    async def _download(self, resp, dest: str, url: str, param: str) -> None:
-        size = 0
-        with open(dest + ".part", "wb") as f:
-            async for chunk in resp.aiter_bytes():
-                size += len(chunk)
-                if size > self.max_bytes:
-                    f.close()
-                    os.unlink(dest + ".part")
-                    raise too_large(f"{param}: {url} is over the {self.max_bytes}-byte limit", param)
-                f.write(chunk)
-        os.replace(dest + ".part", dest)
 
     def _fetch_root(self) -> str:
         if self._fetch_dir is None:
             self._fetch_dir = tempfile.mkdtemp(prefix="vtg-serve-fetch-")
         return self._fetch_dir
-
-
-def _is_internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
 
 
 def _local_path(ref: str, param: str) -> str:
@@ -196,6 +160,3 @@ def _local_path(ref: str, param: str) -> str:
     if parsed.netloc not in ("", "localhost"):
         raise bad_request(f"{param}: file:// URL with a host ({parsed.netloc!r}) is not supported", param)
     return unquote(parsed.path)
-
-
-__all__ = ["MediaPolicy", "APIError", "VIDEO_EXTS"]

@@ -11,8 +11,8 @@ IoU comes from `vtg.data.grammar.iou` (the one definition).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from vtg.data.grammar import iou
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -35,7 +35,7 @@ class VideoPart(_Strict):
     video_url: VideoURL
 
 
-ContentPart = Annotated[Union[TextPart, VideoPart], Field(discriminator="type")]
+ContentPart = Annotated[TextPart | VideoPart, Field(discriminator="type")]
 
 
 class ChatMessage(_Strict):

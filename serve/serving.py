@@ -2,7 +2,7 @@
 
 Order of work for a request: validate (protocol) → check limits that need no I/O (model, video count, tokens,
 samples) → take an engine slot (429 when the queue is full) → resolve and decode media (thread, so the event loop
-stays free) → build the prompt with `vtg.engine` → generate under the request deadline → split reasoning and
+stays free) → build the request with `vtg.request` → generate under the request deadline → split reasoning and
 parse moments with `vtg.data.grammar`. User-caused failures become `APIError`s (4xx); the engine keeps running.
 """
 
@@ -13,9 +13,10 @@ import contextlib
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
-from vtg.data.grammar import clamp_moment, parse_answer
+from vtg.data.grammar import ReasoningSplitter, clamp_moment, parse_answer, split_reasoning
 from vtg.serve import errors as E
 from vtg.serve.config import ServeConfig
 from vtg.serve.constrain import structured
@@ -36,7 +37,6 @@ from vtg.serve.protocol import (
     MomentOut,
     UsageInfo,
 )
-from vtg.serve.reasoning import ReasoningSplitter, split_completion
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -67,8 +67,8 @@ class Limiter:
 
 
 class Serving:
-    def __init__(self, cfg: ServeConfig, host, metrics: Metrics):
-        self.cfg, self.host, self.metrics = cfg, host, metrics
+    def __init__(self, cfg: ServeConfig, served, metrics: Metrics):
+        self.cfg, self.served, self.metrics = cfg, served, metrics
         self.lim = cfg.limits
         self.media = MediaPolicy(
             cfg.media_roots(),
@@ -89,7 +89,7 @@ class Serving:
             self.metrics.video_decode.observe(time.perf_counter() - t0)
 
     def _decode(self, path: str, ref: str, param: str):
-        from vtg.data.video import VideoError, probe_video, read_video_cached
+        from vtg.data.video import VideoError, probe_video
 
         try:
             info = probe_video(path)
@@ -99,7 +99,7 @@ class Serving:
                     f"{self.lim.max_video_duration_s:g} s limit (limits.max_video_duration_s)",
                     param,
                 )
-            return read_video_cached(path, self.host.sampling)
+            return self.served.requests.video(path)
         except VideoError as e:
             raise E.bad_request(f"{param}: cannot read video {ref!r}: {e}", param) from None
 
@@ -141,7 +141,7 @@ class Serving:
         from vllm.v1.engine.exceptions import EngineDeadError
 
         try:
-            async for out in self.host.generate(inputs, params, uuid.uuid4().hex, lora):
+            async for out in self.served.generate(inputs, params, uuid.uuid4().hex, lora):
                 yield out
         except VLLMClientError as e:
             raise E.bad_request(f"the engine rejected the request: {e}") from None
@@ -162,7 +162,7 @@ class Serving:
     # ---- chat completions --------------------------------------------------------------------------------------
 
     def _chat_checks(self, req: ChatCompletionRequest):
-        lora = self.host.lora_for(req.model)
+        lora = self.served.lora_for(req.model)
         urls = req.video_urls()
         if len(urls) > self.lim.max_videos_per_request:
             raise E.bad_request(
@@ -174,32 +174,20 @@ class Serving:
         param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
         return lora, self._token_budget(req.token_budget(), param)
 
-    async def _chat_inputs(self, req: ChatCompletionRequest) -> tuple[dict, float | None]:
-        """The engine input for a chat request, and the (single) video's duration for clamping moments."""
-        from vtg import engine
+    async def _chat_request(self, req: ChatCompletionRequest):
+        """The model request for a chat: its messages in vtg's form, each video resolved and decoded."""
+        from vtg.request import from_openai
 
-        videos, messages = [], []
-        for i, m in enumerate(req.messages):
-            if isinstance(m.content, str):
-                messages.append({"role": m.role, "content": m.content})
-                continue
-            parts = []
-            for j, p in enumerate(m.content):
-                if p.type == "text":
-                    parts.append({"type": "text", "text": p.text})
-                else:
-                    video = await self.load_video(p.video_url.url, f"messages[{i}].content[{j}].video_url.url")
-                    videos.append(video)
-                    parts.append({"type": "video", "video": video.source})
-            messages.append({"role": m.role, "content": parts})
-        prompt = engine.render_prompt(self.host.processor, messages)
-        if len(videos) == 1:
-            return engine.vllm_prompt(prompt, videos[0]), videos[0].metadata.duration
-        if not videos:
-            return {"prompt": prompt}, None
-        first = engine.vllm_prompt(prompt, videos[0])
-        first["multi_modal_data"] = {"video": [v.vllm_video() for v in videos]}
-        return first, None
+        messages, urls = from_openai([m.model_dump(exclude_none=True) for m in req.messages])
+        params = [
+            f"messages[{i}].content[{j}].video_url.url"
+            for i, m in enumerate(req.messages)
+            if isinstance(m.content, list)
+            for j, p in enumerate(m.content)
+            if p.type == "video_url"
+        ]
+        videos = [await self.load_video(url, param) for url, param in zip(urls, params)]
+        return self.served.requests.build(messages, videos)
 
     def _sampling_params(self, req: ChatCompletionRequest, max_tokens: int):
         kw: dict[str, Any] = dict(
@@ -225,15 +213,15 @@ class Serving:
         await self.limiter.acquire()
         try:
             async with self._deadline():
-                inputs, duration = await self._chat_inputs(req)
-                out = await self._final(inputs, params, lora)
+                request = await self._chat_request(req)
+                out = await self._final(request.vllm_input(), params, lora)
         finally:
             self.limiter.release()
         texts = [c.text for c in sorted(out.outputs, key=lambda c: c.index)]
-        scored = _choice_moments(texts, duration if req.clamp_moments else None)
+        scored = _choice_moments(texts, request.duration if req.clamp_moments else None)
         choices = []
         for c, moments in zip(sorted(out.outputs, key=lambda c: c.index), scored):
-            reasoning, answer = split_completion(c.text)
+            reasoning, answer = split_reasoning(c.text, strip=False)
             choices.append(
                 ChatChoice(
                     index=c.index,
@@ -255,22 +243,21 @@ class Serving:
         await self.limiter.acquire()
         try:
             async with self._deadline():
-                inputs, duration = await self._chat_inputs(req)
+                request = await self._chat_request(req)
         except BaseException:
             self.limiter.release()
             raise
-        return self._stream_events(req, inputs, duration, params, lora)
+        return self._stream_events(req, request, params, lora)
 
-    async def _stream_events(self, req, inputs, duration, params, lora) -> AsyncIterator[str]:
+    async def _stream_events(self, req, request, params, lora) -> AsyncIterator[str]:
         from vllm.sampling_params import RequestOutputKind
 
         params.output_kind = RequestOutputKind.DELTA
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        chunk = lambda choices, usage=None: _sse(
-            ChatCompletionChunk(  # noqa: E731
-                id=rid, created=created, model=req.model, choices=choices, usage=usage
-            )
-        )
+
+        def chunk(choices, usage=None) -> str:
+            return _sse(ChatCompletionChunk(id=rid, created=created, model=req.model, choices=choices, usage=usage))
+
         splitters = {i: ReasoningSplitter() for i in range(req.n)}
         texts = {i: "" for i in range(req.n)}
         finish: dict[int, str] = {}
@@ -278,7 +265,7 @@ class Serving:
         try:
             yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content="")) for i in range(req.n)])
             async with self._deadline():
-                async for out in self._generate(inputs, params, lora):
+                async for out in self._generate(request.vllm_input(), params, lora):
                     prompt_tokens = len(out.prompt_token_ids or []) or prompt_tokens
                     for c in out.outputs:
                         completion_tokens += len(c.token_ids)
@@ -295,10 +282,10 @@ class Serving:
                             )
                         if c.finish_reason:
                             finish[c.index] = c.finish_reason
-            scored = _choice_moments([texts[i] for i in range(req.n)], duration if req.clamp_moments else None)
+            scored = _choice_moments([texts[i] for i in range(req.n)], request.duration if req.clamp_moments else None)
             for i in range(req.n):
                 r, a = splitters[i].finish()
-                reasoning, _ = split_completion(texts[i])
+                reasoning = splitters[i].reasoning if splitters[i].opened else None
                 yield chunk(
                     [
                         ChunkChoice(
@@ -323,9 +310,7 @@ class Serving:
     # ---- grounding ---------------------------------------------------------------------------------------------
 
     async def ground(self, req: GroundingRequest) -> GroundingResponse:
-        from vtg import engine
-
-        lora = self.host.lora_for(req.model)
+        lora = self.served.lora_for(req.model)
         n = req.samples or (1 if req.mode == "single" and req.top_k == 1 else self.cfg.grounding_samples)
         self._check_samples(n, "samples")
         max_tokens = self._token_budget(req.max_tokens)
@@ -338,7 +323,8 @@ class Serving:
         try:
             async with self._deadline():
                 video = await self.load_video(req.video, "video")
-                duration = float(video.metadata.duration)
+                request = self.grounding_request(req, video)
+                duration = request.duration
                 params = sampling_params(
                     n=n,
                     max_tokens=max_tokens,
@@ -349,14 +335,16 @@ class Serving:
                     else None,
                     **({"top_p": req.top_p} if req.top_p is not None else {}),
                 )
-                messages = engine.grounding_messages(
-                    req.query, duration, mode=req.mode, think=think, style=self.host.prompt_style
-                )
-                inputs = engine.vllm_prompt(engine.render_prompt(self.host.processor, messages), video)
-                out = await self._final(inputs, params, lora)
+                out = await self._final(request.vllm_input(), params, lora)
         finally:
             self.limiter.release()
         return self._grounding_response(req, out, duration, n)
+
+    def grounding_request(self, req: GroundingRequest, video):
+        """The model request for a grounding request whose video is decoded."""
+        think = self.cfg.default_think if req.think is None else req.think
+        requests = self.served.requests.asking(mode=req.mode, think=think)
+        return requests.grounding(req.video, req.query, float(video.metadata.duration), video=video)
 
     def _grounding_response(self, req: GroundingRequest, out, duration: float, n: int) -> GroundingResponse:
         samples, per_sample = [], []

@@ -1,4 +1,4 @@
-"""Shared session fixtures. Each block belongs to one area; keep blocks self-contained."""
+"""Shared session fixtures: a tiny synthetic world and the two tiny model families, built once per session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-# --- synth_world (owner: video/synth) -------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def synth_world(tmp_path_factory):
     """A tiny synthetic world (12 videos, 8–16 s, 2 fps, 56×56, all four query kinds): videos/, {train,val,test}.jsonl,
@@ -21,10 +20,6 @@ def synth_world(tmp_path_factory):
     return out
 
 
-# --- end synth_world ------------------------------------------------------------------------------------------
-
-
-# --- tiny_qwen25 / tiny_qwen3 (owner: model) -------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_qwen25(tmp_path_factory):
     """A tiny random-init Qwen2.5-VL folder (weights, local tokenizer, chat template, processor, vtg_sampling.json).
@@ -40,6 +35,3 @@ def tiny_qwen3(tmp_path_factory):
     from vtg.train.tiny_model import build_tiny_model
 
     return build_tiny_model("qwen3-vl", tmp_path_factory.mktemp("tiny_qwen3"))
-
-
-# --- end tiny_qwen25 / tiny_qwen3 ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The prepared GPU script (bench/gpu/grpo_step.py) runs end to end on CPU with --tiny and prints its table."""
+"""The prepared GPU scripts (bench/gpu/grpo_step.py, bench/gpu/cli_smoke.py) run end to end on CPU, from the repository
+root as `python -m bench.gpu.<script>`, and print their tables."""
 
 from __future__ import annotations
 
@@ -11,22 +12,22 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.integration
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "grpo_step.py"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m <module> ARGS` from the repository root, as bench/gpu/README.md runs it."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_grpo_step_tiny_prints_the_table(tmp_path):
     out = tmp_path / "result.json"
-    r = subprocess.run(
-        [sys.executable, str(SCRIPT), "--tiny", "--steps", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = run_module("bench.gpu.grpo_step", "--tiny", "--steps", "1", "--json", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     lines = r.stdout.strip().splitlines()
     head = max(i for i, line in enumerate(lines) if line.startswith("metric "))
     tail = lines[head:]  # the table is the last thing printed
-    assert "DESIGN.md §10 baseline" in tail[0] and len(tail) == 11
+    assert "project baseline (H100, plain transformers, before the trainer)" in tail[0] and len(tail) == 11
     rows = {line.split("|")[0].strip(): line.split("|")[1].strip() for line in tail[2:]}
     assert rows["card"] == "cpu"
     for key in ("step time (s)", "rollout tokens/s", "training tokens/s"):
@@ -45,12 +46,7 @@ def test_grpo_step_tiny_prints_the_table(tmp_path):
 def test_cli_smoke_runs_every_job_on_cpu(tmp_path):
     """bench/gpu/cli_smoke.py (the GPU machine's check of `vtg train` on tiny models) at 5 % of its steps."""
     out = tmp_path / "smoke.json"
-    r = subprocess.run(
-        [sys.executable, str(SCRIPT.parent / "cli_smoke.py"), "--steps-scale", "0.05", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    r = run_module("bench.gpu.cli_smoke", "--steps-scale", "0.05", "--json", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [(x["method"], x["tuning"]) for x in rows] == [

@@ -31,7 +31,7 @@ def _in_window(line, lo, hi, absent="keep"):
 
 
 def _cfg(tmp_path, **kw):
-    from vtg.train.curate import CurateConfig
+    from vtg.data.curate import CurateConfig
 
     records = tmp_path / "in.jsonl"
     records.write_text("")
@@ -74,7 +74,7 @@ def test_config_defaults_and_output_guard(tmp_path):
 
 
 def test_decide_reasons(tmp_path):
-    from vtg.train.curate import decide
+    from vtg.data.curate import decide
 
     cfg = _cfg(tmp_path, keep_iou_min=0.2, keep_iou_max=0.6)
     line = lambda score, absent=False, error=None: {"score": score, "absent": absent, "error": error}  # noqa: E731
@@ -94,8 +94,8 @@ def test_decide_reasons(tmp_path):
 
 
 def test_score_line_uses_the_rewards():
+    from vtg.data.curate import score_line
     from vtg.data.records import Record
-    from vtg.train.curate import score_line
 
     rec = Record("q", "v.mp4", 20.0, "a thing", [[2.0, 6.0]])
     line = score_line(rec, ["starts at 2.0s, ends at 6.0s", "starts at 4.0s, ends at 8.0s", "gibberish"], "tiou")

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
-    from vtg.serve.launch import start_server
+    from support.server import start_server
 
     recs = load_records(synth_world / "test.jsonl")[:3]
     rows = [dict(r.to_dict(), video=str(Path(r.video_path(synth_world)).resolve())) for r in recs]

@@ -115,28 +115,18 @@ def test_run_kill_resume_identical_and_report(eval_setup):
 
 
 def test_offline_question_is_worded_in_the_configured_prompt_style(synth_world, tiny_qwen25):
-    """run.json records the resolved style (above); this checks the engine input is built with it."""
-    from transformers import AutoProcessor
-
-    from vtg import engine
+    """run.json records the resolved style (above); this checks the engine input is built with it, and that the
+    endpoint path sends the same words, the video first."""
     from vtg.eval.config import EvalConfig
-    from vtg.eval.job import _prepare
+    from vtg.eval.job import _prepare, endpoint_messages, requests_for
 
     rec = load_records(synth_world / "test.jsonl")[0]
-    processor = AutoProcessor.from_pretrained(tiny_qwen25)
-    sampling = engine.sampling_for_model(tiny_qwen25)
     short = f"{rec.duration:.1f}s. {rec.query.strip()}<|im_end|>"
     for style, present, absent in (("short", short, "Query:"), ("full", "Query:", short)):
         cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style=style)
-        prepared = _prepare(rec, synth_world, cfg, processor, sampling)
+        prepared = _prepare(rec, synth_world, requests_for(cfg, str(tiny_qwen25)))
         assert prepared.error is None, prepared.error
         assert present in prepared.inputs["prompt"] and absent not in prepared.inputs["prompt"]
-    from vtg.eval.job import _chat_messages
-
-    cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style="query-first")
-    prepared = _prepare(rec, synth_world, cfg, processor, sampling)
-    assert f"{short[: -len('<|im_end|>')]}{engine.VIDEO_PLACEHOLDER}<|im_end|>" in prepared.inputs["prompt"]
-    # the endpoint path orders the parts the same way
-    assert [p["type"] for p in _chat_messages(rec, synth_world, cfg)[0]["content"]] == ["text", "video_url"]
-    cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style="short")
-    assert [p["type"] for p in _chat_messages(rec, synth_world, cfg)[0]["content"]] == ["video_url", "text"]
+        parts = endpoint_messages(rec, synth_world, cfg)[0]["content"]
+        assert [p["type"] for p in parts] == ["video_url", "text"]
+        assert parts[1]["text"] in prepared.inputs["prompt"]

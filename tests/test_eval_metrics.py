@@ -21,7 +21,12 @@ def one(text, truth, duration=100.0, conv=GE):
         ("starts at 5.0s, ends at 5.0s", [[5, 5.0001]], GE, 0.0),  # zero-length prediction, no overlap length
         ("starts at 10.0s, ends at 0.0s", [[0, 10]], GE, 1.0),  # reversed, swapped
         ("starts at 10.0s, ends at 0.0s", [[0, 10]], Conventions(reversed="fail"), 0.0),
-        ("starts at 25.0s, ends at 40.0s", [[24.3, 30.4]], GE, (30.4 - 25) / (40 - 24.3)),  # DESIGN §6: 0.34
+        (
+            "starts at 25.0s, ends at 40.0s",
+            [[24.3, 30.4]],
+            GE,
+            (30.4 - 25) / (40 - 24.3),
+        ),  # docs/rewards-and-metrics.md: 0.34
         ("not present", [[0, 10]], GE, 0.0),
         ("gibberish", [[0, 10]], GE, 0.0),
     ],

@@ -8,13 +8,16 @@ from hypothesis import strategies as st
 
 from vtg.data.grammar import (
     NOT_PRESENT,
+    ReasoningSplitter,
     clamp_moment,
     format_answer,
     grounding_prompt,
     iou,
+    join_reasoning,
     match_moments,
     moment_f1,
     parse_answer,
+    split_reasoning,
 )
 
 times = st.floats(min_value=0, max_value=5000, allow_nan=False).map(lambda x: round(x, 1))
@@ -94,7 +97,7 @@ def test_iou_cases():
     assert iou([3, 3], [3, 3]) == 1.0  # zero union, same point
     assert iou([3, 3], [4, 4]) == 0.0
     assert iou([3, 3], [0, 10]) == 0.0  # zero-length inside: intersection 0
-    # DESIGN.md §6: clamping changes the result
+    # docs/rewards-and-metrics.md#eval-metrics: clamping changes the result
     assert iou([25, 40], [24.3, 30.4]) == pytest.approx(0.3439, abs=1e-4)
     assert iou(clamp_moment([25, 40], 30.96), [24.3, 30.4]) == pytest.approx(0.8108, abs=1e-4)
 
@@ -129,3 +132,51 @@ def test_short_prompt_style_is_duration_and_query_only():
     assert grounding_prompt("  the red square appears ", 12.345, style="short") == "12.3s. the red square appears"
     with pytest.raises(ValueError, match="prompt style must be one of"):
         grounding_prompt("q", 5, style="terse")
+
+
+# ---- the reasoning / answer split (one rule: streamed, finished, parsed) ------------------------------------
+
+
+@given(st.text(alphabet="<>/thinkabc s.0123", max_size=40), st.lists(st.integers(0, 40), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_splitter_chunking_invariant(text, cuts):
+    whole = split_reasoning(text, strip=False)
+    sp = ReasoningSplitter()
+    pieces, last = [], 0
+    for c in sorted(set(min(c, len(text)) for c in cuts)) + [len(text)]:
+        pieces.append(text[last:c])
+        last = c
+    r = a = ""
+    for p in pieces:
+        dr, da = sp.feed(p)
+        r, a = r + dr, a + da
+    dr, da = sp.finish()
+    r, a = r + dr, a + da
+    assert (r if whole[0] is not None else None, a) == whole
+
+
+def test_splitter_agrees_with_grammar_on_canonical_text():
+    text = format_answer([(1.0, 2.5)], think="the door opens")
+    reasoning, answer = split_reasoning(text, strip=False)
+    assert (reasoning.strip(), answer) == split_reasoning(text)
+    assert split_reasoning("starts at 1.0s, ends at 2.0s", strip=False) == (None, "starts at 1.0s, ends at 2.0s")
+    sp = ReasoningSplitter()
+    assert sp.feed("<thi") == ("", "")  # a half tag is held back, not emitted as content
+    assert sp.feed("nk>abc</th") == ("abc", "")
+    assert sp.feed("ink> x") == ("", "x")
+
+
+@given(st.text(alphabet="<>/thinkabc s.0123", max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_parse_reads_what_the_server_splits(text):
+    """The parser (rewards, metrics) splits as the server does, and eval's read-back of a server's split parses like
+    the completion itself."""
+    reasoning, answer = split_reasoning(text, strip=False)
+    assert split_reasoning(text) == ((reasoning.strip() if reasoning is not None else None), answer.strip())
+    parsed, joined = parse_answer(text), parse_answer(join_reasoning(reasoning, answer))
+    assert (parsed.think, parsed.moments, parsed.not_present, parsed.ok) == (
+        joined.think,
+        joined.moments,
+        joined.not_present,
+        joined.ok,
+    )

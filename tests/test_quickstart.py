@@ -67,6 +67,10 @@ def test_quickstart_small_end_to_end(tmp_path):
     assert "## Video control (GRPO model)" in (out / "report" / "report.md").read_text()
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings) >= {"SFT", "GRPO", "report"}
+    # it ends by saying how to serve what it trained: the exported model, its videos as the media root
+    final = out / "model-grpo" / "final"
+    assert f"vtg serve --model {final} --allowed-local-media-path {out / 'data'}" in proc.stdout
+    assert (final / "config.json").exists() and proc.stdout.rstrip().endswith("POST /v1/grounding")
 
     # a rerun reuses every finished stage instead of recomputing it
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from vtg.data.grammar import iou
-from vtg.serve.constrain import answer_regex
-from vtg.serve.launch import start_server
+
+from support.server import start_server
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vtg.serve.launch import start_server
+from support.server import start_server
 
 pytestmark = pytest.mark.integration
 KEY = "test-key-123"

@@ -8,10 +8,13 @@ import json
 import pytest
 import torch
 
-from vtg import engine
+from vtg import model_folder
 from vtg.data.grammar import format_answer, parse_answer
 from vtg.data.records import load_records
 from vtg.errors import UserError
+from vtg.request import Requests
+
+from support.probes import vision_grad_norms
 
 ANSWERS = [
     format_answer([(12.5, 17.0)], think="the red square appears after the blue circle"),
@@ -33,7 +36,7 @@ def test_loads_offline_with_auto_classes(tiny):
     family, path = tiny
     model = AutoModelForImageTextToText.from_pretrained(path)
     processor = AutoProcessor.from_pretrained(path)
-    assert engine.family_of(path) == family
+    assert model_folder.family_of(path) == family
     assert (
         type(model).__name__
         == {"qwen2.5-vl": "Qwen2_5_VLForConditionalGeneration", "qwen3-vl": "Qwen3VLForConditionalGeneration"}[family]
@@ -66,16 +69,13 @@ def test_tokenizer_think_tokens_and_grammar_round_trip(tiny):
 
 def test_video_forward_puts_vision_tower_in_gradient(tiny, synth_world):
     """A training step's building block: real MP4 -> frames + metadata -> processor -> loss -> vision grads."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     _, path = tiny
     rec = load_records(synth_world / "train.jsonl")[0]
-    video = engine.read_video_for_model(rec.video_path(synth_world), path)
-    processor = AutoProcessor.from_pretrained(path)
-    messages = engine.grounding_messages(rec.query, rec.duration)
-    messages.append({"role": "assistant", "content": [{"type": "text", "text": format_answer(rec.moments, "x")}]})
-    prompt = engine.render_prompt(processor, messages, add_generation_prompt=False)
-    batch = engine.hf_inputs(processor, prompt, video)
+    requests = Requests.for_model(path, think=True)
+    # the answer follows the prompt as the assistant's turn, closed by its stop token (as the SFT collator does)
+    batch = requests.hf_inputs(requests.record(rec, synth_world), format_answer(rec.moments, "x") + "<|im_end|>\n")
     assert "pixel_values_videos" in batch and batch["video_grid_thw"].shape == (1, 3)
 
     model = AutoModelForImageTextToText.from_pretrained(path)
@@ -85,7 +85,7 @@ def test_video_forward_puts_vision_tower_in_gradient(tiny, synth_world):
     out = model(**batch, labels=labels)
     assert torch.isfinite(out.loss)
     out.loss.backward()
-    norms = engine.vision_grad_norms(model)
+    norms = vision_grad_norms(model)
     for part in ("patch_embed", "blocks", "merger"):
         assert norms.get(part, 0.0) > 0.0, (part, norms)
 
@@ -98,7 +98,7 @@ def test_vision_grad_check_catches_a_text_only_pass(tiny_qwen25):
     model = AutoModelForImageTextToText.from_pretrained(tiny_qwen25)
     batch = processor(text=["starts at 1.0s, ends at 2.0s"], return_tensors="pt")
     model(**batch, labels=batch["input_ids"]).loss.backward()
-    assert all(v == 0.0 for v in engine.vision_grad_norms(model).values())
+    assert all(v == 0.0 for v in vision_grad_norms(model).values())
 
 
 def test_cli_builds_a_model(tmp_path, capsys):
@@ -115,7 +115,7 @@ def test_cli_builds_a_model(tmp_path, capsys):
     assert info["size"] == "small" and info["seed"] == 3 and f"{info['params']:,} parameters" in printed
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["vision_config"]["hidden_size"] == 64
-    assert engine.sampling_for_model(tmp_path / "m").image_factor == 28
+    assert model_folder.read_sampling(tmp_path / "m").image_factor == 28
     with pytest.raises(SystemExit) as e:
         main(["model", "tiny", "--family", "llava", "--out", str(tmp_path / "x")])
     assert e.value.code == 2

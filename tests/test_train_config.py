@@ -1,10 +1,14 @@
-"""Recipe loading: unknown keys with close matches, overrides, impossible arithmetic caught at start."""
+"""Recipe loading: unknown keys with close matches, overrides, impossible arithmetic caught at start, and every
+TRL/transformers training argument reaching the trainer."""
 
 from pathlib import Path
 
 import pytest
 
-from vtg.train.config import GRPORecipe, RecipeError, SFTRecipe, load_recipe, parse_overrides
+from vtg.config import parse_overrides
+from vtg.train.config import RecipeError, load_recipe
+from vtg.train.config import VideoGRPOConfig as GRPORecipe
+from vtg.train.config import VideoSFTConfig as SFTRecipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"min_pixels": 3136, "max_pixels": 3136, "max_frames": 48}
@@ -45,11 +49,19 @@ def test_unknown_reward_and_bad_values():
 
 
 def test_generation_batch_must_hold_whole_groups(monkeypatch):
+    from vtg.train.config import check_generation_batch
+
+    check_generation_batch(1, 2, 2, num_generations=4)  # 4 rows on 2 processes: one group
+    with pytest.raises(
+        RecipeError,
+        match=r"1 × gradient_accumulation_steps 3 × world size 2 = 6.*num_generations 4.*"
+        r"one of \[2, 3, 6\]",
+    ):
+        check_generation_batch(1, 3, 2, num_generations=4)
+    # under a launch, the check runs as the recipe loads (before TRL sets up the processes), with WORLD_SIZE
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RecipeError, match=r"1 × gradient_accumulation_steps 3 × world size 2 = 6.*num_generations 4"):
         GRPORecipe(per_device_train_batch_size=1, gradient_accumulation_steps=3, num_generations=4, sampling=TINY)
-    r = GRPORecipe(per_device_train_batch_size=1, gradient_accumulation_steps=2, num_generations=4, sampling=TINY)
-    assert r.world_size == 2
 
 
 def test_frames_times_tokens_vs_max_length():
@@ -80,9 +92,13 @@ def test_shipped_recipes_load_and_start_with_their_command(path, monkeypatch):
     text = path.read_text()
     assert text.startswith("# ") and "vtg train" in text.splitlines()[0] or "accelerate launch" in text.splitlines()[0]
     cls = GRPORecipe if "/grpo/" in str(path) else SFTRecipe
-    world = 8 if "tiny" not in str(path) else 1  # the big recipes are written for one 8-GPU node
-    monkeypatch.setenv("WORLD_SIZE", str(world))
-    load_recipe(cls, path)
+    recipe = load_recipe(cls, path)
+    if cls is GRPORecipe and "tiny" not in str(path):  # the big recipes are written for one 8-GPU node
+        from vtg.train.config import check_generation_batch
+
+        check_generation_batch(
+            recipe.per_device_train_batch_size, recipe.gradient_accumulation_steps, 8, recipe.num_generations
+        )
 
 
 def test_yaml_number_strings_and_wrong_types():
@@ -99,8 +115,8 @@ def test_yaml_number_strings_and_wrong_types():
 def test_tiny_recipes_see_four_merged_tokens_per_frame_pair_in_either_family(family, method, synth_world, request):
     """The tiny recipes run both families on 56-px synthetic worlds. A fixed pixel budget of 56x56 once made
     Qwen3-VL (32-px merged tokens) see 32x32 frames, one token per frame pair, with no error anywhere."""
-    from vtg.data.video import read_video
     from vtg.data.records import load_records
+    from vtg.data.video import read_video
 
     model = request.getfixturevalue({"qwen2.5-vl": "tiny_qwen25", "qwen3-vl": "tiny_qwen3"}[family])
     cls = SFTRecipe if method == "sft" else GRPORecipe
@@ -111,3 +127,68 @@ def test_tiny_recipes_see_four_merged_tokens_per_frame_pair_in_either_family(fam
     height, width = video.frames.shape[-2:]
     factor = {"qwen2.5-vl": 28, "qwen3-vl": 32}[family]
     assert (height // factor, width // factor) == (2, 2) and height % factor == width % factor == 0
+
+
+def test_trl_and_transformers_fields_reach_the_trainer(tiny_qwen25, synth_world, tmp_path):
+    """Fields vtg's code never names are recipe keys and command-line overrides that reach the trainer as TRL and
+    transformers define them (the recipe is TRL's own config class), and vtg's precision owns bf16/fp16."""
+    import torch
+
+    from vtg.train.grpo import build_grpo_trainer
+    from vtg.train.sft import build_sft_trainer
+
+    base = {
+        "model": str(tiny_qwen25),
+        "train_file": str(synth_world / "train.jsonl"),
+        "max_length": 1024,
+        "sampling": {"max_frames": 32},
+        "train_merger": True,
+    }
+    cli = [
+        "--model",
+        base["model"],
+        "--train_file",
+        base["train_file"],
+        "--max_length",
+        "1024",
+        "--train_merger",
+        "--sampling.max_frames",
+        "32",
+        "--output_dir",
+        str(tmp_path / "s"),
+        "--optim",
+        "adamw_torch",
+        "--adam_beta2",
+        "0.95",
+        "--run_name",
+        "7",
+    ]  # as `vtg train sft` gets them
+    sft = build_sft_trainer(load_recipe(SFTRecipe, None, cli))
+    assert (sft.args.optim, sft.args.adam_beta2, sft.args.run_name) == ("adamw_torch", 0.95, "7")
+    sft.create_optimizer()
+    assert type(sft.optimizer) is torch.optim.AdamW and sft.optimizer.defaults["betas"] == (0.9, 0.95)
+    grpo = build_grpo_trainer(
+        load_recipe(
+            GRPORecipe,
+            None,
+            {
+                **base,
+                "output_dir": str(tmp_path / "g"),
+                "rollout_engine": "transformers",
+                "num_generations": 2,
+                "per_device_train_batch_size": 2,
+                "epsilon_high": 0.28,
+                "mask_truncated_completions": True,
+                "importance_sampling_level": "sequence",
+            },
+        )
+    )
+    assert (grpo.epsilon_high, grpo.mask_truncated_completions, grpo.importance_sampling_level) == (
+        0.28,
+        True,
+        "sequence",
+    )
+    with pytest.raises(RecipeError, match="precision"):
+        load_recipe(SFTRecipe, None, {"bf16": True, "sampling": TINY})
+    with pytest.raises(RecipeError, match="use_vllm: true is TRL's own vLLM path.*rollout_engine"):
+        load_recipe(GRPORecipe, None, {"use_vllm": True, "sampling": TINY, "num_generations": 2})

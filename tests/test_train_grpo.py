@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_train_sft import VisionProbe
 
 pytestmark = pytest.mark.integration
@@ -19,7 +18,7 @@ def _length_reward(completions, **kw):
 
 
 def _recipe(model, world, out, **kw):
-    from vtg.train.config import GRPORecipe
+    from vtg.train.config import VideoGRPOConfig
 
     base = dict(
         model=str(model),
@@ -38,7 +37,7 @@ def _recipe(model, world, out, **kw):
         rewards={"tiou_v2": 1.0, "format": 1.0, "multi_moment": 1.0},
         vllm_gpu_memory_utilization=0.1,
     )
-    return GRPORecipe(**{**base, **kw})
+    return VideoGRPOConfig(**{**base, **kw})
 
 
 def _prompt_logprobs_hf(model, ids):
@@ -85,8 +84,9 @@ def test_grpo_vllm_rollouts_video_in_loss_and_weight_sync(tiny_qwen25, synth_wor
             assert f"rewards/{name}/mean" in logged
         # weight sync: after pushing the trained policy, vLLM scores tokens as the HF policy does, and the trained
         # policy differs from the starting weights by more than the tolerance (so the check can fail)
-        from vtg.train.rollout import sync_weights
         from transformers import AutoModelForImageTextToText
+
+        from vtg.train.rollout import sync_weights
 
         policy = trainer.accelerator.unwrap_model(trainer.model).eval()
         sync_weights(trainer.llm, policy)
@@ -97,7 +97,7 @@ def test_grpo_vllm_rollouts_video_in_loss_and_weight_sync(tiny_qwen25, synth_wor
         assert (hf - vl).abs().max() < 1e-3
         assert (hf - start).abs().max() > 1e-2
     finally:
-        trainer.close_llm()
+        trainer.close()
 
 
 def test_grpo_hf_generate_fallback_qwen3_video_in_loss(tiny_qwen3, synth_world, tmp_path):
@@ -105,7 +105,7 @@ def test_grpo_hf_generate_fallback_qwen3_video_in_loss(tiny_qwen3, synth_world, 
 
     probe = VisionProbe()
     trainer = build_grpo_trainer(
-        _recipe(tiny_qwen3, synth_world, tmp_path / "grpo3", use_vllm=False, max_steps=1),
+        _recipe(tiny_qwen3, synth_world, tmp_path / "grpo3", rollout_engine="transformers", max_steps=1),
         callbacks=[probe],
         extra_rewards={"test_length": (_length_reward, 1.0)},
     )

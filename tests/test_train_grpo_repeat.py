@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from test_train_grpo import _length_reward, _recipe
 
 pytestmark = pytest.mark.integration
@@ -53,4 +52,4 @@ def test_grpo_vllm_same_video_every_step(tiny_qwen25, synth_world, tmp_path):
         assert trainer.rollout_stats["vllm_syncs"] == STEPS  # a weight sync (and cache reset) before every rollout
         assert trainer.rollout_stats["completion_tokens"] > 0
     finally:
-        trainer.close_llm()
+        trainer.close()

@@ -22,7 +22,7 @@ class VisionProbe(TrainerCallback):
         self.changed: list[str] = []
 
     def on_train_begin(self, args, state, control, model=None, **kw):
-        from vtg.engine import vision_tower
+        from vtg.train.policy import vision_tower
 
         vision_tower(model).register_forward_hook(
             lambda *a: setattr(self, "grad_forwards", self.grad_forwards + torch.is_grad_enabled())
@@ -35,7 +35,7 @@ class VisionProbe(TrainerCallback):
 
 
 def _recipe(model, world, out, **kw):
-    from vtg.train.config import SFTRecipe
+    from vtg.train.config import VideoSFTConfig
 
     base = dict(
         model=str(model),
@@ -50,7 +50,7 @@ def _recipe(model, world, out, **kw):
         max_length=1024,
         sampling={"max_frames": 32},
     )
-    return SFTRecipe(**{**base, **kw})
+    return VideoSFTConfig(**{**base, **kw})
 
 
 def test_collator_labels_only_the_answer(tiny_qwen25, synth_world):
@@ -77,7 +77,7 @@ def test_recipe_prompt_style_overrides_the_models_and_rejects_unknown(tiny_qwen2
 
     assert _recipe(tiny_qwen25, synth_world, tmp_path).resolved_prompt_style() == "short"  # the model's own
     assert _recipe(tiny_qwen25, synth_world, tmp_path, prompt_style="full").resolved_prompt_style() == "full"
-    with pytest.raises(RecipeError, match="prompt_style must be one of 'full', 'short', 'query-first' or null"):
+    with pytest.raises(RecipeError, match="prompt_style must be one of 'full', 'short' or null"):
         _recipe(tiny_qwen25, synth_world, tmp_path, prompt_style="brief")
 
 
@@ -108,7 +108,7 @@ class FrozenBlockProbe(VisionProbe):
 
     def on_train_begin(self, args, state, control, model=None, **kw):
         super().on_train_begin(args, state, control, model=model, **kw)
-        from vtg.engine import vision_tower
+        from vtg.train.policy import vision_tower
 
         def record(module, inputs, out):
             self.block_in_graph.append((out[0] if isinstance(out, tuple) else out).requires_grad)
@@ -143,7 +143,7 @@ def test_frozen_vision_tower_stays_out_of_autograd_with_gradient_checkpointing(
 @pytest.mark.parametrize("tuning", ["full", "lora"])
 def test_merger_learning_rate_reaches_the_optimizer_and_scheduler(tuning, tiny_qwen25, synth_world, tmp_path):
     """`merger_learning_rate` gives the merger (and only it) its own rate, kept in proportion by the scheduler; the
-    rest of the model keeps `learning_rate`. bench/learning/qwen3: a 10x merger rate helped leave the plateau."""
+    rest of the model keeps `learning_rate`. experiments/learning/qwen3: a 10x merger rate helped leave the plateau."""
     from vtg.train.policy import is_merger
     from vtg.train.sft import build_sft_trainer
 

@@ -15,22 +15,16 @@ pytestmark = pytest.mark.integration
 
 def _videos(model_dir, world, n):
     """Processor inputs (pixel_values_videos, video_grid_thw) of n distinct train videos of the synthetic world."""
-    from transformers import AutoProcessor
-
-    from vtg import engine
     from vtg.data.records import load_records
-    from vtg.data.video import read_video
+    from vtg.request import Requests
 
-    processor = AutoProcessor.from_pretrained(model_dir)
-    sampling = engine.sampling_for_model(model_dir)
+    requests = Requests.for_model(model_dir)
     out, seen = [], set()
     for r in load_records(world / "train.jsonl"):
         if r.video in seen or len(out) == n:
             continue
         seen.add(r.video)
-        feats = engine.hf_inputs(
-            processor, "<|vision_start|><|video_pad|><|vision_end|>", read_video(r.video_path(world), sampling)
-        )
+        feats = requests.hf_inputs(requests.record(r, world))
         out.append((feats["pixel_values_videos"], feats["video_grid_thw"]))
     return out
 
@@ -38,7 +32,7 @@ def _videos(model_dir, world, n):
 def _frozen_model(model_dir):
     from transformers import AutoModelForImageTextToText
 
-    from vtg.engine import vision_tower
+    from vtg.train.policy import vision_tower
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir)
     for name, p in vision_tower(model).named_parameters():
@@ -47,7 +41,7 @@ def _frozen_model(model_dir):
 
 
 def test_cached_features_equal_the_towers_and_skip_the_blocks(tiny_qwen25, synth_world):
-    from vtg.engine import vision_tower
+    from vtg.train.policy import vision_tower
 
     model = _frozen_model(tiny_qwen25)
     visual = vision_tower(model)
@@ -57,21 +51,23 @@ def test_cached_features_equal_the_towers_and_skip_the_blocks(tiny_qwen25, synth
         want = visual(batch_pix, grid_thw=batch_grid).pooler_output  # uncached, both videos in one call
     block_runs = []
     visual.blocks[0].register_forward_hook(lambda *a: block_runs.append(1))
-    assert vision_cache.install(model, 64)
-    cache = visual._vtg_feature_cache
+    cache = vision_cache.FeatureCache(64 * 2**20)
 
-    first = visual(batch_pix, grid_thw=batch_grid).pooler_output  # two misses (one per video)
+    def cached(pix, grid, tower=visual):
+        return torch.cat(cache.features(tower, pix, grid))
+
+    first = cached(batch_pix, batch_grid)  # two misses (one per video)
     runs_after_miss = len(block_runs)
-    again = visual(batch_pix, grid_thw=batch_grid).pooler_output  # two hits: the blocks do not run
+    again = cached(batch_pix, batch_grid)  # two hits: the blocks do not run
     assert (cache.misses, cache.hits) == (2, 2) and cache.checked and cache.enabled
     assert len(block_runs) == runs_after_miss == 2
     torch.testing.assert_close(first, want, rtol=0, atol=0)
     torch.testing.assert_close(again, want, rtol=1e-6, atol=1e-7)
     # one video alone hits its own entry; a different pixel tensor misses
-    single = visual(pb, grid_thw=gb).pooler_output
+    single = cached(pb, gb)
     torch.testing.assert_close(single, want[-single.shape[0] :], rtol=1e-6, atol=1e-7)
     assert cache.hits == 3
-    visual(pb + 0.01, grid_thw=gb)
+    cached(pb + 0.01, gb)
     assert cache.misses == 3
 
     # larger frames: several attention windows per frame, so window order != token order (the 56-px videos above
@@ -79,9 +75,9 @@ def test_cached_features_equal_the_towers_and_skip_the_blocks(tiny_qwen25, synth
     grid = torch.tensor([[2, 8, 12]])
     pix = torch.randn(int(grid.prod()), pa.shape[1], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        want_big = type(visual).forward(visual, pix, grid_thw=grid).pooler_output
-    miss_big = visual(pix, grid_thw=grid).pooler_output
-    hit_big = visual(pix, grid_thw=grid).pooler_output
+        want_big = visual(pix, grid_thw=grid).pooler_output
+    miss_big = cached(pix, grid)
+    hit_big = cached(pix, grid)
     reverse = next(reversed(cache.entries.values()))[1]
     assert not torch.equal(reverse, torch.arange(len(reverse)))
     torch.testing.assert_close(miss_big, want_big, rtol=0, atol=0)
@@ -92,46 +88,52 @@ def test_cached_features_equal_the_towers_and_skip_the_blocks(tiny_qwen25, synth
     again.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in visual.merger.parameters())
 
-    # a deep copy (TRL's reference model) runs its own merger, not the original's
+    # another model (TRL's reference copy) gets its own merger applied to the shared features, not the original's
     twin = copy.deepcopy(model)
     with torch.no_grad():
         for p in vision_tower(twin).merger.parameters():
             p.mul_(2.0)
-        assert not torch.allclose(
-            vision_tower(twin)(pa, grid_thw=ga).pooler_output, visual(pa, grid_thw=ga).pooler_output
-        )
+        twin_out = cached(pa, ga, tower=vision_tower(twin))
+        torch.testing.assert_close(twin_out, vision_tower(twin)(pa, grid_thw=ga).pooler_output, rtol=1e-6, atol=1e-7)
+        assert not torch.allclose(twin_out, visual(pa, grid_thw=ga).pooler_output)
 
-    # vision weights before the merger start training: the cache steps aside, the blocks run again
+    # vision weights before the merger start training: the cache steps aside (the caller runs the tower)
     visual.blocks[0].mlp.gate_proj.weight.requires_grad_(True)
     hits = cache.hits
-    visual(pa, grid_thw=ga)
-    assert cache.hits == hits and len(block_runs) > runs_after_miss
+    assert cache.features(visual, pa, ga) is None and cache.hits == hits
 
 
-def test_install_refuses_what_it_cannot_cache(tiny_qwen3, tiny_qwen25):
-    assert not vision_cache.install(_frozen_model(tiny_qwen3), 64)  # Qwen3-VL: deepstack reads inner blocks
-    assert not vision_cache.install(_frozen_model(tiny_qwen25), 0)  # 0: off
-    from vtg.train.config import RecipeError, SFTRecipe
+def test_cache_refuses_what_it_cannot_cache(tiny_qwen3, tiny_qwen25):
+    from vtg.train.policy import vision_tower
+
+    assert not vision_cache.supported(vision_tower(_frozen_model(tiny_qwen3)))  # Qwen3-VL: deepstack reads inner blocks
+    assert vision_cache.supported(vision_tower(_frozen_model(tiny_qwen25)))
+    from vtg.train.config import RecipeError, VideoSFTConfig
 
     with pytest.raises(RecipeError, match="freeze_vision is false"):
-        SFTRecipe(model="m", train_file="t", vision_feature_cache_mb=64, freeze_vision=False)
+        VideoSFTConfig(model="m", train_file="t", vision_feature_cache_mb=64, freeze_vision=False)
     with pytest.raises(RecipeError, match="vision_feature_cache_mb must be >= 0"):
-        SFTRecipe(model="m", train_file="t", vision_feature_cache_mb=-1)
+        VideoSFTConfig(model="m", train_file="t", vision_feature_cache_mb=-1)
 
 
 def test_sft_losses_identical_with_the_cache(tiny_qwen25, synth_world, tmp_path):
     """12 steps over 8 records (two videos, four queries each), batch 1: each video's tower runs once, and every
     logged loss matches the uncached run's."""
-    from vtg.engine import vision_tower
-    from vtg.train.config import SFTRecipe
+    from vtg.data.records import load_records, write_jsonl
+    from vtg.train.config import VideoSFTConfig
     from vtg.train.sft import build_sft_trainer
 
+    first8 = load_records(synth_world / "train.jsonl")[:8]
+    train = tmp_path / "first8.jsonl"
+    for r in first8:  # absolute videos: the file lives outside the world's folder
+        r.video = str((synth_world / r.video).resolve())
+    write_jsonl(first8, train)
+
     def losses(cache_mb, out):
-        recipe = SFTRecipe(
+        recipe = VideoSFTConfig(
             model=str(tiny_qwen25),
-            train_file=str(synth_world / "train.jsonl"),
+            train_file=str(train),
             output_dir=str(out),
-            max_samples=8,
             max_steps=12,
             per_device_train_batch_size=1,
             learning_rate=1e-3,
@@ -146,14 +148,11 @@ def test_sft_losses_identical_with_the_cache(tiny_qwen25, synth_world, tmp_path)
         )
         trainer = build_sft_trainer(recipe)
         trainer.train()
-        cache = getattr(vision_tower(trainer.model), "_vtg_feature_cache", None)
-        return [h["loss"] for h in trainer.state.log_history if "loss" in h], cache
+        return [h["loss"] for h in trainer.state.log_history if "loss" in h], trainer.vision_cache
 
     plain, none = losses(0, tmp_path / "plain")
     cached, cache = losses(64, tmp_path / "cached")
-    from vtg.data.records import load_records
-
-    videos = {r.video for r in load_records(synth_world / "train.jsonl")[:8]}
+    videos = {r.video for r in first8}
     assert none is None and cache.misses == len(videos) == 2 and cache.hits == 12 - 2
     assert len(plain) == 12
     assert cached == pytest.approx(plain, rel=1e-5)

@@ -237,7 +237,7 @@ def test_zero_frame_and_audio_only_files(tmp_path):
 
 def test_frame_sampling_config_errors():
     assert FrameSampling.from_dict({"fps": 1.0, "max_pixels": 1000}) == FrameSampling(fps=1.0, max_pixels=1000)
-    with pytest.raises(UserError, match=r"unknown key\(s\) \['fsp'\]"):
+    with pytest.raises(UserError, match=r"unknown key\(s\): fsp \(did you mean fps\?\)"):
         FrameSampling.from_dict({"fsp": 2})
     with pytest.raises(UserError, match="either 'fps' or 'nframes'"):
         FrameSampling.from_dict({"fps": 2, "nframes": 8})
@@ -426,3 +426,15 @@ def test_a_process_forked_after_decoding_can_collect_and_exit(clips):
         gc.collect()
         os._exit(0)
     assert _wait_child(pid, 20) == 0, "a child forked after a decode hung collecting garbage"
+
+
+def test_record_videos_by_url_are_fetched_through_the_guarded_downloader(monkeypatch):
+    """A record's http(s) video goes through vtg.data.fetch: a private address is refused, naming how to allow it."""
+    from vtg.data.video import VideoError, read_video
+
+    for url in ("http://127.0.0.1:9/a.mp4", "http://10.0.0.1/a.mp4", "http://169.254.169.254/latest"):
+        with pytest.raises(VideoError, match="non-public address.*VTG_ALLOW_PRIVATE_URLS=1"):
+            read_video(url)
+    monkeypatch.setenv("VTG_ALLOW_PRIVATE_URLS", "1")  # allowed: the connection itself then fails (nothing listens)
+    with pytest.raises(VideoError, match="fetching http://127.0.0.1:9/a.mp4 failed"):
+        read_video("http://127.0.0.1:9/a.mp4")

@@ -39,14 +39,17 @@ def test_pick_records_skips_absent_queries():
 
 @pytest.mark.integration
 def test_sft_logs_the_check_at_step_zero_and_every_n_from_the_model_it_trains(
-    tiny_qwen25, synth_world, tmp_path, capsys
+    tiny_qwen25, synth_world, tmp_path, caplog
 ):
+    import logging
+
     from vtg.data.video import read_video_cached
-    from vtg.train.common import load_training_records
-    from vtg.train.config import SFTRecipe
+    from vtg.train.config import VideoSFTConfig
+    from vtg.train.dataset import load_training_records
     from vtg.train.sft import build_sft_trainer
 
-    recipe = SFTRecipe(
+    caplog.set_level(logging.INFO, logger="vtg")
+    recipe = VideoSFTConfig(
         model=str(tiny_qwen25),
         train_file=str(synth_world / "train.jsonl"),
         output_dir=str(tmp_path),
@@ -88,15 +91,15 @@ def test_sft_logs_the_check_at_step_zero_and_every_n_from_the_model_it_trains(
     # a random-init model still attends to the video tokens: shuffling them changes the loss (if only a little),
     # so equal losses would mean the shuffled frames never reached the model
     assert all(x["video_check/own_loss"] != x["video_check/shuffled_loss"] for x in checks)
-    assert "[vtg] video check at step 4" in capsys.readouterr().out
+    assert "video check at step 4" in caplog.text
 
 
 @pytest.mark.integration
 def test_grpo_check_leaves_the_step_metrics_in_the_step_logs(tiny_qwen25, synth_world, tmp_path):
-    from vtg.train.config import GRPORecipe
+    from vtg.train.config import VideoGRPOConfig
     from vtg.train.grpo import build_grpo_trainer
 
-    recipe = GRPORecipe(
+    recipe = VideoGRPOConfig(
         model=str(tiny_qwen25),
         train_file=str(synth_world / "train.jsonl"),
         output_dir=str(tmp_path),
@@ -110,7 +113,7 @@ def test_grpo_check_leaves_the_step_metrics_in_the_step_logs(tiny_qwen25, synth_
         save_steps=100,
         max_length=1024,
         sampling={"max_frames": 16},
-        use_vllm=False,
+        rollout_engine="transformers",
         video_check_every=1,
         video_check_records=2,
     )

@@ -1,7 +1,7 @@
 """The video collator for SFT: records → (frames + metadata through the processor) → padded model inputs + labels.
 
-TRL's vision collator only handles images; this one decodes each record's video (`read_video_cached`, so a video
-is decoded once per sampling), builds the prompt with `vtg.engine` (the same text train/eval/serve use), and returns
+TRL's vision collator only handles images; this one builds each record's request through `vtg.request` (the video
+decoded once per sampling and the prompt rendered as eval and serving render it), and returns
 what Qwen-VL models need in the loss pass: `pixel_values_videos`, `video_grid_thw`, `second_per_grid_ts`
 (Qwen2.5-VL), `mm_token_type_ids`. The loss is on the assistant answer only (optionally with `<think>` targets).
 """
@@ -40,38 +40,21 @@ def target_text(row: dict[str, Any], think: bool) -> str:
 class VideoGroundingCollator:
     """Callable TRL/HF data collator over record dicts (with `video` already an absolute path)."""
 
-    def __init__(
-        self,
-        processor,
-        sampling,
-        *,
-        mode: str = "multi",
-        think: bool = False,
-        max_length: int = 4096,
-        prompt_style: str = "full",
-    ):
-        self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.sampling = sampling
-        self.mode = mode
-        self.think = think
-        self.prompt_style = prompt_style
+    def __init__(self, requests, *, max_length: int = 4096):
+        self.requests = requests  # vtg.request.Requests: processor, frame sampling, grounding prompt
+        self.tokenizer = getattr(requests.processor, "tokenizer", requests.processor)
         self.max_length = max_length
+
+    @property
+    def sampling(self):
+        return self.requests.sampling
 
     def encode(self, row: dict[str, Any], video=None) -> dict[str, torch.Tensor]:
         """One record → model inputs with labels on the answer tokens only; `video` (a DecodedVideo) replaces the
         record's own decoded frames (train/video_check.py passes them shuffled)."""
-        from vtg.data.video import read_video_cached
-        from vtg.engine import grounding_messages, hf_inputs, render_prompt
-
-        if video is None:
-            video = read_video_cached(row["video"], self.sampling)
-        messages = grounding_messages(
-            row["query"], float(row["duration"]), mode=self.mode, think=self.think, style=self.prompt_style
-        )
-        prompt = render_prompt(self.processor, messages)
-        target = target_text(row, self.think)
-        feats = dict(hf_inputs(self.processor, prompt + target, video))
+        request = self.requests.record(row, video=video)
+        target = target_text(row, self.requests.prompt.think)
+        feats = dict(self.requests.hf_inputs(request, target))
         ids = feats["input_ids"][0]
         answer_ids = self.tokenizer(target, add_special_tokens=False)["input_ids"]
         n = len(answer_ids)

@@ -1,9 +1,13 @@
-"""Typed training recipes: YAML files + `--key value` overrides → `SFTRecipe` / `GRPORecipe`.
+"""Training recipes: TRL's own `SFTConfig` / `GRPOConfig`, subclassed with vtg's video keys.
 
-A recipe is checked when it is built, before any model loads: an unknown key names the close matches, and impossible
-arithmetic (generation batch vs `num_generations`, video tokens + completion vs `max_length`) says how to fix it.
-Nested sections: `sampling` (qwen-vl-utils frame keys → `vtg.data.video.FrameSampling`), `lora`, `rewards`
-(GRPO: `{name: weight}`). Overrides use dotted keys for sections: `--lora.r 8`, `--sampling.fps 1`.
+Every `SFTConfig`/`GRPOConfig` (and so every transformers `TrainingArguments`) field is a recipe key and a command
+line override, with no copy kept here: `optim`, `adam_beta2`, `epsilon_high`, `run_name`, … reach the trainer as
+TRL documents them. vtg adds what video grounding needs (model, data, frame sampling, the prompt, tuning, the
+merger's rate, the caches, the video check) and a few defaults of its own (listed in docs/training.md#recipes).
+
+Recipes load through `vtg.config.load` (YAML + `--key value` overrides, unknown keys named with close matches), and
+`__post_init__` rejects impossible settings before any model loads: generation batch vs `num_generations`, video
+tokens + answer vs `max_length`, a merger rate without a training merger, …
 """
 
 from __future__ import annotations
@@ -11,30 +15,29 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import yaml
+from trl import GRPOConfig, SFTConfig
 
-from vtg.data.grammar import PROMPT_STYLES
-from vtg.errors import UserError
+from vtg.config import ConfigError, build
+from vtg.data.grammar import MODES, PROMPT_STYLES
 
 # Language-model projection names of Qwen2.5-VL / Qwen3-VL. Targeted through a regex anchored on the language
-# model, because `gate_proj/up_proj/down_proj` also exist in the Qwen2.5-VL vision MLP (DESIGN.md §8).
+# model, because `gate_proj/up_proj/down_proj` also exist in the Qwen2.5-VL vision MLP (docs/training.md#lora).
 LM_LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PROMPT_TEXT_TOKENS = 96  # the chat template + grounding prompt around the video, a safe upper bound for the check
+PRECISIONS = ("auto", "bf16", "fp32")
+ROLLOUT_ENGINES = ("vllm", "transformers")
 
 
-class RecipeError(UserError, ValueError):
+class RecipeError(ConfigError):
     """A recipe that cannot run; the message names the key and how to fix it."""
 
 
 @dataclass
 class LoraSection:
-    enabled: bool = True
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
@@ -50,55 +53,33 @@ class LoraSection:
 
 
 @dataclass
-class TrainRecipe:
-    """Settings shared by SFT and GRPO. Paths are resolved by the caller (relative to the working directory)."""
+class VideoFields:
+    """vtg's own recipe keys, shared by SFT and GRPO. Paths are relative to the working directory."""
 
     model: str = ""
     train_file: str = ""
-    output_dir: str = "outputs/run"
-    eval_file: str | None = None
-    max_samples: int | None = None  # first N training records (smoke runs)
     sampling: dict[str, Any] = field(default_factory=dict)  # FrameSampling keys; the model's own recipe when empty
-    video_cache_mb: int = 0  # keep decoded frames up to this many MB per process (and per data-loader worker, for
-    # one epoch unless they persist), so later epochs skip decoding; 0: only the last 8 videos stay decoded
+    video_cache_mb: int = 0  # keep decoded frames up to this many MB per process (and per data-loader worker), so
+    # later epochs skip decoding; 0: only the last 8 videos stay decoded
     vision_feature_cache_mb: int = 0  # keep the frozen vision tower's features (before the merger) per video up to
-    # this many MB per process, so each video's tower forward runs once (Qwen2.5-VL; needs freeze_vision)
+    # this many MB, so each video's tower forward runs once (Qwen2.5-VL; needs freeze_vision)
     mode: str = "multi"  # grounding prompt mode: "multi" (0..n moments) or "single"
     think: bool = False  # ask for / train on <think> reasoning
-    prompt_style: str | None = None  # "full" or "short" (vtg.data.grammar); None: the model's own (vtg_prompt.json)
+    prompt_style: str | None = None  # "full" or "short"; None: the model's own (vtg_prompt.json)
     tuning: str = "lora"  # "lora" or "full"
     lora: LoraSection = field(default_factory=LoraSection)
     train_merger: bool = False  # unfreeze the vision merger (projector); the rest of the vision tower stays frozen
     freeze_vision: bool = True
-    learning_rate: float = 1e-5
     merger_learning_rate: float | None = None  # the merger's own rate (LLaVA's mm_projector_lr); None: learning_rate
-    lr_scheduler_type: str = "linear"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    num_train_epochs: float = 1.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU), "bf16", "fp32"
-    max_length: int = 4096  # prompt (video included) + answer tokens
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    seed: int = 0
-    deepspeed: str | None = None  # a DeepSpeed JSON/YAML config (or set by `accelerate launch --config_file`)
-    report_to: str = "none"
-    dataloader_num_workers: int = 0
-    resume: bool = False  # continue from the last checkpoint-N in output_dir (after a crash or a kill)
+    precision: str = "auto"  # "auto" (bf16 where the GPU supports it, else fp32), "bf16", "fp32"; sets bf16/fp16
     video_check_every: int = 0  # every N steps (and at step 0) log the answer loss of a few training records with
     # their frames in order vs shuffled in time: a gap near 0 says the model ignores the video (train/video_check.py)
     video_check_records: int = 16
 
-    def __post_init__(self) -> None:
+    def check_video_fields(self) -> None:
         if isinstance(self.lora, dict):
-            self.lora = _build(LoraSection, self.lora, "lora.")
-        if self.mode not in ("multi", "single"):
+            self.lora = build(LoraSection, self.lora, "lora.", error=RecipeError)
+        if self.mode not in MODES:
             raise RecipeError(f"mode must be 'multi' or 'single', got {self.mode!r}")
         if self.prompt_style is not None and self.prompt_style not in PROMPT_STYLES:
             raise RecipeError(
@@ -107,17 +88,8 @@ class TrainRecipe:
             )
         if self.tuning not in ("lora", "full"):
             raise RecipeError(f"tuning must be 'lora' or 'full', got {self.tuning!r}")
-        if self.precision not in ("auto", "bf16", "fp32"):
+        if self.precision not in PRECISIONS:
             raise RecipeError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        for key in (
-            "per_device_train_batch_size",
-            "gradient_accumulation_steps",
-            "max_length",
-            "save_steps",
-            "logging_steps",
-        ):
-            if getattr(self, key) <= 0:
-                raise RecipeError(f"{key} must be > 0, got {getattr(self, key)}")
         if self.video_check_every < 0:
             raise RecipeError(f"video_check_every must be >= 0 (0: off), got {self.video_check_every}")
         if self.video_check_records <= 0:
@@ -133,8 +105,6 @@ class TrainRecipe:
                 "vision_feature_cache_mb keeps the frozen vision tower's features, but freeze_vision is "
                 "false (the tower trains): set vision_feature_cache_mb: 0, or freeze_vision: true"
             )
-        if self.learning_rate <= 0:
-            raise RecipeError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.merger_learning_rate is not None:
             if not self.merger_learning_rate > 0:
                 raise RecipeError(
@@ -145,23 +115,53 @@ class TrainRecipe:
                     "merger_learning_rate is set but the merger does not train (freeze_vision: true, "
                     "train_merger: false): set train_merger: true, or drop merger_learning_rate"
                 )
-        if self.max_steps <= 0 and self.num_train_epochs <= 0:
-            raise RecipeError("set max_steps > 0 or num_train_epochs > 0")
         if not isinstance(self.sampling, dict):
             raise RecipeError(f"sampling must be a mapping of frame-sampling keys, got {self.sampling!r}")
         self.frame_sampling()  # unknown sampling keys fail here, at load time
+
+    def check_trainer_fields(self) -> None:
+        """TrainingArguments fields that vtg sets itself, or that its trainers cannot honour."""
+        if self.learning_rate <= 0:
+            raise RecipeError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for key in (
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "max_length",
+            "save_steps",
+            "logging_steps",
+        ):
+            if getattr(self, key) <= 0:
+                raise RecipeError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise RecipeError("set max_steps > 0 or num_train_epochs > 0")
+        if self.bf16 is not None or self.fp16:
+            raise RecipeError(
+                "set the precision with `precision: auto | bf16 | fp32`, not bf16/fp16 (vtg picks bf16 "
+                "where the GPU supports it and fp32 on CPU)"
+            )
+
+    def apply_vtg_defaults(self) -> None:
+        """The TrainingArguments that follow from vtg's keys; run before TRL's own `__post_init__`."""
+        self.bf16 = self.use_bf16()
+        self.fp16 = False
+        self.use_cpu = not _has_gpu()
+        if self.data_seed is None:
+            self.data_seed = self.seed
+        # workers live through epochs, so their decoded-video cache (video_cache_mb) does too
+        self.dataloader_persistent_workers = self.dataloader_num_workers > 0
 
     # ---- derived values -----------------------------------------------------------------------------------------
 
     def frame_sampling(self):
         """The `FrameSampling` this recipe asks for (defaults filled in); unknown keys raise naming them."""
         from vtg.data.video import FrameSampling
+        from vtg.errors import UserError
 
         base: dict[str, Any] = {}
         if self.model and (Path(self.model) / "config.json").is_file():
-            from vtg.engine import sampling_for_model
+            from vtg.model_folder import read_sampling
 
-            base = sampling_for_model(self.model).to_dict()  # the model's own recipe (or its family's default)
+            base = read_sampling(self.model).to_dict()  # the model's own recipe (or its family's default)
             base.pop("nframes" if "fps" in self.sampling else "fps", None)
         try:
             return FrameSampling.from_dict({**base, **self.sampling}, where="sampling")
@@ -173,13 +173,13 @@ class TrainRecipe:
         if self.prompt_style is not None:
             return self.prompt_style
         if self.model and Path(self.model).is_dir():
-            from vtg.engine import prompt_style_for_model
+            from vtg.model_folder import read_prompt_style
 
-            return prompt_style_for_model(self.model)
+            return read_prompt_style(self.model)
         return "full"
 
     @property
-    def world_size(self) -> int:
+    def processes(self) -> int:
         return int(os.environ.get("WORLD_SIZE", "1"))
 
     def use_bf16(self) -> bool:
@@ -191,7 +191,7 @@ class TrainRecipe:
 
     def max_video_tokens(self) -> int:
         """Upper bound of the video's tokens: (max_frames / temporal patch 2) × merged patches per frame pair,
-        with qwen-vl-utils' per-frame budget (DESIGN.md §7), capped by total_pixels when set."""
+        with qwen-vl-utils' per-frame budget, capped by total_pixels when set."""
         from vtg.data.video import VIDEO_MAX_TOKEN_NUM, VIDEO_MIN_TOKEN_NUM
 
         s = self.frame_sampling()
@@ -219,39 +219,90 @@ class TrainRecipe:
                 "sampling.max_frames / sampling.max_pixels / sampling.total_pixels."
             )
 
+    def recipe_dict(self) -> dict[str, Any]:
+        """The recipe as saved next to the exported model (`vtg_recipe.yaml`): every field, YAML-safe."""
+        return {**self.to_dict(), "lora": dataclasses.asdict(self.lora)}
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _post_init(config, parent) -> None:
+    config.check_video_fields()
+    config.check_trainer_fields()
+    config.check_lengths()
+    config.apply_vtg_defaults()
+    try:
+        parent.__post_init__(config)
+    except ValueError as e:  # TRL's / transformers' own checks: same one-line error as ours
+        raise RecipeError(str(e)) from None
+
 
 @dataclass
-class SFTRecipe(TrainRecipe):
+class VideoSFTConfig(VideoFields, SFTConfig):
+    """`SFTConfig` + vtg's video keys. `max_length` is the limit of prompt (video included) + answer tokens: the
+    video collator refuses a longer record, naming it (cutting video tokens would break the model's input)."""
+
+    output_dir: str = "outputs/run"
     learning_rate: float = 2e-5
-    completion_only_loss: bool = True  # loss on the assistant answer only
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 1
+    gradient_checkpointing: bool = False
+    save_total_limit: int | None = 2
+    seed: int = 0
+    max_length: int | None = 4096
+    remove_unused_columns: bool = False  # the video collator needs the raw record columns
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_lengths()
+        if self.completion_only_loss is False:
+            raise RecipeError(
+                "completion_only_loss: false is not supported: vtg's video collator trains on the answer tokens only"
+            )
+        if self.packing or self.padding_free:
+            raise RecipeError(
+                "packing / padding_free are not supported with video records (one video per "
+                "sequence): set packing: false, padding_free: false"
+            )
+        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}  # the collator does it
+        _post_init(self, SFTConfig)
 
 
 @dataclass
-class GRPORecipe(TrainRecipe):
+class VideoGRPOConfig(VideoFields, GRPOConfig):
+    """`GRPOConfig` + vtg's video keys. Rollouts run on vtg's colocated vLLM engine (`rollout_engine: vllm`, sized by
+    TRL's `vllm_gpu_memory_utilization` / `vllm_max_model_length`) or the policy's own `generate`
+    (`rollout_engine: transformers`); TRL's `use_vllm` stays false, because TRL's vLLM path cannot carry video."""
+
+    output_dir: str = "outputs/run"
     learning_rate: float = 1e-6
-    rewards: dict[str, float] = field(default_factory=lambda: {"tiou_v2": 1.0, "format": 1.0})
-    num_generations: int = 8
-    max_completion_length: int = 200
-    temperature: float = 1.0
-    top_p: float = 1.0
+    num_train_epochs: float = 1.0
+    per_device_train_batch_size: int = 1
+    gradient_checkpointing: bool = False
+    save_total_limit: int | None = 2
+    seed: int = 0
+    remove_unused_columns: bool = False
+    max_length: int = 4096  # prompt (video included) + completion tokens
+    max_completion_length: int | None = 200
     beta: float = 0.04
-    epsilon: float = 0.2
-    num_iterations: int = 1
     loss_type: str = "grpo"
-    scale_rewards: str = "group"
-    use_vllm: bool = True  # vLLM colocated rollouts; False = HF generate (slow, for debugging / no vLLM)
-    vllm_gpu_memory_utilization: float = 0.3  # on CPU: the KV-cache share of RAM (DESIGN.md §8)
-    vllm_max_model_len: int | None = None  # default: max_length
-    log_completions: bool = False
+    rewards: dict[str, float] = field(default_factory=lambda: {"tiou_v2": 1.0, "format": 1.0})
+    rollout_engine: str = "vllm"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         from vtg.train.rewards import REWARDS
 
+        if self.use_vllm:
+            raise RecipeError(
+                "use_vllm: true is TRL's own vLLM path, which cannot carry video; vtg runs its own "
+                "colocated vLLM engine: set rollout_engine: vllm (the default) and drop use_vllm"
+            )
+        if self.rollout_engine not in ROLLOUT_ENGINES:
+            raise RecipeError(f"rollout_engine must be one of {list(ROLLOUT_ENGINES)}, got {self.rollout_engine!r}")
+        if self.reward_weights is not None:
+            raise RecipeError("set reward weights in `rewards: {name: weight}`, not reward_weights")
         if not isinstance(self.rewards, dict) or not self.rewards:
             raise RecipeError(
                 f"rewards must map reward names to weights, e.g. {{tiou_v2: 1.0, format: 1.0}}; got {self.rewards!r}"
@@ -263,144 +314,45 @@ class GRPORecipe(TrainRecipe):
                     f"rewards: unknown reward {name!r}"
                     f"{f' (did you mean {close}?)' if close else ''}; known: {sorted(REWARDS)}"
                 )
-            if not isinstance(w, (int, float)):
+            if not isinstance(w, (int, float)) or isinstance(w, bool):
                 raise RecipeError(f"rewards.{name}: weight must be a number, got {w!r}")
-        if self.num_generations < 2:
+        if self.num_generations is None or self.num_generations < 2:
             raise RecipeError(
                 f"num_generations must be ≥ 2 (GRPO compares completions within a group), got {self.num_generations}"
             )
-        if self.max_completion_length <= 0:
+        if not self.max_completion_length or self.max_completion_length <= 0:
             raise RecipeError(f"max_completion_length must be > 0, got {self.max_completion_length}")
         if self.temperature <= 0:
             raise RecipeError(f"temperature must be > 0 for sampled rollouts, got {self.temperature}")
         self.check_batch()
-        self.check_lengths()
+        self.reward_weights = [float(w) for w in self.rewards.values()]
+        _post_init(self, GRPOConfig)
 
     def answer_tokens(self) -> int:
         return self.max_completion_length
 
     def check_batch(self) -> None:
-        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.world_size
-        if batch % self.num_generations:
-            ok = [g for g in range(2, batch + 1) if batch % g == 0]
-            raise RecipeError(
-                f"the generation batch per_device_train_batch_size {self.per_device_train_batch_size} × "
-                f"gradient_accumulation_steps {self.gradient_accumulation_steps} × world size {self.world_size} = "
-                f"{batch} is not divisible by num_generations {self.num_generations}: each prompt's group of "
-                f"completions must fit in one batch. Make the product a multiple of {self.num_generations}"
-                f"{f', or set num_generations to one of {ok}' if ok else ''}."
-            )
+        check_generation_batch(
+            self.per_device_train_batch_size, self.gradient_accumulation_steps, self.processes, self.num_generations
+        )
 
 
-# ---- loading ------------------------------------------------------------------------------------------------------
+def check_generation_batch(per_device: int, accumulation: int, processes: int, num_generations: int) -> None:
+    """Whole groups of `num_generations` completions in every generation batch (per device × accumulation ×
+    processes rows), or a RecipeError saying how to get there."""
+    batch = per_device * accumulation * processes
+    if batch % num_generations:
+        ok = [g for g in range(2, batch + 1) if batch % g == 0]
+        raise RecipeError(
+            f"the generation batch per_device_train_batch_size {per_device} × gradient_accumulation_steps "
+            f"{accumulation} × world size {processes} = {batch} is not divisible by num_generations {num_generations}: "
+            f"each prompt's group of completions must fit in one batch. Make the product a multiple of "
+            f"{num_generations}{f', or set num_generations to one of {ok}' if ok else ''}."
+        )
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = ""):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, names, n=3)
-            hints.append(f"{prefix}{k}" + (f" (did you mean {', '.join(prefix + c for c in close)}?)" if close else ""))
-        raise RecipeError(f"unknown recipe key(s): {'; '.join(hints)}. Known keys: {sorted(names)}")
-    hints = typing.get_type_hints(cls)
-    data = {k: _coerce(f"{prefix}{k}", v, hints[k]) for k, v in data.items()}
-    try:
-        return cls(**data)
-    except TypeError as e:
-        raise RecipeError(f"bad recipe value: {e}") from None
+def load_recipe(cls: type, path: str | os.PathLike | None = None, overrides=None):
+    """A `VideoSFTConfig` / `VideoGRPOConfig` from a YAML recipe (optional) and overrides (CLI list or dict)."""
+    from vtg import config
 
-
-def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
-    """`["--lr", "1e-5", "--lora.r", "8", "--think"]` → a nested dict; values are parsed as YAML scalars."""
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        key = args[i]
-        if not key.startswith("--") or len(key) < 3:
-            raise RecipeError(f"override {key!r}: expected --key value (e.g. --max_steps 10 or --lora.r 8)")
-        key = key[2:]
-        if "=" in key:
-            key, raw = key.split("=", 1)
-            i += 1
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            raw = args[i + 1]
-            i += 2
-        else:  # a bare flag means true
-            raw = "true"
-            i += 1
-        value = _scalar(raw)
-        node = out
-        parts = key.replace("-", "_").split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return out
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Numbers written as YAML strings (`1e-5`) become numbers; a wrong type is an error naming the key."""
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    allowed = set(typing.get_args(hint)) if union else {hint}
-    if value is None and type(None) in allowed:
-        return value
-    for t in (int, float):
-        if t in allowed and not isinstance(value, bool):
-            if isinstance(value, int) and t is float:
-                return float(value)
-            if isinstance(value, str):
-                try:
-                    return t(value)
-                except ValueError:
-                    continue
-            if isinstance(value, t):
-                return value
-            raise RecipeError(f"{key}: expected a number, got {value!r}")
-    if allowed & {int, float} and not isinstance(value, (int, float)):
-        raise RecipeError(f"{key}: expected a number, got {value!r}")
-    if bool in allowed and not isinstance(value, bool):
-        raise RecipeError(f"{key}: expected true or false, got {value!r}")
-    return value
-
-
-def _scalar(raw: str) -> Any:
-    """A CLI value: numbers first (YAML 1.1 reads `1e-4` as a string), then YAML (true, [a, b], {r: 8}, ...)."""
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    return yaml.safe_load(raw)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def load_recipe(cls: type, path: str | os.PathLike | None = None, overrides: Sequence[str] | dict | None = None):
-    """Build a recipe of type `cls` from a YAML file (optional) and overrides (CLI list or dict)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise RecipeError(f"recipe file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise RecipeError(f"{p}: not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise RecipeError(f"{p}: expected a mapping of recipe keys at the top level")
-    extra = parse_overrides(overrides) if isinstance(overrides, (list, tuple)) else dict(overrides or {})
-    data = _merge(data, extra)
-    try:
-        return _build(cls, data)
-    except RecipeError as e:
-        raise RecipeError(f"{path}: {e}" if path else str(e)) from None
-
-
-def to_yaml(recipe: TrainRecipe) -> str:
-    return yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False)
+    return config.load(cls, path, overrides, error=RecipeError)

@@ -2,7 +2,7 @@
 
 The vision tower is frozen except (optionally) its merger — the projector into the language model, Time-R1's choice.
 LoRA targets the language model's projections through a regex anchored on `language_model`, because names like
-`gate_proj` also exist in the Qwen2.5-VL vision MLP (DESIGN.md §8).
+`gate_proj` also exist in the Qwen2.5-VL vision MLP.
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ import torch
 from vtg.errors import UserError
 
 MERGER_KEYS = ("visual.merger", "visual.deepstack_merger_list")  # Qwen2.5-VL merger; Qwen3-VL merger + deepstack
+
+
+def vision_tower(model):
+    """The vision encoder of a transformers Qwen-VL model (with or without a peft wrapper)."""
+    for obj in (model, getattr(model, "model", None), getattr(getattr(model, "base_model", None), "model", None)):
+        for holder in (obj, getattr(obj, "model", None)):
+            if holder is not None and hasattr(holder, "visual"):
+                return holder.visual
+    raise ValueError(f"{type(model).__name__}: no vision tower (`visual`) found")
 
 
 def is_merger(name: str) -> bool:
@@ -129,7 +138,7 @@ def export_final(
     `vtg_sampling.json` and `vtg_prompt.json` record the frame sampling and the prompt style used in training so
     eval/serve sample frames and word the question the same way.
     """
-    from vtg.engine import save_prompt_style, save_sampling
+    from vtg.model_folder import save_prompt_style, save_sampling
 
     out = Path(out_dir)
     if out.exists():

@@ -4,7 +4,7 @@ Every reward has the TRL signature `fn(completions, moments, duration, **kwargs)
 arrive as keyword arguments (one value per completion). Completions are strings or TRL's conversational form
 `[{"role": "assistant", "content": "..."}]`. Parsing and IoU come from `vtg.data.grammar` (the one owner).
 
-Conventions shared by the moment rewards (DESIGN.md §5):
+Conventions shared by the moment rewards (docs/rewards-and-metrics.md#rewards-grpo):
 - unparseable answer → 0;
 - empty truth ("not present" query): 1 for answering "not present", 0 for inventing moments;
 - non-empty truth: 0 for answering "not present";
@@ -14,7 +14,8 @@ Conventions shared by the moment rewards (DESIGN.md §5):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from vtg.data.grammar import ParsedAnswer, clamp_moment, iou, match_moments, parse_answer
 
@@ -98,7 +99,7 @@ def moment_count(completions: list, moments: list, duration: list, **kwargs: Any
     """How close the number of predicted moments is to the true number: 1 − |n − n_true| / max(n, n_true).
 
     Beside `multi_moment`: a soft F1 pays more for leaving out an uncertain moment than for keeping a poor one, and
-    GRPO on it lowered the tiny model's count accuracy (bench/learning/one_kind_per_video, session 13)."""
+    GRPO on it lowered the tiny model's count accuracy (experiments/learning/one_kind_per_video)."""
     out = []
     for c, m in zip(completions, moments):
         parsed = parse_answer(completion_text(c))

@@ -1,8 +1,9 @@
 """Rollouts for GRPO on video: the same decoded frames + time metadata go to vLLM (or HF generate) and to the loss.
 
-For each prompt the video is decoded once (`read_video_cached`), turned into HF processor inputs (`vtg.engine.
-hf_inputs`: what the policy's forward pass sees) and into a vLLM request (`vtg.engine.vllm_prompt`: the same frames
-and metadata), and all G completions of the group are sampled in one request (`n=G`).
+Each prompt arrives as chat messages naming its video (the `prompt` column, built by `vtg.request`). Its request is
+built once (`Requests.chat`: video decoded, prompt rendered) and turned into HF processor inputs (what the policy's
+forward pass sees) and a vLLM input (the same frames and metadata); all G completions of the group are sampled in
+one request (`n=G`).
 
 vLLM runs colocated in the trainer's process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) so weights can be pushed into
 its model after every optimizer step (`sync_weights`).
@@ -11,10 +12,11 @@ its model after every optimizer step (`sync_weights`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
+
+from vtg.request import ModelRequest, Requests
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
 # Vision placeholders must never be sampled: one in a completion breaks the loss pass ("video features and video
@@ -30,52 +32,38 @@ def suppressed_token_ids(processor) -> list[int]:
 
 @dataclass
 class PromptGroup:
-    """One prompt (record) of the generation batch and the rows of the batch it fills (G copies)."""
+    """One prompt of the generation batch (its request, built once) and how many rows of the batch it fills."""
 
-    row: dict[str, Any]
+    request: ModelRequest
     size: int
-    prompt_ids: list[int] = field(default_factory=list)
-    video_inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # VIDEO_KEYS for one video
-    vllm_request: dict[str, Any] | None = None
-    hf_inputs: dict[str, torch.Tensor] | None = None
+    hf_inputs: dict[str, torch.Tensor]  # the policy's view of the prompt: processor inputs, video included
+
+    @property
+    def prompt_ids(self) -> list[int]:
+        return self.hf_inputs["input_ids"][0].tolist()
+
+    @property
+    def video_inputs(self) -> dict[str, torch.Tensor]:
+        return {k: self.hf_inputs[k] for k in VIDEO_KEYS if k in self.hf_inputs}
 
 
-def group_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
-    """Consecutive copies of the same record (TRL's RepeatSampler) → (row, count)."""
-    groups: list[tuple[dict[str, Any], int]] = []
-    for r in rows:
-        if groups and groups[-1][0]["id"] == r["id"]:
-            groups[-1] = (groups[-1][0], groups[-1][1] + 1)
+def group_prompts(prompts: list[list[dict]]) -> list[tuple[list[dict], int]]:
+    """Consecutive copies of the same prompt (TRL's RepeatSampler repeats each G times) → (prompt, count)."""
+    groups: list[tuple[list[dict], int]] = []
+    for p in prompts:
+        if groups and groups[-1][0] == p:
+            groups[-1] = (p, groups[-1][1] + 1)
         else:
-            groups.append((r, 1))
+            groups.append((p, 1))
     return groups
 
 
-def build_groups(
-    rows, processor, sampling, *, mode: str, think: bool, for_vllm: bool, prompt_style: str = "full"
-) -> list[PromptGroup]:
-    """Decode each group's video once and build both the HF inputs and (when asked) the vLLM request from it."""
-    from vtg.data.video import read_video_cached
-    from vtg.engine import grounding_messages, hf_inputs, render_prompt, vllm_prompt
-
+def build_groups(prompts: list[list[dict]], requests: Requests) -> list[PromptGroup]:
+    """Each group's request (video decoded once, prompt rendered) and the policy's processor inputs for it."""
     out = []
-    for row, size in group_rows(rows):
-        video = read_video_cached(row["video"], sampling)
-        prompt = render_prompt(
-            processor,
-            grounding_messages(row["query"], float(row["duration"]), mode=mode, think=think, style=prompt_style),
-        )
-        feats = dict(hf_inputs(processor, prompt, video))
-        g = PromptGroup(
-            row=row,
-            size=size,
-            prompt_ids=feats["input_ids"][0].tolist(),
-            hf_inputs=feats,
-            video_inputs={k: feats[k] for k in VIDEO_KEYS if k in feats},
-        )
-        if for_vllm:
-            g.vllm_request = vllm_prompt(prompt, video)
-        out.append(g)
+    for messages, size in group_prompts(prompts):
+        request = requests.chat(messages)
+        out.append(PromptGroup(request=request, size=size, hf_inputs=dict(requests.hf_inputs(request))))
     return out
 
 
@@ -87,7 +75,7 @@ def make_colocated_llm(
 ):
     """A vLLM engine in this process (weights can be replaced in place after each update)."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in-process: its model is reachable
-    from vtg.engine import make_llm
+    from vtg.vllm_engine import make_llm
 
     return make_llm(
         model_dir,
@@ -101,14 +89,6 @@ def make_colocated_llm(
         mm_processor_cache_gb=0,
         **engine_overrides,
     )
-
-
-def vllm_model(llm):
-    """The torch model inside a colocated vLLM engine."""
-    executor = llm.llm_engine.model_executor
-    worker = executor.driver_worker
-    worker = getattr(worker, "worker", worker)  # a WorkerWrapperBase wraps the worker
-    return worker.model_runner.model
 
 
 def hf_named_weights(model):
@@ -157,7 +137,7 @@ def vllm_generate(
     """All completions, group by group, in batch row order (token ids, stop token included)."""
     from vllm import SamplingParams
 
-    requests = [g.vllm_request for g in groups]
+    inputs = [g.request.vllm_input() for g in groups]
     bias = {t: -100.0 for t in suppress} or None
     params = [
         SamplingParams(
@@ -170,12 +150,12 @@ def vllm_generate(
         )
         for i, g in enumerate(groups)
     ]
-    outputs = llm.generate(requests, params, use_tqdm=False)
+    outputs = llm.generate(inputs, params, use_tqdm=False)
     completions = []
     for g, out in zip(groups, outputs):
         if len(out.prompt_token_ids) != len(g.prompt_ids):  # same frames + metadata → same video token count
             raise RuntimeError(
-                f"record {g.row['id']!r}: vLLM expanded the prompt to {len(out.prompt_token_ids)} "
+                f"{g.request.videos[0].source}: vLLM expanded the prompt to {len(out.prompt_token_ids)} "
                 f"tokens, the HF processor to {len(g.prompt_ids)}: frames or time metadata differ"
             )
         completions += [list(c.token_ids) for c in out.outputs]

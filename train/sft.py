@@ -1,47 +1,45 @@
-"""Supervised fine-tuning on video grounding records: TRL's SFTTrainer with our video collator.
+"""Supervised fine-tuning on video grounding records: `VideoSFTTrainer`, TRL's SFTTrainer with the video.
 
-The dataset stays raw (record columns); `VideoGroundingCollator` decodes frames, applies the chat template and the
-processor with the true time metadata, and masks everything but the answer. TRL's own VLM collator would pass images
-only, leaving the vision tower out of the gradient pass (DESIGN.md §8).
+The dataset stays raw (record columns); `VideoGroundingCollator` builds each record's request through `vtg.request`
+(frames + time metadata, the prompt as eval and serving render it) and masks everything but the answer. TRL's own
+VLM collator would pass images only, leaving the vision tower out of the gradient pass.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vtg.train.config import SFTRecipe
+from trl import SFTTrainer
+
+from vtg.train.config import VideoSFTConfig
+from vtg.train.trainer import VideoTrainerMixin
 
 
-def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
-    """The configured trainer (model loaded, LoRA applied, collator set); `run_sft` trains it."""
-    from trl import SFTConfig, SFTTrainer
+class VideoSFTTrainer(VideoTrainerMixin, SFTTrainer):
+    """SFTTrainer whose loss pass sees each record's video (through the vision feature cache when it is on)."""
 
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        return super().compute_loss(model, self.video_model_inputs(model, inputs), *args, **kwargs)
+
+
+def build_sft_trainer(args: VideoSFTConfig, callbacks: list | None = None) -> VideoSFTTrainer:
+    """The configured trainer (model loaded, LoRA applied, collator set); `trainer.run()` trains and exports it."""
     from vtg.data.video import set_cache_budget
-    from vtg.train import video_check, vision_cache
+    from vtg.request import Requests
+    from vtg.train import video_check
     from vtg.train.collator import VideoGroundingCollator
-    from vtg.train.common import install_merger_learning_rate, load_training_records, records_dataset, trainer_kwargs
+    from vtg.train.dataset import load_training_records, records_dataset
     from vtg.train.policy import load_model_and_processor, prepare_trainable
 
-    rows = load_training_records(recipe.train_file, recipe.max_samples)
-    set_cache_budget(recipe.video_cache_mb)
-    model, processor = load_model_and_processor(recipe)
-    model = prepare_trainable(model, recipe)
-    vision_cache.install(model, recipe.vision_feature_cache_mb)
-    collator = VideoGroundingCollator(
-        processor,
-        recipe.frame_sampling(),
-        mode=recipe.mode,
-        think=recipe.think,
-        max_length=recipe.max_length,
-        prompt_style=recipe.resolved_prompt_style(),
+    rows = load_training_records(args.train_file)
+    set_cache_budget(args.video_cache_mb)
+    model, processor = load_model_and_processor(args)
+    model = prepare_trainable(model, args)
+    requests = Requests(processor, args.frame_sampling()).asking(
+        mode=args.mode, think=args.think, style=args.resolved_prompt_style()
     )
-    args = SFTConfig(
-        **trainer_kwargs(recipe),
-        max_length=None,  # the collator enforces max_length per record, naming it (truncating video tokens breaks)
-        dataset_kwargs={"skip_prepare_dataset": True},
-        packing=False,
-    )
-    trainer = SFTTrainer(
+    collator = VideoGroundingCollator(requests, max_length=args.max_length)
+    trainer = VideoSFTTrainer(
         model=model,
         args=args,
         train_dataset=records_dataset(rows),
@@ -49,14 +47,10 @@ def build_sft_trainer(recipe: SFTRecipe, callbacks: list | None = None):
         processing_class=processor,
         callbacks=callbacks,
     )
-    install_merger_learning_rate(trainer, recipe)
-    video_check.install(trainer, recipe, collator, rows)
+    video_check.install(trainer, collator, rows)
     return trainer
 
 
-def run_sft(recipe: SFTRecipe, callbacks: list | None = None) -> Path:
-    """Train and export: returns the folder of the final model (LoRA merged, `vtg_sampling.json` next to it)."""
-    from vtg.train.common import train_and_export
-
-    trainer = build_sft_trainer(recipe, callbacks)
-    return train_and_export(trainer, recipe, "sft", f"output {recipe.output_dir}")
+def run_sft(args: VideoSFTConfig, callbacks: list | None = None) -> Path:
+    """Train and export: returns the folder of the final model (LoRA merged, its sidecar files next to it)."""
+    return build_sft_trainer(args, callbacks).run()

@@ -5,7 +5,7 @@ safetensors weights, a byte-level BPE tokenizer trained locally with `tokenizers
 grounding prompts and answers of `vtg.data.grammar`, the family's special tokens, `<think>`/`</think>` as single
 tokens, the family's chat template, `generation_config.json` (eos = `<|im_end|>`) and the image + video processors.
 
-Dimensions (DESIGN.md §9): text hidden 128, 2 layers, 2 heads of 64 (vLLM CPU attention needs head_dim >= 32),
+Dimensions: text hidden 128, 2 layers, 2 heads of 64 (vLLM CPU attention needs head_dim >= 32),
 1 KV head; vision depth 2, hidden 32 ("tiny") or 64 ("small": the size measured to learn the synthetic world).
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vtg.data.grammar import NOT_PRESENT, format_answer, grounding_prompt
-from vtg.engine import IMAGE_FACTOR, save_prompt_style, save_sampling
 from vtg.errors import UserError
+from vtg.model_folder import IMAGE_FACTOR, save_prompt_style, save_sampling
 
 FAMILIES = ("qwen2.5-vl", "qwen3-vl")
 
@@ -115,7 +115,7 @@ QWEN3_VL_TEMPLATE = """{%- if messages[0].role == 'system' %}
 
 @dataclass(frozen=True)
 class TinySize:
-    """Dimensions that differ between sizes; everything else is fixed by DESIGN.md §9."""
+    """Dimensions that differ between sizes; everything else is fixed (docs/facts.md#the-tiny-model)."""
 
     vision_hidden: int
     vision_intermediate: int
@@ -129,12 +129,8 @@ class TinySize:
 SIZES: dict[str, TinySize] = {
     "tiny": TinySize(vision_hidden=32, vision_intermediate=64),
     "small": TinySize(vision_hidden=64, vision_intermediate=128),
-    # bench/learning: a wider/deeper option for the four-kind synthetic world (text hidden stays 128: 2 heads of 64)
+    # a wider/deeper one (text hidden stays 128: 2 heads of 64), for benchmarks that need more compute per token
     "medium": TinySize(vision_hidden=128, vision_intermediate=256, text_intermediate=512, text_layers=4),
-    # bench/learning, two-object worlds: does the language model bind a query to its object when each head has its
-    # own keys and values (`small` shares one KV head between its 2 heads), or with 4 layers too?
-    "small-kv2": TinySize(vision_hidden=64, vision_intermediate=128, text_kv_heads=2),
-    "small-deep": TinySize(vision_hidden=64, vision_intermediate=128, text_kv_heads=2, text_layers=4),
 }
 
 _WORDS = (
@@ -151,7 +147,7 @@ def _corpus(seed: int) -> list[str]:
     The world's queries are there so that "red", "circle", ... are single tokens: with the first vocabulary (384
     entries, no world queries in the corpus) they were split into letters ('Ġ', 'g', 'r', 'e', 'en' for " green"),
     and a 2-layer model had to assemble the name from letters before it could look for the object. (Whole-word
-    names did not make it bind the query to its object either: bench/learning/README.md, "Binding, 2026-11-27".)"""
+    names did not make it bind the query to its object either: experiments/learning/README.md.)"""
     rng = random.Random(seed)
     texts = [
         " ".join(_WORDS),
@@ -366,7 +362,7 @@ def build_tiny_model(family: str, out_dir: str | Path, size: str = "tiny", seed:
     _processor(family, tokenizer).save_pretrained(out)
     save_sampling(out, tiny_sampling(family))
     # A model trained from scratch learns to read the video far sooner without the instruction text between the
-    # video and the answer (bench/learning/probe_results.md); training, eval and serving read this choice back.
+    # video and the answer (experiments/learning/probe_results.md); training, eval and serving read this choice back.
     save_prompt_style(out, "short")
     (out / "vtg_tiny.json").write_text(
         json.dumps({"family": family, "size": size, "seed": seed, "params": count_params(model)}, indent=1)

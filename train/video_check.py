@@ -4,7 +4,7 @@ Every N optimizer steps a fixed handful of training records is scored twice by t
 answer-token loss with each video as decoded, and with its frame pairs shuffled (the same frames, time metadata
 and prompt; only *when* each thing is shown changes). A model that grounds time in the frames loses on the shuffled
 videos; one that answers from the text alone scores both the same: the plateau a random-init tiny model can sit on
-for thousands of steps (bench/learning/qwen3), or a pipeline that drops the video. Logged as
+for thousands of steps (experiments/learning/qwen3), or a pipeline that drops the video. Logged as
 `video_check/own_loss`, `video_check/shuffled_loss` and `video_check/gap` (shuffled minus own), at step 0 too.
 
 Pairs, not frames, are shuffled because Qwen-VL merges two consecutive frames into one temporal token: a pair
@@ -13,11 +13,14 @@ stays one token's content, so the check moves content in time without making fra
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import replace
 from typing import Any
 
-GAP_READS_VIDEO = 0.01  # nats per answer token; bench/learning's "onset" threshold (own vs swapped video)
+log = logging.getLogger(__name__)
+
+GAP_READS_VIDEO = 0.01  # nats per answer token; the "onset" threshold of experiments/learning (own vs swapped video)
 
 
 def shuffled_pairs(video, seed: int):
@@ -39,24 +42,23 @@ def pick_records(rows: list[dict[str, Any]], count: int, seed: int) -> list[dict
     return random.Random(seed).sample(present, min(count, len(present)))
 
 
-def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
-    """Add the check to `trainer` when `recipe.video_check_every` > 0; returns the callback (or None). The callback's
+def install(trainer, collator, rows: list[dict[str, Any]]):
+    """Add the check to `trainer` when its `video_check_every` > 0; returns the callback (or None). The callback's
     `scores()` gives the (own, shuffled) answer loss of the trainer's model on the picked records."""
-    if not recipe.video_check_every:
+    args = trainer.args
+    if not args.video_check_every:
         return None
-    records = pick_records(rows, recipe.video_check_records, recipe.seed)
+    records = pick_records(rows, args.video_check_records, args.seed)
     if not records:
         from vtg.errors import UserError
 
         raise UserError(
-            f"video_check_every: {recipe.train_file} has no record with a moment to check on; set video_check_every: 0"
+            f"video_check_every: {args.train_file} has no record with a moment to check on; set video_check_every: 0"
         )
     import torch
     from transformers import Trainer, TrainerCallback
 
-    from vtg.data.video import read_video_cached
-
-    every, seed = recipe.video_check_every, recipe.seed
+    every, seed = args.video_check_every, args.seed
 
     class VideoCheck(TrainerCallback):
         def __init__(self):
@@ -70,12 +72,12 @@ def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
             try:
                 with torch.no_grad():
                     for i, row in enumerate(records):
-                        video = read_video_cached(row["video"], collator.sampling)
+                        video = collator.requests.video(row["video"])
                         for out, v in ((own, video), (shuffled, shuffled_pairs(video, seed + i))):
                             # the base Trainer's: device (and DeepSpeed's dtype); GRPO's _prepare_inputs rolls out
                             inputs = Trainer._prepare_input(trainer, collator([row], videos=[v]))
                             with trainer.compute_loss_context_manager():
-                                out.append(float(model(**inputs).loss))
+                                out.append(float(model(**trainer.video_model_inputs(model, inputs)).loss))
             finally:
                 model.train(was_training)
             return sum(own) / len(own), sum(shuffled) / len(shuffled)
@@ -110,12 +112,15 @@ def install(trainer, recipe, collator, rows: list[dict[str, Any]]):
                 if last["video_check/gap"] >= GAP_READS_VIDEO
                 else "does NOT yet use the video: its answers do not depend on when things are shown"
             )
-            print(
-                f"[vtg] video check at step {last['step']}: answer loss {last['video_check/own_loss']:.4f} "
-                f"with the frames in order, {last['video_check/shuffled_loss']:.4f} shuffled (gap "
-                f"{last['video_check/gap']:+.4f}; >= {GAP_READS_VIDEO} counts as reading): the model "
-                f"{verdict}",
-                flush=True,
+            log.info(
+                "video check at step %d: answer loss %.4f with the frames in order, %.4f shuffled (gap %+.4f; "
+                ">= %s counts as reading): the model %s",
+                last["step"],
+                last["video_check/own_loss"],
+                last["video_check/shuffled_loss"],
+                last["video_check/gap"],
+                GAP_READS_VIDEO,
+                verdict,
             )
 
     check = VideoCheck()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from vtg.errors import UserError
@@ -34,9 +35,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler on whatever sys.stderr is when a line is written (tests swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging() -> None:
+    """vtg's own log lines on stderr, `[vtg] message` (the library logs; only the CLI prints)."""
+    logger = logging.getLogger("vtg")
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("[vtg] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `vtg train` takes free-form recipe overrides (`--key value`) after its own options
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        if not getattr(args, "takes_overrides", False):
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        args.overrides = rest
+    setup_logging()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,5 +1,5 @@
 """Corrections to transformers that change what a model computes. `apply()` is idempotent and is called before every
-transformers forward pass vtg makes (`vtg.engine.hf_inputs`, `vtg.train.policy.load_model_and_processor`).
+transformers forward pass vtg makes (`vtg.request.Requests.hf_inputs`, `vtg.train.policy.load_model_and_processor`).
 
 Qwen2.5-VL text positions after a video (transformers 5.19, `Qwen2_5_VLModel.get_rope_index`):
 transformers advances the text position after a vision span by max(grid_h, grid_w) / merge only, ignoring the
@@ -8,7 +8,7 @@ text after it then starts inside the video's time range (e.g. at 41 when the las
 reference implementation (the one Qwen2.5-VL was trained with) and vLLM start it at max(vision positions) + 1.
 So a model trained or scored through transformers saw other positions than the one vLLM serves: measured on a tiny
 model that reads the video, the answer digits' log-probs differed by up to 7.4 nats between the two, and greedy
-answers disagreed (bench/learning/probe_results.md). `tests/test_engine.py::
+answers disagreed (experiments/learning/probe_results.md). `tests/test_request.py::
 test_vllm_and_transformers_give_text_after_the_video_the_same_positions` checks transformers' positions and log-probs
 against vLLM's for both families.
 """

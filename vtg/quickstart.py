@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Stages whose outputs exist are reused; --fresh starts over.",
     )
     p.add_argument("--out", default="outputs/quickstart", help="output folder (default outputs/quickstart)")
-    # Defaults: the setting in which the tiny model measurably learns to read the video (bench/learning/README.md):
-    # one object per video, 3000 videos, the tiny recipes' own step counts: 26.6 min alone on 2 cores (README).
-    # A smoke run is `--videos 400 --sft-steps 2000 --grpo-steps 10` (minutes, but it answers from text priors).
+    # Defaults: the setting in which the tiny model measurably learns to read the video (bench/learning): one object
+    # per video, 3000 videos, the tiny recipes' own step counts. A smoke run is `--videos 400 --sft-steps 2000
+    # --grpo-steps 10` (minutes, but it answers from text priors).
     p.add_argument("--videos", type=int, default=3000, help="synthetic videos to generate (default 3000)")
     p.add_argument(
         "--kinds",
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         n_videos=args.videos, seed=args.seed, min_duration=8.0, max_duration=20.0, kinds=_kinds(args.kinds)
     )  # checks --kinds before anything runs
     check_reused_world(world, data)
-    stages.run("synthetic world", data / "test.jsonl", lambda: generate(world, data, progress=True))
+    stages.run("synthetic world", data / "test.jsonl", lambda: generate(world, data, progress=print))
     base = out / "model-base"
     stages.run(
         "tiny model", base / "config.json", lambda: build_tiny_model(args.family, base, size="small", seed=args.seed)
@@ -118,7 +118,16 @@ def run(args: argparse.Namespace) -> int:
     print(_control_markdown(control))
     print(f"full report (tables + plots): {out / 'report'}")
     print(f"quickstart finished in {sum(stages.timings.values()):.0f}s: {out}")
+    print(serve_hint(grpo, data))
     return 0
+
+
+def serve_hint(model: Path, data: Path, port: int = 8000) -> str:
+    """How to serve the model the quickstart trained, with its data as the media root, and where to look."""
+    return (
+        f"serve the trained model:\n  vtg serve --model {model} --allowed-local-media-path {data} --port {port}\n"
+        f"then open http://127.0.0.1:{port}/ (pick a video from {data / 'videos'}) or POST /v1/grounding"
+    )
 
 
 def _kinds(text: str) -> tuple[str, ...]:
@@ -127,13 +136,13 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def _train_stage(stages: Stages, method: str, out: Path, data: Path, init: Path, steps: int | None, seed: int) -> Path:
-    from vtg.train.config import GRPORecipe, SFTRecipe, load_recipe
+    from vtg.train.config import VideoGRPOConfig, VideoSFTConfig, load_recipe
 
     target = out / f"model-{method}"
     overrides = {"model": str(init), "train_file": str(data / "train.jsonl"), "output_dir": str(target), "seed": seed}
     if steps is not None:
         overrides["max_steps"] = steps
-    cls = SFTRecipe if method == "sft" else GRPORecipe
+    cls = VideoSFTConfig if method == "sft" else VideoGRPOConfig
     recipe = load_recipe(cls, RECIPES / "tiny" / method / "config_default.yaml", overrides)
 
     def train() -> Path:

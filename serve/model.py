@@ -1,59 +1,29 @@
-"""The in-process vLLM engine (`AsyncLLM`), the model's processor and frame sampling, and LoRA adapters by name.
+"""The served model: vLLM's `AsyncLLM` on the model folder, the model's requests (`vtg.request`), LoRA adapters.
 
-Frame sampling is the one the model was trained with (`vtg.engine`'s recipe lookup), capped at `limits.max_frames`,
-so the time scale at serving equals training's.
+Frame sampling is the one the model was trained with (its `vtg_sampling.json`), capped at `limits.max_frames`, so
+the time scale at serving equals training's; the grounding prompt is worded in the model's own style.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
 
 from vtg.serve.config import ServeConfig
 from vtg.serve.errors import not_found
 
 
-def model_sampling(model_dir: str, max_frames: int):
+def capped_sampling(sampling, max_frames: int):
     """The model's training-time FrameSampling, with max_frames capped by the server limit."""
-    from vtg import engine
-
-    base = engine.sampling_for_model(model_dir)
-    if base.max_frames > max_frames:
-        base = dataclasses.replace(base, max_frames=max_frames, min_frames=min(base.min_frames, max_frames))
-    return base
+    if sampling.max_frames > max_frames:
+        return dataclasses.replace(sampling, max_frames=max_frames, min_frames=min(sampling.min_frames, max_frames))
+    return sampling
 
 
 def _lora_rank(path: str) -> int:
     return int(json.loads(Path(path, "adapter_config.json").read_text()).get("r", 8))
-
-
-def engine_args(cfg: ServeConfig):
-    """vtg.engine's device defaults (CPU: float32, eager, KV share 0.1) with the server's settings on top."""
-    from vllm.engine.arg_utils import AsyncEngineArgs
-
-    from vtg import engine
-
-    kw: dict[str, Any] = {**engine.llm_defaults(engine.on_cpu()), **engine.video_normalization_overrides(cfg.model)}
-    kw.update(
-        model=cfg.model,
-        served_model_name=[cfg.model_name],
-        max_model_len=cfg.max_model_len,
-        limit_mm_per_prompt={"video": cfg.limits.max_videos_per_request, "image": 0},
-        max_num_seqs=max(kw.get("max_num_seqs", 16), cfg.limits.max_concurrency),
-    )
-    if cfg.gpu_memory_utilization:
-        kw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-    if cfg.lora:
-        kw.update(
-            enable_lora=True,
-            max_loras=len(cfg.lora),
-            max_lora_rank=_fit_rank(max(_lora_rank(p) for p in cfg.lora.values())),
-        )
-    if engine.on_cpu():
-        kw = engine.pin_cpu_kv_cache(kw)
-    return AsyncEngineArgs(**kw)
 
 
 def _fit_rank(r: int) -> int:
@@ -64,23 +34,57 @@ def _fit_rank(r: int) -> int:
     return r
 
 
-class EngineHost:
-    def __init__(self, cfg: ServeConfig):
-        from transformers import AutoProcessor
-        from vllm.lora.request import LoRARequest
-        from vllm.v1.engine.async_llm import AsyncLLM
+def engine_args(cfg: ServeConfig):
+    """vtg's engine arguments for the model folder (`vtg.vllm_engine`) with the server's settings on top."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
 
-        from vtg import engine
+    from vtg.vllm_engine import engine_kwargs, llm_defaults, on_cpu
+
+    kw = dict(
+        served_model_name=[cfg.model_name],
+        max_model_len=cfg.max_model_len,
+        limit_mm_per_prompt={"video": cfg.limits.max_videos_per_request, "image": 0},
+        max_num_seqs=max(llm_defaults(on_cpu()).get("max_num_seqs", 16), cfg.limits.max_concurrency),
+    )
+    if cfg.gpu_memory_utilization:
+        kw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    if cfg.lora:
+        kw.update(
+            enable_lora=True,
+            max_loras=len(cfg.lora),
+            max_lora_rank=_fit_rank(max(_lora_rank(p) for p in cfg.lora.values())),
+        )
+    return AsyncEngineArgs(**engine_kwargs(cfg.model, **kw))
+
+
+class ServedModel:
+    """The model folder's requests and adapters; `start()` starts the engine (the port opens once it is ready)."""
+
+    def __init__(self, cfg: ServeConfig):
+        from vllm.lora.request import LoRARequest
+
+        from vtg.model_folder import ModelFolder
+        from vtg.request import Requests
 
         self.cfg = cfg
-        self.processor = AutoProcessor.from_pretrained(cfg.model)
-        self.sampling = model_sampling(cfg.model, cfg.limits.max_frames)
-        self.prompt_style = engine.prompt_style_for_model(cfg.model)  # the grounding endpoint words it as in training
+        folder = ModelFolder.read(cfg.model)
+        # the grounding endpoint words the question as in training; the rest of the prompt is per request
+        self.requests = Requests.for_model(folder, sampling=capped_sampling(folder.sampling, cfg.limits.max_frames))
         self.loras = {
             name: LoRARequest(name, i + 1, str(Path(path).resolve()))
             for i, (name, path) in enumerate(sorted(cfg.lora.items()))
         }
-        self.llm = AsyncLLM.from_engine_args(engine_args(cfg))
+        self.llm = None
+
+    def start(self) -> ServedModel:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self.llm = AsyncLLM.from_engine_args(engine_args(self.cfg))
+        return self
+
+    @property
+    def prompt_style(self) -> str:
+        return self.requests.prompt.style
 
     def model_names(self) -> list[str]:
         return [self.cfg.model_name, *self.loras]
@@ -101,4 +105,5 @@ class EngineHost:
         return bool(self.llm.errored)
 
     def shutdown(self) -> None:
-        self.llm.shutdown()
+        if self.llm is not None:
+            self.llm.shutdown()

@@ -1,4 +1,6 @@
-"""Start `vtg serve` as a child process on a free loopback port and wait until it answers (tests, benchmarks)."""
+"""Start `vtg serve` as a child process on a free loopback port and wait until it answers (tests and benchmarks:
+`from support.server import start_server` in tests, `from tests.support.server import start_server` from the
+repository root)."""
 
 from __future__ import annotations
 

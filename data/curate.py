@@ -4,7 +4,7 @@ Time-R1 built TimeRFT by scoring candidate samples with the base model and keepi
 idea as the paper describes it, from memory; not its code or thresholds). Why it matters for GRPO: a record where
 all G rollouts score the same (all perfect, or all 0) has zero group advantage and teaches nothing.
 
-How a record is scored: its video is decoded once (`read_video_cached`, the model's own frame sampling), one vLLM
+How a record is scored: its request is built once (`vtg.request`: the model's own frame sampling and prompt), one vLLM
 request samples `samples` answers (`SamplingParams(n=…)`), and each answer is scored with the training reward of
 the same name from `vtg.train.rewards` (`metric`, default `tiou`: IoU of the first predicted moment with the
 best-matching truth; unparseable → 0). The record's score is the mean over its samples.
@@ -27,7 +27,7 @@ import argparse
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -145,36 +145,29 @@ def error_line(rec, error: str) -> dict[str, Any]:
     }
 
 
-def _prepare(rec, root: Path, cfg: CurateConfig, processor, sampling, style: str):
-    from vtg import engine
-    from vtg.data.video import read_video_cached
+def requests_for(cfg: CurateConfig):
+    """The scoring model's requests: its frame sampling, the question worded as configured (style: the model's)."""
+    from vtg.request import Requests
 
-    video = read_video_cached(rec.video_path(root), sampling)  # once per record, for all its samples
-    prompt = engine.render_prompt(
-        processor, engine.grounding_messages(rec.query, rec.duration, mode=cfg.mode, think=cfg.think, style=style)
-    )
-    return engine.vllm_prompt(prompt, video)
+    return Requests.for_model(cfg.model, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style)
 
 
 def score_records(cfg: CurateConfig, records: list, root: Path, progress=print) -> list[dict[str, Any]]:
     """Score every record with `cfg.samples` vLLM samples; a record that fails becomes an error line."""
-    from transformers import AutoProcessor
     from vllm import SamplingParams
 
-    from vtg import engine
-    from vtg.eval.job import request_seed
+    from vtg.request import request_seed
+    from vtg.vllm_engine import close_llm, make_llm
 
-    sampling = engine.sampling_for_model(cfg.model)
-    style = cfg.prompt_style or engine.prompt_style_for_model(cfg.model)
-    processor = AutoProcessor.from_pretrained(cfg.model)
-    llm = engine.make_llm(cfg.model)
+    requests = requests_for(cfg)
+    llm = make_llm(cfg.model)
     lines: list[dict[str, Any]] = []
     try:
         for start in range(0, len(records), cfg.batch_size):
             batch, ready = records[start : start + cfg.batch_size], []
             for rec in batch:
-                try:
-                    ready.append((rec, _prepare(rec, root, cfg, processor, sampling, style)))
+                try:  # the video decoded once per record, for all its samples
+                    ready.append((rec, requests.record(rec, root).vllm_input()))
                 except (UserError, OSError, ValueError, RuntimeError) as e:
                     lines.append(error_line(rec, f"{type(e).__name__}: {e}"))
             if ready:
@@ -194,7 +187,7 @@ def score_records(cfg: CurateConfig, records: list, root: Path, progress=print) 
             if progress:
                 progress(f"[vtg curate] scored {min(start + cfg.batch_size, len(records))}/{len(records)}")
     finally:
-        engine.close_llm(llm)
+        close_llm(llm)
     order = {r.id: i for i, r in enumerate(records)}
     return sorted(lines, key=lambda d: order[d["id"]])
 
@@ -228,7 +221,9 @@ def read_scores(path: str | Path, records: list) -> list[dict[str, Any]]:
             line["score"] = None if line["score"] is None else float(line["score"])
             line["absent"] = bool(line["absent"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{path}, line {n}: not a scores line with id, score, absent ({type(e).__name__}: {e})")
+            raise UserError(
+                f"{path}, line {n}: not a scores line with id, score, absent ({type(e).__name__}: {e})"
+            ) from None
     missing = [r.id for r in records if r.id not in by_id]
     if missing:
         raise UserError(
@@ -301,7 +296,7 @@ def describe(summary: dict[str, Any], lines: list[dict[str, Any]], cfg: CurateCo
 # ---- CLI ----------------------------------------------------------------------------------------------------------
 
 
-def register_curate(dsub: argparse._SubParsersAction) -> None:
+def register(dsub: argparse._SubParsersAction) -> None:
     """Add `vtg data curate` to the `vtg data` sub-commands."""
     c = dsub.add_parser(
         "curate",
@@ -342,25 +337,5 @@ def register_curate(dsub: argparse._SubParsersAction) -> None:
 
 
 def _curate_cmd(args: argparse.Namespace) -> int:
-    cfg = CurateConfig(
-        records=args.records,
-        out=args.out,
-        model=args.model,
-        scores=args.scores,
-        from_scores=args.from_scores,
-        samples=args.samples,
-        keep_iou_min=args.keep_iou_min,
-        keep_iou_max=args.keep_iou_max,
-        metric=args.metric,
-        absent=args.absent,
-        temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
-        limit=args.limit,
-        mode=args.mode,
-        think=args.think,
-        prompt_style=args.prompt_style,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
-    curate(cfg)
+    curate(CurateConfig(**{f.name: getattr(args, f.name) for f in fields(CurateConfig)}))
     return 0
