@@ -1,8 +1,11 @@
-"""Benchmark: queries/s of the batched vLLM eval job vs a sequential HF-generate loop, same tiny model and queries.
+"""Benchmark: queries/s of the batched vLLM eval job (`vtg eval run`) vs a sequential HF-generate loop, same tiny
+model and queries.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/eval/run.py            # writes bench/eval/results.{json,md}
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.eval.run       # writes bench/eval/results.json and the README table
+    .venv/bin/python -m bench.eval.run --render                # README table from the committed results.json only
 
-Both sides decode the same videos with the same frame sampling and build the same prompts (`vtg.engine`); both
+Both sides build each query's request the same way (`vtg.request.Requests`: the model folder's frame sampling and
+prompt style; the videos decoded without the decode cache on the HF side, as each query of a naive loop would) and
 decode greedily up to `--max-new-tokens`. The vLLM side is the real `vtg eval run` code path (`run_job`), timed
 twice: with the engine start (what a user waits for) and without it (throughput of the batched loop). The HF side
 loads the model once (not timed) and runs `model.generate` one query at a time, as a naive eval script does.
@@ -14,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.common import measured_line, provenance, read_json, table, update_readme, write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -72,25 +77,20 @@ def bench_vllm(model: Path, records: Path, n: int, max_new_tokens: int, batch_si
 
 def bench_hf(model: Path, records: Path, n: int, max_new_tokens: int) -> dict:
     import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    from vtg import engine
     from vtg.data.records import load_records
     from vtg.data.video import read_video
+    from vtg.request import Requests
 
     recs = load_records(records)[:n]
-    processor = AutoProcessor.from_pretrained(model)
+    requests = Requests.for_model(model, mode="multi", think=False)  # as the eval job: the folder's sampling, style
     hf = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32).eval()
-    sampling = engine.sampling_for_model(model)
-    style = engine.prompt_style_for_model(model)
     tokens = 0
     t0 = time.perf_counter()
     for r in recs:
-        video = read_video(r.video, sampling)
-        prompt = engine.render_prompt(
-            processor, engine.grounding_messages(r.query, r.duration, mode="multi", think=False, style=style)
-        )
-        inputs = engine.hf_inputs(processor, prompt, video)
+        video = read_video(r.video_path(records.parent), requests.sampling)  # uncached: each query decodes
+        inputs = requests.hf_inputs(requests.record(r, records.parent, video=video))
         with torch.inference_mode():
             out = hf.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         tokens += out.shape[1] - inputs["input_ids"].shape[1]
@@ -103,56 +103,75 @@ def bench_hf(model: Path, records: Path, n: int, max_new_tokens: int) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-videos", type=int, default=24, help="synthetic videos (all their queries are used)")
     ap.add_argument("--queries", type=int, default=48)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per engine call (the eval job's batch_size)")
-    ap.add_argument("--out", default=str(HERE))
-    args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with tempfile.TemporaryDirectory() as t:
-        tmp = Path(t)
-        model, records = make_inputs(tmp, args.n_videos)
-        vllm_res = bench_vllm(model, records, args.queries, args.max_new_tokens, args.batch_size, tmp)
-        hf_res = bench_hf(model, records, vllm_res["queries"], args.max_new_tokens)
-    result = {
-        "command": "HF_HUB_OFFLINE=1 .venv/bin/python bench/eval/run.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
-        "model": "tiny random-init Qwen2.5-VL (vtg.train.tiny_model, size tiny)",
-        "vllm_batched": vllm_res,
-        "hf_sequential": hf_res,
-        "ratio_queries_per_s": round(vllm_res["queries_per_s"] / hf_res["queries_per_s"], 2),
-        "ratio_with_engine_start": round(vllm_res["queries_per_s_with_engine_start"] / hf_res["queries_per_s"], 2),
-        "goal": ">= 10x on CPU (batched loop, engine start excluded)",
-        "note": "2 shared CPU cores with other jobs running: across runs of this script the HF loop took 15.7-51.1 s "
-        "and the vLLM loop 1.1-1.5 s for the same 48 queries, i.e. a ratio between about 10x and 45x; "
-        "rerun on your machine.",
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    (out / "results.md").write_text(markdown(result))
-    print(json.dumps(result, indent=1))
+    ap.add_argument(
+        "--out",
+        default=str(HERE / "results.json"),
+        help="result JSON (the README is updated when it is this folder's results.json)",
+    )
+    ap.add_argument("--render", action="store_true", help="only re-render README.md from the committed results.json")
+    args = ap.parse_args(argv)
+    committed = HERE / "results.json"
+    if not args.render:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        with tempfile.TemporaryDirectory() as t:
+            tmp = Path(t)
+            model, records = make_inputs(tmp, args.n_videos)
+            vllm_res = bench_vllm(model, records, args.queries, args.max_new_tokens, args.batch_size, tmp)
+            hf_res = bench_hf(model, records, vllm_res["queries"], args.max_new_tokens)
+        result = {
+            "command": "HF_HUB_OFFLINE=1 .venv/bin/python -m bench.eval.run "
+            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "render")),
+            **provenance(),
+            "model": "tiny random-init Qwen2.5-VL (vtg.train.tiny_model, size tiny)",
+            "vllm_batched": vllm_res,
+            "hf_sequential": hf_res,
+            "ratio_queries_per_s": round(vllm_res["queries_per_s"] / hf_res["queries_per_s"], 2),
+            "ratio_with_engine_start": round(vllm_res["queries_per_s_with_engine_start"] / hf_res["queries_per_s"], 2),
+        }
+        write_json(args.out, result)
+        print(json.dumps(result, indent=1))
+        if Path(args.out).resolve() != committed:
+            return 0
+    update_readme(HERE / "README.md", section(read_json(committed)))
+    return 0
 
 
-def markdown(r: dict) -> str:
+def section(r: dict) -> str:
     v, h = r["vllm_batched"], r["hf_sequential"]
-    return (
-        "# Eval throughput: batched vLLM vs sequential HF generate\n\n"
-        f"Command: `{r['command']}`  \nMachine: {r['machine']}  \nModel: {r['model']}\n\n"
-        "| | queries | loop s | queries/s | completion tokens |\n|---|---|---|---|---|\n"
-        f"| vLLM batched (`vtg eval run`) | {v['queries']} | {v['loop_s']} | {v['queries_per_s']} | "
-        f"{v['completion_tokens']} |\n"
-        f"| HF generate, one at a time | {h['queries']} | {h['loop_s']} | {h['queries_per_s']} | "
-        f"{h['completion_tokens']} |\n\n"
-        f"Ratio (queries/s, engine start excluded): **{r['ratio_queries_per_s']}x** (goal {r['goal']}).  \n"
-        f"Including the vLLM set-up (imports, processor, engine start: {v['engine_start_s']} s): "
-        f"{r['ratio_with_engine_start']}x.\n\n{r['note']}\n"
+    return "\n\n".join(
+        [
+            f"Command: `{r['command']}`  \n{measured_line(r)}  \nModel: {r['model']}.",
+            table(
+                ["", "queries", "loop s", "queries/s", "completion tokens"],
+                [
+                    (
+                        "vLLM batched (`vtg eval run`)",
+                        v["queries"],
+                        v["loop_s"],
+                        v["queries_per_s"],
+                        v["completion_tokens"],
+                    ),
+                    (
+                        "HF generate, one at a time",
+                        h["queries"],
+                        h["loop_s"],
+                        h["queries_per_s"],
+                        h["completion_tokens"],
+                    ),
+                ],
+            ),
+            f"Ratio (queries/s, engine start excluded): **{r['ratio_queries_per_s']}x**. Including the vLLM set-up "
+            f"(imports, processor, engine start: {v['engine_start_s']} s): {r['ratio_with_engine_start']}x."
+            + (f"\n\n{r['note_on_noise']}" if r.get("note_on_noise") else ""),
+        ]
     )
 
 
-if __name__ == "__main__":  # vLLM spawns workers: the guard is required
-    main()
+if __name__ == "__main__":  # vLLM may spawn workers: the guard is required
+    sys.exit(main())

@@ -1,15 +1,16 @@
 """Our training CLI's code paths on one CUDA GPU, on tiny models: does `vtg train sft|grpo` run there as on CPU?
 
-    python bench/gpu/cli_smoke.py --json out.json     # on the GPU machine (see README.md for the wheels)
-    python bench/gpu/cli_smoke.py --steps-scale 0.05  # on CPU, as a pre-flight check of imports and arithmetic
+    python -m bench.gpu.cli_smoke --json out.json     # on the GPU machine (bench/gpu/README.md: the wheels, run.py)
+    python -m bench.gpu.cli_smoke --steps-scale 0.05  # on CPU, as a pre-flight check of imports and arithmetic
 
 Each job builds its recipe exactly as `vtg train <method> --config <recipe> --key value ...` does (`load_recipe`
-with the committed tiny recipe and overrides, then `run_sft` / `run_grpo`), on a tiny model and a 60-video
-synthetic world built on the spot, and reports what a user would otherwise find out the hard way on their first
-GPU run: where the weights live and in which dtype (recipe `precision: auto` → bf16 on GPU), that the vision tower
-runs in every loss pass (forward-hook count), that the merger gets a non-zero gradient, the loss at the start and
-the end, and the speed. GRPO runs with HF-generate rollouts (`use_vllm: false`): vLLM's CUDA wheel cannot be
-carried to the GPU machine. Weights are tiny and random: the losses say the step runs and descends, not quality.
+with the committed tiny recipe and overrides, then `run_sft` / the GRPO trainer's `run()`), on a tiny model and a
+60-video synthetic world built on the spot, and reports what a user would otherwise find out the hard way on their
+first GPU run: where the weights live and in which dtype (recipe `precision: auto` → bf16 on GPU), that the vision
+tower runs in every loss pass (forward-hook count), that the merger gets a non-zero gradient, the loss at the start
+and the end, and the speed. GRPO runs with HF-generate rollouts (`rollout_engine: transformers`): vLLM's CUDA wheel
+cannot be carried to the GPU machine. Weights are tiny and random: the losses say the step runs and descends, not
+quality.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grpo_step import ROOT, _noise_reward, import_vtg  # noqa: E402
+from bench.gpu.grpo_step import ROOT, _noise_reward, import_vtg
 
 
 class Probe:
@@ -68,28 +68,27 @@ class Probe:
 
 
 def _losses(logs: list[dict], key: str) -> tuple[float | None, float | None]:
-    vals = [float(l[key]) for l in logs if key in l]
+    vals = [float(entry[key]) for entry in logs if key in entry]
     return (vals[0], vals[-1]) if vals else (None, None)
 
 
 def run_job(name: str, method: str, config: str, overrides: dict, noise: bool = False) -> dict:
-    from vtg.train.config import GRPORecipe, SFTRecipe, load_recipe
+    from vtg.train.config import VideoGRPOConfig, VideoSFTConfig, load_recipe
 
     tokens = [t for k, v in overrides.items() for t in (f"--{k}", str(v))]
-    recipe = load_recipe(SFTRecipe if method == "sft" else GRPORecipe, ROOT / config, tokens)
+    recipe = load_recipe(VideoSFTConfig if method == "sft" else VideoGRPOConfig, ROOT / config, tokens)
     probe = Probe()
     t0 = time.perf_counter()
     if method == "sft":
         from vtg.train.sft import run_sft
 
-        out = run_sft(recipe, callbacks=[probe.callback])
+        out = run_sft(recipe, callbacks=[probe.callback])  # what `vtg train sft` calls
     else:
-        from vtg.train.common import train_and_export
         from vtg.train.grpo import build_grpo_trainer
 
         # = run_grpo(recipe, callbacks), plus the noise reward where asked
         trainer = build_grpo_trainer(recipe, [probe.callback], {"noise": (_noise_reward, 1.0)} if noise else None)
-        out = train_and_export(trainer, recipe, "grpo", f"rewards {recipe.rewards}", close=trainer.close_llm)
+        out = trainer.run(f"rewards {recipe.rewards}")
     wall = time.perf_counter() - t0
     steps = recipe.max_steps
     first, last = _losses(probe.logs, "loss")
@@ -108,12 +107,12 @@ def run_job(name: str, method: str, config: str, overrides: dict, noise: bool = 
         "loss_last": last,
         "output": str(out),
         # the recipe's video check (step 0 and every video_check_every steps) and the merger's own rate
-        "video_check_gap": [l["video_check/gap"] for l in probe.logs if "video_check/gap" in l],
+        "video_check_gap": [e["video_check/gap"] for e in probe.logs if "video_check/gap" in e],
         "merger_lr_ratio": next(
             (
-                l["merger_learning_rate"] / l["learning_rate"]
-                for l in reversed(probe.logs)
-                if l.get("merger_learning_rate") and l.get("learning_rate")
+                e["merger_learning_rate"] / e["learning_rate"]
+                for e in reversed(probe.logs)
+                if e.get("merger_learning_rate") and e.get("learning_rate")
             ),
             None,
         ),
@@ -129,7 +128,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--trained-sft",
         default=None,
-        help="a Qwen2.5-VL tiny model already trained on this world (bench/learning's model-sft/final): "
+        help="a Qwen2.5-VL tiny model already trained on this kind of world (bench/learning's "
+        "outputs/bench_learning/model-sft/final): "
         "its GRPO rows get real rewards; without it they start from the smoke's own 300-step SFT "
         "model and add a noise reward",
     )
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     sft, grpo = "recipes/tiny/sft/config_default.yaml", "recipes/tiny/grpo/config_default.yaml"
     common_grpo = {
         "train_file": train,
-        "use_vllm": "false",
+        "rollout_engine": "transformers",
         "per_device_train_batch_size": 16,
         "logging_steps": 1,
         "save_steps": 10**6,

@@ -1,27 +1,35 @@
-"""One GRPO step of OUR trainer (`vtg.train.grpo.VideoGRPOTrainer`) on a random-init Qwen2.5-VL-3B-sized model.
+"""One GRPO step of OUR trainer (`vtg.train.grpo.VideoGRPOTrainer`) on a random-init Qwen2.5-VL-3B- or 7B-sized model.
 
-    python bench/gpu/grpo_step.py                 # on one CUDA GPU: 3B-sized, bf16, 3.5k-token video prompt
-    python bench/gpu/grpo_step.py --tiny          # on CPU: the tiny model, a few frames (what the test runs)
+    python -m bench.gpu.grpo_step                 # on one CUDA GPU: 3B-sized, bf16, 3.5k-token video prompt
+    python -m bench.gpu.grpo_step --size 7b       # 7B-sized
+    python -m bench.gpu.grpo_step --tiny          # on CPU: the tiny model, a few frames (what the test runs)
 
-The trainer is built by `build_grpo_trainer` from a `GRPORecipe` (HF-generate rollouts: vLLM's CUDA wheel cannot
-be carried to the GPU machine), trained for `--steps` optimizer steps; the last step is reported (the first one
-pays CUDA warm-up). One step = one prompt, `--generations` rollouts of up to `--completion` tokens, then the loss
-pass over those sequences in micro-batches of `--micro-batch` (default 2, as in the DESIGN.md §10 baseline).
+(from the repository root; `python -m bench.gpu.run` runs the whole GPU set in one device call.)
+
+The trainer is built by `build_grpo_trainer` from a `VideoGRPOConfig` (`rollout_engine: transformers`, i.e. HF-generate
+rollouts: vLLM's CUDA wheel cannot be carried to the GPU machine), trained for `--steps` optimizer steps; the last
+step is reported (the first one pays CUDA warm-up). One step = one prompt, `--generations` rollouts of up to
+`--completion` tokens, then the loss pass over those sequences in micro-batches of `--micro-batch` (default 2, as in
+the project's baseline below).
 
 The video: 60 s at 2 fps, 224×196 px → 120 frames = 60 temporal steps × (8×7) merged patches = 3,360 video tokens,
-≈ 3.5k prompt tokens with the text (DESIGN.md §10). The weights are random and never saved: the model is built on
-the device and handed to `build_grpo_trainer` in place of `load_model_and_processor` (7.5 GB not written and read).
-The tokenizer/processor/chat template are the tiny model's (byte-level BPE, the family's special tokens); the
-embedding keeps the real 151,936 rows so the LM head costs what it costs in the real model.
+≈ 3.5k prompt tokens with the text (the baseline's prompt). The weights are random and never saved: the model is
+built on the device and handed to `build_grpo_trainer` in place of `load_model_and_processor` (7.5 GB not written
+and read). The tokenizer/processor/chat template are the tiny model's (byte-level BPE, the family's special tokens);
+the embedding keeps the real 151,936 rows so the LM head costs what it costs in the real model.
 
 Numbers (printed as a table last, and written as JSON with --json):
 - step time: wall time of the optimizer step (rollout + loss pass + optimizer), CUDA-synchronised;
 - rollout tokens/s: completion tokens / rollout time (video decode + processor + HF generate);
 - training tokens/s: (prompt + completion tokens of the G sequences) / (step time − rollout time);
 - MFU = 6 · N · training tokens/s / peak, N = all model parameters (vision included), no attention term, no
-  recompute counted — the formula that reproduces DESIGN.md §10's figures (6 · 8.29e9 · 1177 / 989e12 = 5.9 %);
+  recompute counted — the formula that reproduces the baseline's figures (6 · 8.29e9 · 1177 / 989e12 = 5.9 %);
   peak = 989 TFLOP/s bf16 dense for H100 SXM (H200: the same chip, same peak); other cards: --peak-tflops.
 - peak memory: torch.cuda.max_memory_allocated.
+
+The baseline (BASELINE_3B / BASELINE_7B, the table's last column) was measured by the project before the trainer
+existed: plain transformers, SDPA attention, random-init weights, the same 3.5k-token video prompt, on an H100
+(and the 7B step on an H200 too). bench/gpu/README.md gives its numbers.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0}  # bf16 dense, SXM (NVIDIA datasheets; H200 = H100 compute)
-# DESIGN.md §10, measured on an H100 with plain transformers (SDPA), random-init 3B-sized model
+# The project's baseline, measured before the trainer existed: plain transformers (SDPA), random-init weights, the
+# same 3.5k-token video prompt, on an H100. 3B-sized:
 BASELINE_3B = {
     "model": "3B-sized, random init, bf16",
     "rollout tok/s": "190 (HF generate, 8 x 200 tokens)",
@@ -90,8 +99,9 @@ QWEN25_VL_7B = {
     "tie_word_embeddings": False,
 }
 SIZES = {"3b": QWEN25_VL_3B, "7b": QWEN25_VL_7B}
-# DESIGN.md §10's 7B figures: H100 with checkpointing 1177 tok/s (5.9 %); H200 1110 tok/s, and 5707 tok/s at 71 GiB
-# with the vision tower frozen and checkpointing off
+BASELINE_HEADER = "project baseline (H100, plain transformers, before the trainer)"
+# ... and 7B-sized: H100 with checkpointing 1177 tok/s (5.9 %); H200 1110 tok/s, and 5707 tok/s at 71 GiB with the
+# vision tower frozen and checkpointing off
 BASELINE_7B = {
     "model": "7B-sized, random init, bf16",
     "rollout tok/s": "206 (HF generate, 8 x 200 tokens, 7.8 s)",
@@ -251,7 +261,7 @@ def run(args) -> dict:
 
     import_vtg()
     from vtg.train import policy
-    from vtg.train.config import GRPORecipe
+    from vtg.train.config import VideoGRPOConfig
     from vtg.train.grpo import build_grpo_trainer
     from vtg.train.tiny_model import build_tiny_model
 
@@ -262,7 +272,7 @@ def run(args) -> dict:
     tiny_dir = build_tiny_model("qwen2.5-vl", work / "tiny")
     if args.tiny:  # 2 s, 4 frames of 56x56 (2 temporal steps x 2x2 merged patches)
         seconds, h, w, frames = 2, 56, 56, 4
-    else:  # DESIGN.md §10: 60 temporal steps x (8 x 7) merged patches
+    else:  # the baseline's video: 60 temporal steps x (8 x 7) merged patches
         seconds, h, w, frames = 60, 224, 196, 120
     video = write_video(work / "video.mp4", seconds, h, w)
     n_gen = args.generations
@@ -284,7 +294,7 @@ def run(args) -> dict:
         save_s = time.perf_counter() - t
     # build_grpo_trainer imports this at call time: it gets the random weights as built, the folder's processor
     policy.load_model_and_processor = lambda recipe: (model, _processor(tiny_dir))
-    recipe = GRPORecipe(
+    recipe = VideoGRPOConfig(
         model=str(tiny_dir),
         train_file=str(records),
         output_dir=str(work / "run"),
@@ -298,7 +308,7 @@ def run(args) -> dict:
         train_merger=True,
         gradient_checkpointing=not args.no_grad_ckpt,
         precision="bf16" if cuda else "fp32",
-        use_vllm=False,
+        rollout_engine="transformers",
         beta=args.beta,
         learning_rate=1e-6,
         video_check_every=10**6 if args.video_check else 0,
@@ -342,8 +352,12 @@ def run(args) -> dict:
     card = torch.cuda.get_device_name(0) if cuda else "cpu"
     peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
     train_tps = train_tokens / train_s
+    import transformers
+
     return {
         "card": card,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "model": "tiny Qwen2.5-VL" if args.tiny else f"Qwen2.5-VL-{args.size.upper()}-sized (random init)",
         "size": "tiny" if args.tiny else args.size,
         "params": n_params,
@@ -429,10 +443,7 @@ def table(r: dict) -> str:
             )
         )
     w0, w1 = max(len(a) for a, _, _ in rows), max(len(str(b)) for _, b, _ in rows)
-    lines = [
-        f"{'metric':<{w0}} | {'this run':<{w1}} | DESIGN.md §10 baseline (H100, plain transformers)",
-        "-" * (w0 + w1 + 54),
-    ]
+    lines = [f"{'metric':<{w0}} | {'this run':<{w1}} | {BASELINE_HEADER}", "-" * (w0 + w1 + 54)]
     lines += [f"{a:<{w0}} | {str(b):<{w1}} | {c}" for a, b, c in rows]
     return "\n".join(lines)
 

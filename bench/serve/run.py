@@ -1,19 +1,22 @@
 """Serving benchmark: latency (p50/p95) and requests/s at several concurrencies, plus a schemathesis fuzz run.
 
-    .venv/bin/python bench/serve/run.py [--model DIR] [--requests 32] [--concurrency 1 4 16] [--fuzz-examples 30]
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.serve.run [--model DIR] [--requests 32] [--concurrency 1 4 16] \
+        [--fuzz-examples 30]                       # writes bench/serve/results.json, fuzz-junit.xml, the README table
+    .venv/bin/python -m bench.serve.run --render   # README table from the committed results.json only
 
 Without --model a tiny random Qwen2.5-VL is built (vtg.train.tiny_model) and a small synthetic world generated.
-Each request: POST /v1/chat/completions with one synthetic video (file:// under the allowed root), temperature 0,
-`--max-tokens` new tokens. Zero errors are required (exit 1 otherwise). The fuzz run sends schemathesis-generated
-requests for every operation of /openapi.json; request and 5xx counts come from the server's own /metrics
-(before/after), so they do not depend on schemathesis' report format. Results: bench/serve/results.{json,md}.
+`vtg serve` runs as a child process (`tests.support.server.start_server`). Each request: POST
+/v1/chat/completions with one synthetic video (file:// under the allowed root), temperature 0, `--max-tokens` new
+tokens. Zero errors are required (exit 1 otherwise). The fuzz run sends schemathesis-generated requests for every
+operation of /openapi.json; request and 5xx counts come from the server's own /metrics (before/after), so they do
+not depend on schemathesis' report format.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
 import platform
 import re
 import statistics
@@ -25,7 +28,9 @@ from pathlib import Path
 
 import httpx
 
-HERE = Path(__file__).parent
+from bench.common import measured_line, provenance, read_json, table, update_readme, write_json
+
+HERE = Path(__file__).resolve().parent
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -106,16 +111,17 @@ def _fuzz(url: str, examples: int, out_dir: Path) -> dict:
         "--report",
         "junit",
         "--report-junit-path",
-        str(out_dir / "fuzz-junit.xml"),
+        "fuzz-junit.xml",
     ]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out_dir)
     after = _metric_counts(url)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-25:]
     junit = (out_dir / "fuzz-junit.xml").read_text() if (out_dir / "fuzz-junit.xml").exists() else ""
     failures = sum(int(n) for n in re.findall(r'<testsuite [^>]*failures="(\d+)"', junit))
+    shown = " ".join(cmd[1:]).replace(url, "http://127.0.0.1:PORT")  # the port is a free one, different each run
     return {
-        "command": " ".join(cmd[1:]),
+        "command": "schemathesis " + shown,
         "exit_code": proc.returncode,
         "wall_s": round(time.perf_counter() - t0, 1),
         "requests": after[0] - before[0] - 1,
@@ -138,46 +144,52 @@ def _setup(args, tmp: Path) -> tuple[str, Path]:
     return model, world
 
 
-def _markdown(res: dict) -> str:
-    lines = [
-        f"# vtg serve benchmark ({res['device']})",
-        "",
-        f"Command: `{res['command']}`",
-        "",
-        f"Model: {res['model']}; {res['max_tokens']} new tokens a request, one {res['video']} video each; "
-        f"engine start {res['engine_start_s']} s.",
-        "",
-        "| concurrency | requests | errors | p50 s | p95 s | req/s |",
-        "|---|---|---|---|---|---|",
+def section(res: dict) -> str:
+    parts = [
+        f"Command: `{res['command']}`  \n{measured_line(res)}  \n"
+        f"Device: {res['device']}. Model: {res['model']}; {res['max_tokens']} new tokens a request, one "
+        f"{res['video']} video each; engine start {res['engine_start_s']} s.",
+        table(
+            ["concurrency", "requests", "errors", "p50 s", "p95 s", "req/s"],
+            [
+                (r["concurrency"], r["requests"], r["errors"], r["p50_s"], r["p95_s"], r["req_per_s"])
+                for r in res["levels"]
+            ],
+        ),
     ]
-    for r in res["levels"]:
-        lines.append(
-            f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_s']} | {r['p95_s']} | {r['req_per_s']} |"
-        )
     f = res.get("fuzz")
     if f:
-        lines += [
-            "",
-            f"Fuzz (schemathesis, `{f['command']}`): {f['requests']} requests, {f['server_5xx']} 5xx "
-            f"(schemathesis: {f['schemathesis_failures']} failing operations, exit {f['exit_code']}, {f['wall_s']} s).",
-        ]
-    return "\n".join(lines) + "\n"
+        parts.append(
+            f"Fuzz (`{f['command']}`, report `fuzz-junit.xml`): {f['requests']} requests, "
+            f"**{f['server_5xx']} 5xx** (schemathesis: {f['schemathesis_failures']} failing operations, "
+            f"exit {f['exit_code']}, {f['wall_s']} s)."
+        )
+    return "\n\n".join(parts)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model")
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--fuzz-examples", type=int, default=30, help="0: no fuzz run")
-    ap.add_argument("--out", default=str(HERE))
-    args = ap.parse_args()
+    ap.add_argument(
+        "--out",
+        default=str(HERE / "results.json"),
+        help="result JSON; fuzz-junit.xml goes beside it (the README is updated when it is this folder's results.json)",
+    )
+    ap.add_argument("--render", action="store_true", help="only re-render README.md from the committed results.json")
+    args = ap.parse_args(argv)
+    committed = HERE / "results.json"
+    if args.render:
+        update_readme(HERE / "README.md", section(read_json(committed)))
+        return 0
 
-    from vtg.serve.launch import start_server
+    from tests.support.server import start_server
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vtg-bench-serve-") as tmp:
         tmp = Path(tmp)
         model, world = _setup(args, tmp)
@@ -213,12 +225,14 @@ def main() -> int:
                     f"{r['req_per_s']} req/s, {r['errors']} errors",
                     flush=True,
                 )
-            fuzz = _fuzz(server.url, args.fuzz_examples, out) if args.fuzz_examples else None
+            fuzz = _fuzz(server.url, args.fuzz_examples, out.parent) if args.fuzz_examples else None
         finally:
             server.stop()
     res = {
-        "device": f"CPU ({platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores)",
-        "command": "python bench/serve/run.py " + " ".join(sys.argv[1:]),
+        "command": "HF_HUB_OFFLINE=1 .venv/bin/python -m bench.serve.run "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        **provenance(),
+        "device": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "model": model if args.model else "tiny random Qwen2.5-VL (vtg.train.tiny_model)",
         "video": "8-16 s 56x56 synthetic",
         "max_tokens": args.max_tokens,
@@ -226,9 +240,10 @@ def main() -> int:
         "levels": levels,
         "fuzz": fuzz,
     }
-    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
-    (out / "results.md").write_text(_markdown(res))
-    print(_markdown(res))
+    write_json(out, res)
+    print(section(res))
+    if out.resolve() == committed:
+        update_readme(HERE / "README.md", section(res))
     bad = sum(r["errors"] for r in levels) + (fuzz["server_5xx"] + fuzz["schemathesis_failures"] if fuzz else 0)
     return 1 if bad else 0
 
