@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vtg.data.records import Record, RecordError, ValidationReport, validate
+from vtg.data.records import Record, RecordError, ValidationReport, jsonl_lines, validate
 from vtg.data.video import VIDEO_EXTS
 from vtg.errors import UserError
 
@@ -86,8 +86,8 @@ class ConversionReport(ValidationReport):
 
     notes: list[str] = field(default_factory=list)
 
-    def summary(self, max_lines: int = 10) -> str:
-        return "\n".join([super().summary(max_lines)] + [f"  note: {n}" for n in self.notes])
+    def summary(self, max_lines: int = 10, full_report=None) -> str:
+        return "\n".join([super().summary(max_lines, full_report)] + [f"  note: {n}" for n in self.notes])
 
 
 Converter = Callable[[list[Path], ConvertOptions, ConversionReport], Iterator[Raw]]
@@ -145,11 +145,11 @@ def _expect_dict_of(path: Path, data: Any, keys: tuple[str, ...], expected: str)
 
 def _jsonl_lines(path: Path, expected: str) -> Iterator[tuple[int, Any, str | None]]:
     """(line number, parsed object or None, problem) for each non-empty line of a JSONL file."""
-    text = _read_text(path)
-    if text.lstrip().startswith("["):
+    if _read_text(path).lstrip().startswith("["):
         raise UserError(f"{path}: this is a JSON array; expected JSONL ({expected}, one object a line)")
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    for n, line, problem in jsonl_lines(path):
+        if problem:
+            yield n, None, problem
             continue
         try:
             yield n, json.loads(line), None

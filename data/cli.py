@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from vtg.data.adapters import convert_files
-    from vtg.data.records import describe, write_jsonl
+    from vtg.data.records import describe, rejected_report_path, write_jsonl
 
     records, report = convert_files(
         args.format,
@@ -105,7 +105,7 @@ def _convert(args: argparse.Namespace) -> int:
         durations=args.durations,
         video_root=Path(args.out).parent,  # relative videos resolve next to the output
     )
-    print(report.summary())
+    print(report.summary(full_report=rejected_report_path(args.out)))
     if not records:
         raise UserError(f"nothing could be converted from {args.files} as {args.format!r}")
     n = write_jsonl(records, args.out)
@@ -139,9 +139,9 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from vtg.data.records import describe, read_jsonl
+    from vtg.data.records import describe, read_jsonl, rejected_report_path
 
     records, report = read_jsonl(args.file, check_video=args.check_video)
-    print(report.summary())
+    print(report.summary(full_report=rejected_report_path(args.file)))
     print(describe(records))
     return 1 if report.errors else 0

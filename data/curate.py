@@ -212,10 +212,12 @@ def decide(line: dict[str, Any], cfg: CurateConfig) -> str:
 def read_scores(path: str | Path, records: list) -> list[dict[str, Any]]:
     """Scores lines for exactly `records` (by id); a missing id or an unreadable line names the problem."""
     by_id: dict[str, dict[str, Any]] = {}
-    for n, raw in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not raw.strip():
-            continue
+    from vtg.data.records import jsonl_lines
+
+    for n, raw, problem in jsonl_lines(path):
         try:
+            if problem:
+                raise ValueError(problem)
             line = json.loads(raw)
             by_id[line["id"]] = line
             line["score"] = None if line["score"] is None else float(line["score"])

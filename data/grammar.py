@@ -215,8 +215,11 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return max(0.0, min(e1, e2) - max(s1, s2)) / union
 
 
-def clamp_moment(m: Sequence[float], duration: float) -> Moment:
-    return (min(max(float(m[0]), 0.0), duration), min(max(float(m[1]), 0.0), duration))
+def clamp_moment(m: Sequence[float], duration: float) -> Moment | None:
+    """`m` cut to [0, duration]; None when nothing of it is left (it lies entirely before 0 or after the end, or has no
+    length): such a moment is invalid, and data, eval, rewards and the server all treat it so."""
+    s, e = (min(max(float(m[0]), 0.0), duration), min(max(float(m[1]), 0.0), duration))
+    return (s, e) if e > s else None
 
 
 def match_moments(pred: Sequence[Sequence[float]], gt: Sequence[Sequence[float]]) -> list[tuple[int, int, float]]:
@@ -234,13 +237,14 @@ def match_moments(pred: Sequence[Sequence[float]], gt: Sequence[Sequence[float]]
     return out
 
 
-def moment_f1(pred: Sequence[Sequence[float]], gt: Sequence[Sequence[float]], threshold: float = 0.5) -> float:
-    """F1 of one-to-one matched moments at an IoU threshold (`>=`). Both empty: 1.0 (correctly "not present")."""
+def moment_f1(pred: Sequence[Sequence[float] | None], gt: Sequence[Sequence[float]], threshold: float = 0.5) -> float:
+    """F1 of one-to-one matched moments at an IoU threshold (`>=`). Both empty: 1.0 (correctly "not present"). A None
+    in `pred` is an invalid moment: it matches nothing and counts as a wrong prediction."""
     if not pred and not gt:
         return 1.0
     if not pred or not gt:
         return 0.0
-    hits = sum(1 for _, _, v in match_moments(pred, gt) if v >= threshold)
+    hits = sum(1 for _, _, v in match_moments([p for p in pred if p is not None], gt) if v >= threshold)
     precision, recall = hits / len(pred), hits / len(gt)
     return 0.0 if hits == 0 else 2 * precision * recall / (precision + recall)
 

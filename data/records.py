@@ -8,7 +8,8 @@ One grounding sample:
 Validation rules (each problem is reported with the line and id, nothing is dropped silently):
 - errors (the record is rejected): missing/ill-typed required field, empty query, duration <= 0, a moment that is
   not a pair of finite numbers, reversed (start > end) or zero-length (start == end) moment, a moment that starts at
-  or after the duration, a missing video file (only when `check_video=True`).
+  or after the duration or ends at or before 0 (clamping would leave nothing), a missing video file (only when
+  `check_video=True`).
 - fixes (the record is kept, the fix is counted): a moment ending past the duration is clamped to it; a start below
   0 is clamped to 0; optionally (`fix_reversed=True`) a reversed pair is swapped.
 """
@@ -19,11 +20,12 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vtg.data.grammar import clamp_moment
 from vtg.errors import UserError
 
 REQUIRED = ("id", "video", "duration", "query", "moments")
@@ -84,14 +86,20 @@ class ValidationReport:
         if len(self.fix_examples) < 5:
             self.fix_examples.append(f"{where}: {kind}")
 
-    def summary(self, max_lines: int = 10) -> str:
+    def summary(self, max_lines: int = 10, full_report: str | os.PathLike | None = None) -> str:
+        """Counts, fixes and the first `max_lines` rejections; with more, they all go to `full_report` (a text file,
+        one rejection a line), which the summary names."""
         lines = [f"{self.n_read} read, {self.n_ok} valid, {self.n_rejected} rejected"]
         for kind, n in sorted(self.fixes.items()):
             lines.append(f"  fixed: {kind}: {n}")
         for e in self.errors[:max_lines]:
             lines.append(f"  rejected: {e}")
         if len(self.errors) > max_lines:
-            lines.append(f"  … and {len(self.errors) - max_lines} more rejected")
+            more = f"  … and {len(self.errors) - max_lines} more rejected"
+            if full_report is not None:
+                Path(full_report).write_text("".join(e + "\n" for e in self.errors), encoding="utf-8")
+                more += f"; every rejected line: {full_report}"
+            lines.append(more)
         return "\n".join(lines)
 
     def merge(self, other: ValidationReport) -> None:
@@ -164,6 +172,8 @@ def validate(
             raise RecordError(f"{where}: moment {k} {m!r} has zero length")
         if s >= duration:
             raise RecordError(f"{where}: moment {k} {m!r} starts at or after the duration {duration:g}s")
+        if clamp_moment((s, e), duration) is None:
+            raise RecordError(f"{where}: moment {k} {m!r} ends at or before 0 s: nothing of it is in the video")
         if s < 0:
             s = 0.0
             report.add_fix("clamped negative start to 0", where)
@@ -201,11 +211,33 @@ def validate_all(
             report.n_ok += 1
         except RecordError as e:
             report.errors.append(str(e))
-    seen = Counter(r.id for r in out)
+    _check_unique_ids(out, report)
+    return out, report
+
+
+def _check_unique_ids(records: list[Record], report: ValidationReport) -> None:
+    seen = Counter(r.id for r in records)
     dup = sorted(k for k, n in seen.items() if n > 1)
     if dup:
         report.errors.append(f"duplicate ids (kept, but ids must be unique): {dup[:5]}{' …' if len(dup) > 5 else ''}")
-    return out, report
+
+
+def jsonl_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, problem) for each non-empty line of a JSONL file: the one way vtg splits JSONL.
+
+    Lines end at "\\n" only: a JSON string may hold U+2028, U+2029 or U+0085 unescaped (vtg's own writer leaves them
+    so), and splitting on them would drop a valid record and shift every later line number. A line that is not
+    UTF-8 is that line's problem (text None); a byte-order mark before the first line is dropped.
+    """
+    for n, raw in enumerate(Path(path).read_bytes().split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield n, None, f"not UTF-8 ({e.reason} at byte {e.start} of the line)"
+            continue
+        yield n, (text.removeprefix("\ufeff") if n == 1 else text), None
 
 
 def read_jsonl(
@@ -219,26 +251,24 @@ def read_jsonl(
     report = ValidationReport()
     records: list[Record] = []
     root = Path(path).parent
-    with open(path, encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            report.n_read += 1
+    for n, text, problem in jsonl_lines(path):
+        report.n_read += 1
+        try:
+            if problem:
+                raise RecordError(f"line {n}: {problem}")
             try:
-                try:
-                    d = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise RecordError(f"line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
-                records.append(
-                    validate(
-                        d, line=n, report=report, check_video=check_video, video_root=root, fix_reversed=fix_reversed
-                    )
-                )
-                report.n_ok += 1
-            except RecordError as e:
-                if strict:
-                    raise RecordError(f"{path}: {e}") from None
-                report.errors.append(str(e))
+                d = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise RecordError(f"line {n}: not valid JSON ({e.msg} at column {e.colno})") from None
+            records.append(
+                validate(d, line=n, report=report, check_video=check_video, video_root=root, fix_reversed=fix_reversed)
+            )
+            report.n_ok += 1
+        except RecordError as e:
+            if strict:
+                raise RecordError(f"{path}: {e}") from None
+            report.errors.append(str(e))
+    _check_unique_ids(records, report)
     return records, report
 
 
@@ -246,8 +276,19 @@ def load_records(path: str | os.PathLike, **kwargs: Any) -> list[Record]:
     """Read a records file that must be entirely valid (training/eval inputs): any problem raises, naming the line."""
     records, report = read_jsonl(path, **kwargs)
     if report.errors:
-        raise RecordError(f"{path}: {report.n_rejected} invalid record(s):\n" + report.summary())
+        summary = report.summary(full_report=rejected_report_path(path))
+        raise RecordError(f"{path}: {report.n_rejected} invalid record(s):\n{summary}")
     return records
+
+
+def rejected_report_path(path: str | os.PathLike) -> Path:
+    """Where the full list of a file's rejected lines goes: beside it, or in the temp folder if that is read-only."""
+    beside = Path(f"{path}.rejected.txt")
+    if os.access(beside.parent, os.W_OK):
+        return beside
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"{Path(path).name}.rejected.txt"
 
 
 def write_jsonl(records: Iterable[Record | dict[str, Any]], path: str | os.PathLike) -> int:

@@ -44,6 +44,10 @@ VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", 
 PRESAMPLED_VIDEO_KWARGS = {"do_sample_frames": False, "do_resize": False}
 
 
+class VideoTooLarge(UserError):
+    """A video whose decoding would cost more than the budget allows; names the limit (`DecodeBudget`)."""
+
+
 class VideoError(UserError):
     """A video that cannot be read (missing, not a video, corrupt, too short, unsupported URL); names the file."""
 
@@ -137,6 +141,36 @@ class VideoInfo:
     num_frames: int
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class DecodeBudget:
+    """What decoding one video may cost, checked from the stream's header before any frame is decoded, and again on
+    every decoded frame (a stream can change size): pixels per frame, and pixels decoded in all (frames are decoded
+    in order up to the last sampled one). None: no limit. `names` say what each limit is called where it is set."""
+
+    max_frame_pixels: int | None = None
+    max_decoded_pixels: int | None = None
+    names: tuple[str, str] = ("max_frame_pixels", "max_decoded_pixels")
+
+    def check_frame(self, width: int, height: int, source: str) -> None:
+        if self.max_frame_pixels is not None and width * height > self.max_frame_pixels:
+            raise VideoTooLarge(
+                f"{source}: frames of {width}x{height} ({width * height:,} pixels) are over the limit "
+                f"of {self.max_frame_pixels:,} ({self.names[0]})"
+            )
+
+    def check_plan(self, info: VideoInfo, frames_decoded: int, source: str) -> None:
+        self.check_frame(info.width, info.height, source)
+        total = info.width * info.height * frames_decoded
+        if self.max_decoded_pixels is not None and total > self.max_decoded_pixels:
+            raise VideoTooLarge(
+                f"{source}: sampling it decodes {frames_decoded} frames of {info.width}x{info.height} "
+                f"({total:,} pixels), over the limit of {self.max_decoded_pixels:,} ({self.names[1]})"
+            )
+
+
+NO_BUDGET = DecodeBudget()
 
 
 @dataclass
@@ -333,70 +367,77 @@ def frame_size(height: int, width: int, nframes: int, sampling: FrameSampling) -
 # ---------------------------------------------------------------- decoding
 
 
-def _decode_indices(container, wanted: list[int], source: str):
-    """Decode the stream up to the last wanted index; returns (rgb arrays, pts seconds, frames decoded)."""
+def _decode_indices(container, wanted: list[int], size: tuple[int, int], budget: DecodeBudget, source: str):
+    """Decode the stream up to the last wanted index, each wanted frame resized to `size` (h, w) as soon as it is
+    decoded, so memory holds one full-size frame at a time; returns (frames [T, C, h, w] uint8, pts seconds, frames
+    decoded)."""
     import av
     from av.video.reformatter import VideoReformatter
 
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
-    # which made small videos ~3x slower to decode (45 vs 14 ms per 56x56 synthetic clip: bench/video/run.py).
+    # which made small videos ~3x slower to decode (bench/video/run.py).
     rgb = VideoReformatter()
     want = set(wanted)
     last = wanted[-1]
-    arrays, times, t0, i = [], [], None, -1
+    frames, times, t0, i = [], [], None, -1
     try:
         for i, frame in enumerate(container.decode(stream)):
+            budget.check_frame(frame.width, frame.height, source)
             t = frame.time if frame.time is not None else None
             if t0 is None:
                 t0 = t if t is not None else 0.0
             if i in want:
-                arrays.append(rgb.reformat(frame, format="rgb24").to_ndarray())
+                frames.append(_resized(rgb.reformat(frame, format="rgb24").to_ndarray(), size))
                 times.append((t - t0) if t is not None else i / float(stream.average_rate or 1))
             if i >= last:
                 break
     except av.FFmpegError as e:
-        if not arrays:
+        if not frames:
             raise VideoError(f"{source}: corrupt video, decoding failed ({e})") from None
-    return arrays, times, i + 1
+    return frames, times, i + 1
 
 
-def _to_frames(arrays, height: int, width: int):
-    import numpy as np
+def _resized(array, size: tuple[int, int]):
+    """One RGB frame [H, W, C] → [C, h, w] uint8 with qwen-vl-utils' resize (bicubic, antialiased): released Qwen-VL
+    checkpoints were trained on its pixels, which the decoder's own scaler would not reproduce."""
     import torch
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as F
 
-    video = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    if video.shape[2:] != (height, width):
-        video = F.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    return video
+    frame = torch.from_numpy(array).permute(2, 0, 1)
+    if tuple(frame.shape[1:]) != size:
+        frame = F.resize(frame[None], list(size), interpolation=InterpolationMode.BICUBIC, antialias=True)[0]
+    return frame.contiguous()
 
 
-def _plan_and_decode(container, info: VideoInfo, sampling: FrameSampling, source: str):
+def _plan_and_decode(container, info: VideoInfo, sampling: FrameSampling, budget: DecodeBudget, source: str):
     try:
         start, end, idx = sample_plan(info, sampling)
     except UserError as e:
         raise VideoError(f"{source}: {e}") from None
-    return (start, end, idx, *_decode_indices(container, idx, source))
+    budget.check_plan(info, idx[-1] + 1, source)  # before any frame is decoded
+    size = frame_size(info.height, info.width, len(idx), sampling)
+    return (start, end, idx, *_decode_indices(container, idx, size, budget, source))
 
 
-def _read_local(path: str, source: str, sampling: FrameSampling) -> DecodedVideo:
+def _read_local(path: str, source: str, sampling: FrameSampling, budget: DecodeBudget) -> DecodedVideo:
     with _open_container(path, source) as container:
         info = _stream_info(container, source)
-        start, end, idx, arrays, times, decoded = _plan_and_decode(container, info, sampling, source)
+        start, end, idx, arrays, times, decoded = _plan_and_decode(container, info, sampling, budget, source)
     if len(arrays) < len(idx):
         # the container promised more frames than decode: sample again from what really decodes
         if decoded < FRAME_FACTOR:
             raise VideoError(f"{source}: corrupt or truncated video, only {decoded} frame(s) decode")
         info = VideoInfo(decoded / info.fps, info.fps, decoded, info.width, info.height)
         with _open_container(path, source) as container:
-            start, end, idx, arrays, times, decoded = _plan_and_decode(container, info, sampling, source)
+            start, end, idx, arrays, times, decoded = _plan_and_decode(container, info, sampling, budget, source)
         if len(arrays) < len(idx):
             raise VideoError(f"{source}: corrupt video, frames stop decoding at {decoded}")
-    h, w = frame_size(info.height, info.width, len(idx), sampling)
-    frames = _to_frames(arrays, h, w)
+    import torch
+
+    frames = torch.stack(arrays)
     count = end - start + 1
     meta = VideoMetadata(
         fps=info.fps,
@@ -413,16 +454,19 @@ def _read_local(path: str, source: str, sampling: FrameSampling) -> DecodedVideo
     return DecodedVideo(frames=frames, metadata=meta, source=source, sampling=sampling)
 
 
-def read_video(source: str | os.PathLike, sampling: FrameSampling | None = None) -> DecodedVideo:
-    """Decode and sample a video from a local path, file:// or http(s) URL. VideoError names the file."""
+def read_video(
+    source: str | os.PathLike, sampling: FrameSampling | None = None, budget: DecodeBudget = NO_BUDGET
+) -> DecodedVideo:
+    """Decode and sample a video from a local path, file:// or http(s) URL. VideoError names the file; VideoTooLarge
+    the budget's limit it would exceed (checked before decoding)."""
     source = str(source)
     sampling = sampling or FrameSampling()
     path = _local_path(source)
     if path is not None:
-        return _read_local(path, source, sampling)
+        return _read_local(path, source, sampling, budget)
     tmp = _download(source)
     try:
-        return _read_local(tmp, source, sampling)
+        return _read_local(tmp, source, sampling, budget)
     finally:
         os.unlink(tmp)
 
@@ -468,7 +512,9 @@ def _cache_key(source: str, sampling: FrameSampling):
     return (os.path.realpath(path), st.st_mtime_ns, st.st_size, sampling)
 
 
-def read_video_cached(source: str | os.PathLike, sampling: FrameSampling | None = None) -> DecodedVideo:
+def read_video_cached(
+    source: str | os.PathLike, sampling: FrameSampling | None = None, budget: DecodeBudget = NO_BUDGET
+) -> DecodedVideo:
     """read_video with a small LRU (CACHE_SIZE entries) keyed by (path, mtime, size, sampling): decode once and
     reuse the same DecodedVideo for all rollouts and the loss pass. A changed file is decoded again."""
     source = str(source)
@@ -479,7 +525,7 @@ def read_video_cached(source: str | os.PathLike, sampling: FrameSampling | None 
             if key in _cache:
                 _cache.move_to_end(key)
                 return _cache[key]
-    video = read_video(source, sampling)
+    video = read_video(source, sampling, budget)
     if key is not None:
         global _cache_bytes
         with _cache_lock:

@@ -104,6 +104,9 @@ def _prepare(moments: Sequence[Sequence[float]], duration: float, conv: Conventi
         if conv.clamp:
             c = clamp_moment((s, e), duration)
             n_clamp += c != (s, e)
+            if c is None:  # nothing of it inside the video: an invalid moment (IoU 0, a wrong prediction for F1)
+                out.append(None)
+                continue
             s, e = c
         out.append((s, e))
     return out, n_rev, n_clamp
@@ -124,7 +127,6 @@ def score_query(
         return QueryScore(rid, duration, truth, "error" if error else "parse_failure", False, 0)
     moments, n_rev, n_clamp = _prepare(prediction.moments, duration, conv)
     ious = [0.0 if m is None else max((iou(m, g) for g in truth), default=0.0) for m in moments]
-    usable = [m for m in moments if m is not None]
     said_absent = prediction.not_present and not prediction.moments
     return QueryScore(
         rid,
@@ -134,7 +136,7 @@ def score_query(
         said_absent,
         len(moments),
         ious,
-        f1=moment_f1(usable, truth, conv.f1_threshold) if (usable or said_absent) else 0.0,
+        f1=moment_f1(moments, truth, conv.f1_threshold) if (moments or said_absent) else 0.0,
         reversed_pairs=n_rev,
         clamped=n_clamp,
     )

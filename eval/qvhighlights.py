@@ -43,17 +43,18 @@ CLIP_LENGTH = 2
 
 
 def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    from vtg.data.records import jsonl_lines
+
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            if not text.strip():
-                continue
-            try:
-                out.append(json.loads(text))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: line {n} is not valid JSON ({e.msg} at column {e.colno})") from None
-            if "qid" not in out[-1]:
-                raise UserError(f"{path}: line {n} has no 'qid'; QVHighlights files need one per line")
+    for n, text, problem in jsonl_lines(path):
+        try:
+            if problem:
+                raise UserError(f"{path}: line {n} is {problem}")
+            out.append(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: line {n} is not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(out[-1], dict) or "qid" not in out[-1]:
+            raise UserError(f"{path}: line {n} has no 'qid'; QVHighlights files need one per line")
     return out
 
 

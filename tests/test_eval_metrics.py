@@ -46,6 +46,10 @@ def test_design_clamp_example():
 def test_prediction_beyond_duration_clamped_to_nothing():
     s = one("starts at 50.0s, ends at 60.0s", [[10, 20]], duration=30, conv=Conventions(clamp=True))
     assert s.top1_iou == 0.0 and s.clamped == 1
+    # an emptied moment is an invalid prediction, not dropped: it keeps its rank and counts against F1's precision
+    two = "starts at 50.0s, ends at 60.0s; starts at 10.0s, ends at 20.0s"
+    s = one(two, [[10, 20]], duration=30, conv=Conventions(clamp=True))
+    assert s.ious == [0.0, 1.0] and s.top1_iou == 0.0 and s.f1 == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("theta", [0.3, 0.5, 0.7])

@@ -438,3 +438,45 @@ def test_record_videos_by_url_are_fetched_through_the_guarded_downloader(monkeyp
     monkeypatch.setenv("VTG_ALLOW_PRIVATE_URLS", "1")  # allowed: the connection itself then fails (nothing listens)
     with pytest.raises(VideoError, match="fetching http://127.0.0.1:9/a.mp4 failed"):
         read_video("http://127.0.0.1:9/a.mp4")
+
+
+def test_decode_budget_is_checked_from_the_header_before_any_frame(tmp_path, monkeypatch):
+    from vtg.data.video import DecodeBudget, VideoTooLarge
+
+    path = tmp_path / "wide.mp4"
+    encode_mp4(np.zeros((4, 240, 320, 3), np.uint8), path, 2.0)
+    decoded = []
+    real = V._decode_indices
+    monkeypatch.setattr(V, "_decode_indices", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    with pytest.raises(VideoTooLarge, match=r"320x240 \(76,800 pixels\) are over the limit of 50,000 \(limits.max_fr"):
+        read_video(path, FrameSampling(fps=2.0), DecodeBudget(50_000, names=("limits.max_frame_pixels", "x")))
+    with pytest.raises(
+        VideoTooLarge, match=r"4 frames of 320x240 \(307,200 pixels\), over the limit of 300,000 \(max_de"
+    ):
+        read_video(path, FrameSampling(fps=2.0), DecodeBudget(max_decoded_pixels=300_000))
+    assert decoded == []  # refused from the header: not a frame decoded
+    assert read_video(path, FrameSampling(fps=2.0), DecodeBudget(320 * 240, 320 * 240 * 4)).frames.shape[0] == 4
+
+
+def test_large_frames_are_resized_as_they_are_decoded(tmp_path):
+    """Memory holds one full-size frame at a time, not every sampled frame at full size: 48 sampled 1280x720 frames
+    would hold 133 MB of RGB (twice that while stacked) before they are resized to the model's size."""
+    import subprocess
+    import textwrap
+
+    path = tmp_path / "hd.mp4"
+    encode_mp4(np.random.default_rng(0).integers(0, 255, (48, 720, 1280, 3), dtype=np.uint8), path, 4.0)
+    script = textwrap.dedent(f"""
+        import resource
+        from vtg.data.video import FrameSampling, read_video
+        small = FrameSampling(fps=4.0, max_frames=48, max_pixels=28 * 28 * 16, min_pixels=28 * 28 * 4)
+        read_video({str(path)!r}, FrameSampling(fps=4.0, nframes=2, max_pixels=28 * 28 * 16, min_pixels=28 * 28 * 4))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        video = read_video({str(path)!r}, small)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(video.frames.shape[0], (after - before) // 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    frames, grown_mb = (int(x) for x in out.stdout.split())
+    assert frames == 48 and grown_mb < 60, grown_mb

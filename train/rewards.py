@@ -36,7 +36,8 @@ def completion_text(completion: Any) -> str:
     return ""
 
 
-def _predicted(parsed: ParsedAnswer, duration: float) -> list[tuple[float, float]]:
+def _predicted(parsed: ParsedAnswer, duration: float) -> list[tuple[float, float] | None]:
+    """The predicted moments cut to the video; None for one that lies outside it (it scores nothing)."""
     return [clamp_moment(m, duration) for m in parsed.normalized()]
 
 
@@ -57,6 +58,8 @@ def _top1_score(text: str, truth: Sequence[Sequence[float]], duration: float, v2
     if fixed is not None:
         return fixed
     pred = _predicted(parsed, duration)[0]  # top-1: the first moment written
+    if pred is None:
+        return 0.0
     best = 0.0
     for gt in truth:
         score = iou(pred, gt)
@@ -83,7 +86,7 @@ def _soft_f1(text: str, truth: Sequence[Sequence[float]], duration: float) -> fl
     if fixed is not None:
         return fixed
     pred = _predicted(parsed, duration)
-    matched = sum(v for _, _, v in match_moments(pred, truth))
+    matched = sum(v for _, _, v in match_moments([p for p in pred if p is not None], truth))
     if matched == 0:
         return 0.0
     precision, recall = matched / len(pred), matched / len(truth)

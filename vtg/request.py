@@ -27,7 +27,7 @@ from vtg.errors import UserError
 
 if TYPE_CHECKING:
     from vtg.data.records import Record
-    from vtg.data.video import DecodedVideo, FrameSampling
+    from vtg.data.video import DecodeBudget, DecodedVideo, FrameSampling
     from vtg.model_folder import ModelFolder
 
 VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
@@ -147,6 +147,7 @@ class Requests:
     processor: Any
     sampling: FrameSampling
     prompt: GroundingPrompt = GroundingPrompt()
+    budget: DecodeBudget | None = None  # what decoding one video may cost (the server's limits); None: no limit
 
     @classmethod
     def for_model(
@@ -177,9 +178,9 @@ class Requests:
 
     def video(self, source: str) -> DecodedVideo:
         """Decode (cached) a video the way this model was trained to see it."""
-        from vtg.data.video import read_video_cached
+        from vtg.data.video import NO_BUDGET, read_video_cached
 
-        return read_video_cached(source, self.sampling)
+        return read_video_cached(source, self.sampling, self.budget or NO_BUDGET)
 
     def render(self, messages: Sequence[dict]) -> str:
         """The prompt text from the model's own chat template, ready for the assistant's answer."""
