@@ -1,28 +1,34 @@
-"""The HTTP router: thin. Auth, error envelopes and metrics here; the work is in `serving.py`.
+"""The HTTP router: thin. Auth, error envelopes and metrics here; the work is in `serving.py`, the guards every
+request passes first in `guard.py`.
 
 Open without a key: `/`, `/static/*`, `/health`, `/metrics` (Prometheus scrapers, as in vLLM). Everything under
-`/v1` needs `Authorization: Bearer <key>` when the server has one (`/v1/media` also takes `?api_key=`, because a
-`<video>` element cannot send headers).
+`/v1` needs `Authorization: Bearer <key>` when the server has one; `/v1/media` also takes a URL signed for a short
+time (`/v1/videos` and `/v1/uploads` hand them out), because a `<video>` element cannot send headers. The key itself
+is never accepted in a URL, so it never reaches an access log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import os
-import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse as _JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vtg.data.video import VIDEO_EXTS
 from vtg.serve import errors as E
 from vtg.serve.config import ServeConfig
+from vtg.serve.guard import BodyGuard, RequestCounter, mark_stream_failed, redact_access_log
+from vtg.serve.media import media_signature_ok, sign_media
 from vtg.serve.metrics import CONTENT_TYPE, Metrics
 from vtg.serve.protocol import (
     ChatCompletionRequest,
@@ -37,6 +43,17 @@ from vtg.serve.protocol import (
 
 STATIC = Path(__file__).parent / "static"
 MAX_JSON_BYTES = 1 << 20  # chat/grounding bodies carry references to media, never media: 1 MiB is plenty
+
+
+class JSONResponse(_JSONResponse):
+    """JSON with non-ASCII escaped: any text, even one a client smuggled a lone surrogate into, can be sent."""
+
+    def render(self, content) -> bytes:
+        import json
+
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 408, 413, 429, 503)}
 
 
@@ -49,11 +66,13 @@ def build_app(cfg: ServeConfig) -> FastAPI:
         from vtg.serve.model import ServedModel
         from vtg.serve.serving import Serving
 
+        redact_access_log()  # here: uvicorn has configured its loggers by now
         served = ServedModel(cfg).start()
         app.state.serving = Serving(cfg, served, metrics)
         try:
             yield
         finally:
+            app.state.serving.media.close()
             served.shutdown()
 
     app = FastAPI(
@@ -61,11 +80,19 @@ def build_app(cfg: ServeConfig) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="OpenAI-compatible video temporal grounding on vLLM",
+        default_response_class=JSONResponse,
     )
     app.state.cfg, app.state.metrics = cfg, metrics
     _install_error_handlers(app, metrics)
-    _install_metrics_middleware(app, metrics)
     _add_routes(app, cfg)
+    limits = cfg.limits
+    app.add_middleware(
+        BodyGuard,
+        limit_for=lambda path: limits.max_upload_bytes if path == "/v1/uploads" else MAX_JSON_BYTES,
+        timeout_s=limits.body_timeout_s,
+        streamed_paths=("/v1/uploads",),
+    )
+    app.add_middleware(RequestCounter, metrics=metrics)  # outermost: counts what the guard refuses too
     return app
 
 
@@ -78,12 +105,15 @@ def _auth(request: Request) -> None:
     if not key:
         return
     header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        given = header[7:].strip()
-    else:
-        given = request.query_params.get("api_key", "") if request.url.path == "/v1/media" else ""
-    if not hmac.compare_digest(given.encode(), key.encode()):
-        raise E.unauthorized()
+    given = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if hmac.compare_digest(given.encode(), key.encode()):
+        return
+    q = request.query_params
+    if request.url.path == "/v1/media" and media_signature_ok(q.get("url", ""), q.get("exp"), q.get("sig"), key):
+        return
+    raise E.unauthorized(
+        "missing or wrong API key: send 'Authorization: Bearer <key>' (media: a signed URL from /v1/videos)"
+    )
 
 
 def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
@@ -120,7 +150,7 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     async def chat(body: ChatCompletionRequest, request: Request):
         serving = _serving(request)
         if body.stream:
-            events = await serving.chat_stream(body)
+            events = await serving.chat_stream(body, on_failure=lambda: mark_stream_failed(request.scope))
             return StreamingResponse(events, media_type="text/event-stream")
         return await serving.chat(body)
 
@@ -130,12 +160,12 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
 
     @app.get("/v1/videos", dependencies=auth, response_model=VideoList, responses=ERRORS)
     async def videos(request: Request):
-        return VideoList(data=_serving(request).media.list_videos())
+        link = partial(sign_media, key=cfg.api_key, ttl_s=cfg.limits.media_url_ttl_s)
+        return VideoList(data=_serving(request).media.list_videos(link))
 
     @app.get("/v1/media", dependencies=auth, responses=ERRORS)
     async def media(url: str, request: Request):
-        path = _serving(request).media.resolve_local(url, "url")
-        return FileResponse(path)
+        return FileResponse(await asyncio.to_thread(_serving(request).media.servable, url, "url"))
 
     @app.post("/v1/uploads", dependencies=auth, responses=ERRORS)
     async def upload(filename: str, request: Request):
@@ -151,21 +181,26 @@ async def _save_upload(cfg: ServeConfig, filename: str, request: Request) -> dic
         raise E.bad_request(
             f"filename {filename!r}: expected a video file ({', '.join(sorted(VIDEO_EXTS))})", "filename"
         )
-    limit = cfg.limits.max_upload_bytes
     dest = Path(os.path.realpath(cfg.upload_dir)) / f"{uuid.uuid4().hex[:16]}{ext}"
     size = 0
-    with open(dest, "wb") as f:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                f.close()
-                dest.unlink()
-                raise E.too_large(f"upload is over the {limit}-byte limit (limits.max_upload_bytes)")
-            f.write(chunk)
-    if size == 0:
-        dest.unlink()
-        raise E.bad_request("upload is empty: send the video file as the request body")
-    return {"url": dest.as_uri(), "name": dest.name, "bytes": size}
+    try:  # the body's size and pace are enforced while it streams (guard.BodyGuard); nothing partial is kept
+        with open(dest, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                f.write(chunk)
+        if size == 0:
+            raise E.bad_request("upload is empty: send the video file as the request body")
+        await asyncio.to_thread(_serving(request).media.servable, dest.as_uri(), "body")  # a video, by content
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    url = dest.as_uri()
+    return {
+        "url": url,
+        "name": dest.name,
+        "bytes": size,
+        "media_url": sign_media(url, cfg.api_key, cfg.limits.media_url_ttl_s),
+    }
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -200,32 +235,3 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         metrics.internal_errors.inc()
         err = E.APIError(500, f"internal error: {type(exc).__name__}: {exc}", type="internal_error")
         return JSONResponse(err.envelope(), status_code=500)
-
-
-def _install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        t0 = time.perf_counter()
-        length = request.headers.get("content-length")
-        if (
-            request.method == "POST"
-            and request.url.path != "/v1/uploads"
-            and length
-            and length.isdigit()
-            and int(length) > MAX_JSON_BYTES
-        ):
-            resp = JSONResponse(E.too_large(f"request body over {MAX_JSON_BYTES} bytes").envelope(), status_code=413)
-            _count(request, 413, t0)
-            return resp
-        status = 500  # an exception escaping the handlers still counts, as the 500 it becomes
-        try:
-            resp = await call_next(request)
-            status = resp.status_code
-            return resp
-        finally:
-            _count(request, status, t0)
-
-    def _count(request: Request, status: int, t0: float) -> None:
-        name = getattr(request.scope.get("route"), "path", "other")
-        metrics.requests.labels(name, str(status)).inc()
-        metrics.latency.labels(name).observe(time.perf_counter() - t0)

@@ -33,6 +33,11 @@ class Limits:
     request_timeout_s: float = 300.0
     max_concurrency: int = 8  # requests running in the engine at once
     max_queue: int = 64  # requests waiting for a slot; beyond this: 429
+    max_frame_pixels: int = 3840 * 2160  # a video's frames: at most this many pixels each (4K UHD)
+    max_decoded_pixels: int = 20_000_000_000  # pixels decoded to sample one video (~5 min of 1080p at 30 fps)
+    body_timeout_s: float = 30.0  # a client sending a request body may pause this long between chunks
+    media_url_ttl_s: float = 3600.0  # how long a signed /v1/media URL stays valid
+    max_fetch_cache_bytes: int = 2 * 1024**3  # fetched videos kept on disk (least recently used go first)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -1,19 +1,27 @@
-"""Safe media resolution: which video files a request may read.
+"""Safe media resolution: which video files a request may read, and which files the server hands out.
 
 Local files: `file:///abs/path`, or a plain path, must lie under an allowed root *after* resolving symlinks
 (`os.path.realpath`), so neither `..` nor a symlink pointing outside escapes; `..` components are refused outright.
 Remote files: http(s) only when URL fetching is on, through `vtg.data.fetch` (non-public addresses refused unless
-explicitly allowed, no redirects, the download capped at the file-size limit).
+explicitly allowed, no redirects, the download capped at the file-size limit), into a cache folder with a disk
+budget (least recently used files go first, never one a request is reading) that is removed when the server stops.
+Served files (`/v1/media`): only videos — a video extension and a container with a video stream — under the roots;
+with an API key, the page loads them through URLs signed for a short time (`sign_media`), never with the key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import hmac
 import os
+import shutil
 import tempfile
+import time
+from collections import Counter
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from vtg.data.video import VIDEO_EXTS
 from vtg.serve.errors import bad_request, forbidden, not_found, too_large
@@ -29,13 +37,14 @@ class MediaPolicy:
         allow_url_fetch: bool = False,
         allow_private_urls: bool = False,
         fetch_timeout_s: float = 30.0,
+        fetch_cache_bytes: int | None = None,
     ):
         self.roots = [os.path.realpath(r) for r in roots]
         self.max_bytes = max_bytes
         self.allow_url_fetch = allow_url_fetch
         self.allow_private_urls = allow_private_urls
         self.fetch_timeout_s = fetch_timeout_s
-        self._fetch_dir: str | None = None
+        self.fetched = FetchCache(fetch_cache_bytes if fetch_cache_bytes is not None else 4 * max_bytes)
 
     # ---- local -------------------------------------------------------------------------------------------------
 
@@ -61,6 +70,21 @@ class MediaPolicy:
             raise forbidden(f"{param}: {ref!r} is outside the allowed media roots", param)
         raise not_found(f"{param}: {ref!r} not found under the allowed media roots", param)
 
+    def servable(self, ref: str, param: str = "url") -> str:
+        """The real path of a video file `/v1/media` may hand out: under a root, named and made as a video."""
+        from vtg.data.video import VideoError, probe_video
+
+        real = self.resolve_local(ref, param)
+        if Path(real).suffix.lower() not in VIDEO_EXTS:
+            raise forbidden(f"{param}: {ref!r} is not a video file; only videos are served", param)
+        try:
+            probe_video(real)
+        except VideoError:
+            raise forbidden(
+                f"{param}: {ref!r} is not a video (no readable video stream); only videos are served", param
+            ) from None
+        return real
+
     def _inside(self, real: str) -> bool:
         return any(os.path.commonpath([real, r]) == r for r in self.roots)
 
@@ -78,8 +102,9 @@ class MediaPolicy:
             raise bad_request(f"{param}: video {ref!r} is empty", param)
         return real
 
-    def list_videos(self, limit: int = 500) -> list[VideoEntry]:
-        """Video files under the allowed roots (symlinks leading outside are skipped)."""
+    def list_videos(self, link, limit: int = 500) -> list[VideoEntry]:
+        """Video files under the allowed roots (symlinks leading outside are skipped); `link(url)` says where the page
+        loads each from."""
         out: list[VideoEntry] = []
         for root in self.roots:
             for dirpath, dirnames, filenames in os.walk(root):
@@ -92,13 +117,10 @@ class MediaPolicy:
                         or not os.path.isfile(real)
                     ):
                         continue
+                    url = Path(real).as_uri()
+                    rel = os.path.relpath(os.path.join(dirpath, name), root)
                     out.append(
-                        VideoEntry(
-                            url=Path(real).as_uri(),
-                            name=os.path.relpath(os.path.join(dirpath, name), root),
-                            root=root,
-                            bytes=os.path.getsize(real),
-                        )
+                        VideoEntry(url=url, name=rel, root=root, bytes=os.path.getsize(real), media_url=link(url))
                     )
                     if len(out) >= limit:
                         return out
@@ -106,12 +128,19 @@ class MediaPolicy:
 
     # ---- remote ------------------------------------------------------------------------------------------------
 
-    async def resolve(self, ref: str, param: str = "video") -> str:
-        """A local path to read: the checked local file, or a downloaded copy of an allowed URL."""
+    @contextlib.asynccontextmanager
+    async def opened(self, ref: str, param: str = "video"):
+        """A local path to read while the block runs: the checked local file, or a fetched copy of an allowed URL
+        (kept from eviction until the block ends)."""
         scheme = urlparse(ref).scheme.lower() if "://" in ref else ""
-        if scheme in ("http", "https"):
-            return await self._fetch(ref, param)
-        return self.resolve_local(ref, param)
+        if scheme not in ("http", "https"):
+            yield self.resolve_local(ref, param)
+            return
+        path = await self._fetch(ref, param)
+        try:
+            yield path
+        finally:
+            self.fetched.release(path)
 
     async def _fetch(self, url: str, param: str) -> str:
         from vtg.data.fetch import FetchError, fetch
@@ -122,28 +151,124 @@ class MediaPolicy:
                 "--allow-url-fetch, or use a file under an allowed root)",
                 param,
             )
-        parsed = urlparse(url)
-        dest = os.path.join(
-            self._fetch_root(), hashlib.sha256(url.encode()).hexdigest()[:32] + Path(parsed.path).suffix[:8]
-        )
+        dest = self.fetched.path_for(url)
+        self.fetched.hold(dest)
         try:
-            await asyncio.to_thread(
-                fetch,
-                url,
-                dest,
-                max_bytes=self.max_bytes,
-                allow_private=self.allow_private_urls,
-                timeout_s=self.fetch_timeout_s,
-            )
+            if not os.path.exists(dest):  # a URL fetched before is read from the cache
+                await asyncio.to_thread(
+                    fetch,
+                    url,
+                    dest,
+                    max_bytes=self.max_bytes,
+                    allow_private=self.allow_private_urls,
+                    timeout_s=self.fetch_timeout_s,
+                )
         except FetchError as e:
+            self.fetched.release(dest)
             status = {"private": forbidden, "too_large": too_large}.get(e.kind, bad_request)
             raise status(f"{param}: {e}", param) from None
+        except BaseException:
+            self.fetched.release(dest)
+            raise
+        self.fetched.touch(dest)
         return dest
 
-    def _fetch_root(self) -> str:
-        if self._fetch_dir is None:
-            self._fetch_dir = tempfile.mkdtemp(prefix="vtg-serve-fetch-")
-        return self._fetch_dir
+    def close(self) -> None:
+        self.fetched.close()
+
+
+class FetchCache:
+    """Fetched videos on disk within a byte budget: least recently used first out, never one a request holds. The
+    folder (`vtg-serve-fetch-<pid>-…` in the temp folder) is removed on `close()`; folders left by a server that was
+    killed are removed when the next one starts."""
+
+    def __init__(self, budget_bytes: int):
+        self.budget = budget_bytes
+        self.held: Counter[str] = Counter()
+        self._dir: str | None = None
+
+    @property
+    def dir(self) -> str:
+        if self._dir is None:
+            _remove_orphans()
+            self._dir = tempfile.mkdtemp(prefix=f"vtg-serve-fetch-{os.getpid()}-")
+        return self._dir
+
+    def path_for(self, url: str) -> str:
+        name = hashlib.sha256(url.encode()).hexdigest()[:32] + Path(urlparse(url).path).suffix[:8]
+        return os.path.join(self.dir, name)
+
+    def hold(self, path: str) -> None:
+        self.held[path] += 1
+
+    def release(self, path: str) -> None:
+        self.held[path] -= 1
+        if self.held[path] <= 0:
+            del self.held[path]
+
+    def touch(self, path: str) -> None:
+        """Mark `path` used now and evict the least recently used files over the budget."""
+        os.utime(path)
+        stats = {}
+        for name in os.listdir(self.dir):
+            with contextlib.suppress(FileNotFoundError):
+                if not name.endswith(".part"):
+                    stats[os.path.join(self.dir, name)] = os.stat(os.path.join(self.dir, name))
+        used = sum(st.st_size for st in stats.values())
+        for f in sorted(stats, key=lambda f: stats[f].st_mtime):
+            if used <= self.budget:
+                break
+            if f not in self.held:
+                os.unlink(f)
+                used -= stats[f].st_size
+
+    def size(self) -> int:
+        return sum(os.path.getsize(os.path.join(self.dir, f)) for f in os.listdir(self.dir)) if self._dir else 0
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def _remove_orphans() -> None:
+    """Remove fetch folders whose server process no longer runs."""
+    for folder in Path(tempfile.gettempdir()).glob("vtg-serve-fetch-*-*"):
+        pid = folder.name.split("-")[3]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---- signed media URLs ---------------------------------------------------------------------------------------------
+
+
+def sign_media(url: str, key: str | None, ttl_s: float, now: float | None = None) -> str:
+    """The `/v1/media` URL of a video; with an API key, signed for `ttl_s` seconds (the key itself never appears)."""
+    link = f"/v1/media?url={quote(url, safe='')}"
+    if not key:
+        return link
+    exp = int((now if now is not None else time.time()) + ttl_s)
+    return f"{link}&exp={exp}&sig={_signature(url, exp, key)}"
+
+
+def media_signature_ok(url: str, exp: str | None, sig: str | None, key: str) -> bool:
+    if not exp or not sig or not exp.isdigit() or int(exp) < time.time():
+        return False
+    return hmac.compare_digest(sig, _signature(url, int(exp), key))
+
+
+def _signature(url: str, exp: int, key: str) -> str:
+    return hmac.new(key.encode(), f"{url}\n{exp}".encode(), hashlib.sha256).hexdigest()
 
 
 def _local_path(ref: str, param: str) -> str:

@@ -31,6 +31,13 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
         )
         self.internal_errors = Counter("vtg_internal_errors", "requests that failed with a 5xx", registry=r)
+        self.failures = Counter(
+            "vtg_request_failures",
+            "failed requests by route and kind: client_error (4xx), "
+            "server_error (5xx), stream_error (a stream that failed after its 200)",
+            ["route", "kind"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,6 +22,17 @@ def capped_sampling(sampling, max_frames: int):
     return sampling
 
 
+def decode_budget(limits):
+    """What decoding one request's video may cost (checked from its header before any frame is decoded)."""
+    from vtg.data.video import DecodeBudget
+
+    return DecodeBudget(
+        limits.max_frame_pixels,
+        limits.max_decoded_pixels,
+        names=("limits.max_frame_pixels", "limits.max_decoded_pixels"),
+    )
+
+
 def _lora_rank(path: str) -> int:
     return int(json.loads(Path(path, "adapter_config.json").read_text()).get("r", 8))
 
@@ -69,7 +80,10 @@ class ServedModel:
         self.cfg = cfg
         folder = ModelFolder.read(cfg.model)
         # the grounding endpoint words the question as in training; the rest of the prompt is per request
-        self.requests = Requests.for_model(folder, sampling=capped_sampling(folder.sampling, cfg.limits.max_frames))
+        self.requests = dataclasses.replace(
+            Requests.for_model(folder, sampling=capped_sampling(folder.sampling, cfg.limits.max_frames)),
+            budget=decode_budget(cfg.limits),
+        )
         self.loras = {
             name: LoRARequest(name, i + 1, str(Path(path).resolve()))
             for i, (name, path) in enumerate(sorted(cfg.lora.items()))

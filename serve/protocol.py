@@ -17,6 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _unicode_text(cls, v):
+        """Text must be valid Unicode: JSON can spell a lone surrogate (\\ud800), which no tokenizer accepts."""
+        for text in v if isinstance(v, list) else (v,):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValueError(
+                        f"not valid Unicode text: a lone surrogate U+{ord(text[e.start]):04X} at character {e.start}"
+                    ) from None
+        return v
+
 
 # ---- chat messages ---------------------------------------------------------------------------------------------
 
@@ -264,6 +278,7 @@ class VideoEntry(BaseModel):
     name: str
     root: str
     bytes: int
+    media_url: str = Field(description="where the page loads it from (signed for a short time when a key is set)")
 
 
 class VideoList(BaseModel):

@@ -75,21 +75,22 @@ class Serving:
             max_bytes=self.lim.max_video_bytes,
             allow_url_fetch=cfg.allow_url_fetch,
             allow_private_urls=cfg.allow_private_urls,
+            fetch_cache_bytes=self.lim.max_fetch_cache_bytes,
         )
         self.limiter = Limiter(self.lim.max_concurrency, self.lim.max_queue, metrics)
 
     # ---- shared steps ------------------------------------------------------------------------------------------
 
     async def load_video(self, ref: str, param: str):
-        path = await self.media.resolve(ref, param)
-        t0 = time.perf_counter()
-        try:
-            return await asyncio.to_thread(self._decode, path, ref, param)
-        finally:
-            self.metrics.video_decode.observe(time.perf_counter() - t0)
+        async with self.media.opened(ref, param) as path:
+            t0 = time.perf_counter()
+            try:
+                return await asyncio.to_thread(self._decode, path, ref, param)
+            finally:
+                self.metrics.video_decode.observe(time.perf_counter() - t0)
 
     def _decode(self, path: str, ref: str, param: str):
-        from vtg.data.video import VideoError, probe_video
+        from vtg.data.video import VideoError, VideoTooLarge, probe_video
 
         try:
             info = probe_video(path)
@@ -100,6 +101,8 @@ class Serving:
                     param,
                 )
             return self.served.requests.video(path)
+        except VideoTooLarge as e:
+            raise E.too_large(f"{param}: video {ref!r} costs too much to decode: {e}", param) from None
         except VideoError as e:
             raise E.bad_request(f"{param}: cannot read video {ref!r}: {e}", param) from None
 
@@ -137,6 +140,8 @@ class Serving:
         return last
 
     async def _generate(self, inputs: dict, params, lora) -> AsyncIterator[Any]:
+        """The engine's outputs for one request. What the engine refuses about the request's content (a prompt too
+        long for the context, a constraint it cannot compile, text the tokenizer rejects) is the client's: 400."""
         from vllm.exceptions import VLLMClientError
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -145,7 +150,7 @@ class Serving:
                 yield out
         except VLLMClientError as e:
             raise E.bad_request(f"the engine rejected the request: {e}") from None
-        except (ValueError, TypeError) as e:  # input processing (prompt/video) refused by the model's processor
+        except (ValueError, TypeError, UnicodeError, OverflowError) as e:  # input processing refused it
             raise E.bad_request(f"the engine rejected the request: {type(e).__name__}: {e}") from None
         except EngineDeadError:
             raise E.unavailable("the engine has stopped; restart the server") from None
@@ -235,28 +240,40 @@ class Serving:
         usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
         return ChatCompletionResponse(model=req.model, choices=choices, usage=usage)
 
-    async def chat_stream(self, req: ChatCompletionRequest) -> AsyncIterator[str]:
-        """Checks and the engine slot happen before the first byte (so they can still be 4xx); then SSE events.
-        Failures after the stream started are sent as an `error` event, then `[DONE]`."""
+    async def chat_stream(self, req: ChatCompletionRequest, on_failure=lambda: None) -> AsyncIterator[str]:
+        """Everything that can fail before the first token — checks, the engine slot, the video, the engine's own
+        validation of the request — fails here, as a plain HTTP error; the returned events then stream. A failure
+        after that is sent as an `error` event, then `[DONE]`, and reported through `on_failure`."""
+        from vllm.sampling_params import RequestOutputKind
+
         lora, max_tokens = self._chat_checks(req)
         params = self._sampling_params(req, max_tokens)
+        params.output_kind = RequestOutputKind.DELTA
         await self.limiter.acquire()
+        outputs = None
         try:
             async with self._deadline():
                 request = await self._chat_request(req)
+                outputs = self._generate(request.vllm_input(), params, lora)
+                first = await anext(outputs, None)
         except BaseException:
+            if outputs is not None:
+                await outputs.aclose()
             self.limiter.release()
             raise
-        return self._stream_events(req, request, params, lora)
+        return self._stream_events(req, request, first, outputs, on_failure)
 
-    async def _stream_events(self, req, request, params, lora) -> AsyncIterator[str]:
-        from vllm.sampling_params import RequestOutputKind
-
-        params.output_kind = RequestOutputKind.DELTA
+    async def _stream_events(self, req, request, first, outputs, on_failure) -> AsyncIterator[str]:
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def chunk(choices, usage=None) -> str:
             return _sse(ChatCompletionChunk(id=rid, created=created, model=req.model, choices=choices, usage=usage))
+
+        async def rest():
+            if first is not None:
+                yield first
+            async for out in outputs:
+                yield out
 
         splitters = {i: ReasoningSplitter() for i in range(req.n)}
         texts = {i: "" for i in range(req.n)}
@@ -265,45 +282,43 @@ class Serving:
         try:
             yield chunk([ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content="")) for i in range(req.n)])
             async with self._deadline():
-                async for out in self._generate(request.vllm_input(), params, lora):
+                async for out in rest():
                     prompt_tokens = len(out.prompt_token_ids or []) or prompt_tokens
                     for c in out.outputs:
                         completion_tokens += len(c.token_ids)
                         texts[c.index] += c.text
                         r, a = splitters[c.index].feed(c.text)
                         if r or a:
-                            yield chunk(
-                                [
-                                    ChunkChoice(
-                                        index=c.index,
-                                        delta=DeltaMessage(content=a or None, reasoning_content=r or None),
-                                    )
-                                ]
-                            )
+                            delta = DeltaMessage(content=a or None, reasoning_content=r or None)
+                            yield chunk([ChunkChoice(index=c.index, delta=delta)])
                         if c.finish_reason:
                             finish[c.index] = c.finish_reason
             scored = _choice_moments([texts[i] for i in range(req.n)], request.duration if req.clamp_moments else None)
             for i in range(req.n):
                 r, a = splitters[i].finish()
                 reasoning = splitters[i].reasoning if splitters[i].opened else None
-                yield chunk(
-                    [
-                        ChunkChoice(
-                            index=i,
-                            delta=DeltaMessage(content=a or None, reasoning_content=r or None),
-                            finish_reason=finish.get(i, "stop"),
-                            moments=scored[i],
-                            reasoning=reasoning,
-                            not_present=parse_answer(texts[i]).not_present,
-                        )
-                    ]
+                last = ChunkChoice(
+                    index=i,
+                    delta=DeltaMessage(content=a or None, reasoning_content=r or None),
+                    finish_reason=finish.get(i, "stop"),
+                    moments=scored[i],
+                    reasoning=reasoning,
+                    not_present=parse_answer(texts[i]).not_present,
                 )
+                yield chunk([last])
             usage = self._count_usage(prompt_tokens, completion_tokens)
             if req.stream_options and req.stream_options.include_usage:
                 yield chunk([], usage)
-        except E.APIError as e:
-            yield _sse_raw(e.envelope())
+        except Exception as e:  # after the 200: the error as an event, the stream still closed properly
+            on_failure()
+            err = (
+                e
+                if isinstance(e, E.APIError)
+                else E.APIError(500, f"internal error: {type(e).__name__}: {e}", type="internal_error")
+            )
+            yield _sse_raw(err.envelope())
         finally:
+            await outputs.aclose()
             self.limiter.release()
         yield "data: [DONE]\n\n"
 
@@ -392,9 +407,9 @@ def _clean(moments, duration: float | None) -> list[tuple[float, float]]:
     """Clamp to the video (when its duration is known) and drop empty intervals."""
     out = []
     for m in moments:
-        s, e = clamp_moment(m, duration) if duration is not None else (float(m[0]), float(m[1]))
-        if e > s:
-            out.append((s, e))
+        c = clamp_moment(m, duration) if duration is not None else (float(m[0]), float(m[1]))
+        if c is not None and c[1] > c[0]:
+            out.append(c)
     return out
 
 

@@ -100,7 +100,7 @@ def test_media_allows_files_under_root(media):
     assert pol.resolve_local(f"file://{root}/sub/a.mp4") == real
     assert pol.resolve_local(str(root / "sub" / "a.mp4")) == real
     assert pol.resolve_local("sub/a.mp4") == real  # relative to a root
-    names = [v.name for v in pol.list_videos()]
+    names = [v.name for v in pol.list_videos(link=str)]
     assert "sub/a.mp4" in names and "escape.mp4" not in names
 
 
@@ -113,7 +113,7 @@ def test_media_refuses_escapes(media):
     assert status == 403 and "outside" in msg
     assert _status(pol.resolve_local, "up/secret.mp4")[0] == 404  # symlinked dir escape is not "found"
     assert _status(pol.resolve_local, f"{root}/up/secret.mp4")[0] == 403
-    assert all("secret" not in v.url for v in pol.list_videos())
+    assert all("secret" not in v.url for v in pol.list_videos(link=str))
 
 
 def test_media_other_failures(media):
@@ -126,10 +126,15 @@ def test_media_other_failures(media):
     assert _status(MediaPolicy([], max_bytes=1).resolve_local, "/x.mp4")[0] == 403
 
 
+async def _resolve(policy, ref):
+    async with policy.opened(ref) as path:
+        return path
+
+
 def test_url_fetch_off_by_default_and_private_refused(media):
     pol, root, _ = media
     with pytest.raises(APIError) as e:
-        asyncio.run(pol.resolve("http://example.com/a.mp4"))
+        asyncio.run(_resolve(pol, "http://example.com/a.mp4"))
     assert e.value.status == 403 and "disabled" in e.value.message
     on = MediaPolicy([str(root)], max_bytes=50, allow_url_fetch=True)
     for url in (
@@ -140,7 +145,7 @@ def test_url_fetch_off_by_default_and_private_refused(media):
         "http://[::1]/a.mp4",
     ):
         with pytest.raises(APIError) as e:
-            asyncio.run(on.resolve(url))
+            asyncio.run(_resolve(on, url))
         assert e.value.status == 403 and "non-public" in e.value.message, url
 
 

@@ -23,13 +23,10 @@ async function call(method, url, body, contentType) {
   return data;
 }
 
-function mediaUrl(url) {
-  const key = $("apikey").value.trim();
-  return "/v1/media?url=" + encodeURIComponent(url) + (key ? "&api_key=" + encodeURIComponent(key) : "");
-}
+const mediaUrls = {};  // video url -> where the page loads it (signed by the server when it has a key)
 
 function selectVideo(url) {
-  player.src = mediaUrl(url);
+  player.src = mediaUrls[url];
   clearResults();
 }
 
@@ -39,7 +36,7 @@ async function loadVideos() {
     $("model").textContent = "model: " + models.data.map((m) => m.id).join(", ");
     const sel = $("videos");
     sel.length = 1;
-    for (const v of list.data) sel.add(new Option(v.name, v.url));
+    for (const v of list.data) { sel.add(new Option(v.name, v.url)); mediaUrls[v.url] = v.media_url; }
     say(list.data.length + " videos available");
   } catch (e) { say(e.message, true); }
 }
@@ -53,6 +50,7 @@ $("upload").addEventListener("change", async (ev) => {
   try {
     const up = await call("POST", "/v1/uploads?filename=" + encodeURIComponent(file.name), file, "application/octet-stream");
     const sel = $("videos");
+    mediaUrls[up.url] = up.media_url;
     sel.add(new Option("uploaded: " + file.name, up.url));
     sel.value = up.url;
     selectVideo(up.url);

@@ -1,0 +1,357 @@
+"""The server under hostile and careless clients (issue classes in order): each request's cost bounded before work
+starts, every body limited while it is read, engine refusals as 4xx, streams validated before their 200, only videos
+served, no secret logged, fetched media within a disk budget and removed on exit, emptied moments dropped, and JSONL
+bodies that are not UTF-8 named. One real server (tiny Qwen2.5-VL on the vLLM CPU engine, an API key, small limits)
+and real files made here."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import socket
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+
+from support.server import start_server
+
+pytestmark = pytest.mark.integration
+KEY = "hardening-secret-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def _video(path: Path, frames: int, size: tuple[int, int], fps: float = 2.0) -> Path:
+    from vtg.data.synth import encode_mp4
+
+    h, w = size
+    rng = np.random.default_rng(0)
+    encode_mp4(rng.integers(0, 255, (frames, h, w, 3), dtype=np.uint8), path, fps)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files_server(tmp_path_factory):
+    """A plain HTTP file server on loopback, for the server's URL fetching."""
+    root = tmp_path_factory.mktemp("fetchable")
+    for i in range(4):
+        _video(root / f"clip{i}.mp4", 8, (64, 64))
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def srv(tiny_qwen25, synth_world, files_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve_hardening")
+    media = tmp / "media"
+    media.mkdir()
+    _video(media / "huge_frames.mp4", 2, (1024, 1024))  # 1.05 Mpx a frame: over the 0.5 Mpx limit below
+    _video(media / "many_frames.mp4", 2400, (64, 64), fps=24.0)  # 9.8 Mpx decoded to sample it: over 5 Mpx
+    (media / "answers.jsonl").write_text((synth_world / "test.jsonl").read_text())  # a data set's answers
+    (media / "notes.mp4").write_text("not a video, whatever its name says")
+    sizes = sorted(p.stat().st_size for p in files_server[1].glob("*.mp4"))
+    budget = sizes[-1] + sizes[-2] + 10  # room for two fetched clips of the four
+    recipe = tmp / "serve.yaml"
+    recipe.write_text(
+        "serve:\n  grounding_samples: 2\n  max_model_len: 1024\n  limits:\n    max_tokens: 32\n    max_frames: 16\n"
+        "    max_frame_pixels: 500000\n    max_decoded_pixels: 5000000\n    body_timeout_s: 2\n"
+        f"    max_fetch_cache_bytes: {budget}\n    max_concurrency: 4\n    max_queue: 64\n"
+    )
+    server = start_server(
+        [
+            "--model",
+            str(tiny_qwen25),
+            "--config",
+            str(recipe),
+            "--served-model-name",
+            "tiny",
+            "--api-key",
+            KEY,
+            "--allowed-local-media-path",
+            str(synth_world),
+            "--allowed-local-media-path",
+            str(media),
+            "--upload-dir",
+            str(tmp / "uploads"),
+            "--allow-url-fetch",
+            "--allow-private-urls",
+        ],
+        tmp / "server.log",
+    )
+    yield {
+        "url": server.url,
+        "world": synth_world,
+        "media": media,
+        "server": server,
+        "tmp": tmp,
+        "fetch_base": files_server[0],
+        "fetch_budget": budget,
+    }
+    server.stop()
+
+
+def _post(srv, path, body, **kw):
+    return httpx.post(srv["url"] + path, json=body, headers=AUTH, timeout=120, **kw)
+
+
+def _grounding(srv, video, **extra):
+    return _post(srv, "/v1/grounding", {"video": video, "query": "the red square", **extra})
+
+
+def _metric(srv, name: str, **labels) -> float:
+    text = httpx.get(srv["url"] + "/metrics", timeout=10).text
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0 if want else float("nan")
+
+
+# ---- 1. a request's cost is bounded before decoding -------------------------------------------------------------
+
+
+def test_decode_budget_refuses_before_decoding(srv):
+    r = _grounding(srv, "huge_frames.mp4")
+    assert r.status_code == 413 and "limits.max_frame_pixels" in r.json()["error"]["message"], r.text
+    r = _grounding(srv, "many_frames.mp4")
+    assert r.status_code == 413 and "limits.max_decoded_pixels" in r.json()["error"]["message"], r.text
+    r = _grounding(srv, "videos/v00000.mp4", samples=1)  # an ordinary video still passes
+    assert r.status_code == 200, r.text
+
+
+# ---- 2. every body is limited while it is read, and a stalled client is cut off ---------------------------------
+
+
+def _raw(srv, head: bytes, chunks: list[bytes] = (), timeout: float = 30.0) -> tuple[int, str]:
+    """Send `head`, then `chunks` one by one while no response has come (a server that answers early stops reading),
+    then wait for the response; (status, body)."""
+    import select
+
+    host = urlsplit(srv["url"])
+    with socket.create_connection((host.hostname, host.port), timeout=timeout) as sock:
+        sock.sendall(head)
+        for chunk in chunks:
+            if select.select([sock], [], [], 0)[0]:
+                break  # the response is here
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        data = b""
+        while True:
+            try:
+                part = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not part:
+                break
+            data += part
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    return int(head_part.split()[1]), body.decode(errors="replace")
+
+
+def test_chunked_body_over_the_limit_is_refused_while_read(srv):
+    head = (
+        f"POST /v1/grounding HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    chunk = b"x" * 65536
+    chunks = [f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(40)]  # 2.5 MiB, no length given
+    status, text = _raw(srv, head, chunks + [b"0\r\n\r\n"])
+    assert status == 413 and "1 MiB" in text, text
+    # the declared length is refused before a byte of the body is read
+    r = httpx.post(srv["url"] + "/v1/grounding", content=b"{" + b" " * (2 << 20) + b"}", headers=AUTH, timeout=60)
+    assert r.status_code == 413
+
+
+def test_a_client_that_stops_sending_is_timed_out_and_health_stays_fast(srv):
+    head = (
+        f"POST /v1/grounding HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    ).encode()
+    t0 = time.monotonic()
+    status, text = _raw(srv, head, [b'{"video": "v.mp4", '])  # then nothing more: a client that stopped sending
+    assert status == 408 and "limits.body_timeout_s" in text, text
+    assert time.monotonic() - t0 < 15  # body_timeout_s is 2 s
+    assert httpx.get(srv["url"] + "/health", timeout=5).status_code == 200
+
+
+# ---- 3. the engine's refusals are 4xx with the error envelope ---------------------------------------------------
+
+
+def _chat(text: str, **extra):
+    return {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}],
+        "max_tokens": 8,
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_invalid_unicode_and_too_long_prompts_are_400_streamed_or_not(srv, stream):
+    lone = json.dumps(_chat("a", stream=stream)).replace('"text": "a"', '"text": "a\\ud800b"')
+    r = httpx.post(
+        srv["url"] + "/v1/chat/completions",
+        content=lone,
+        headers={**AUTH, "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == 400 and "lone surrogate U+D800" in r.json()["error"]["message"], r.text
+    r = _post(srv, "/v1/chat/completions", _chat("word " * 3000, stream=stream))  # longer than max_model_len 1024
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/json") and r.json()["error"]["type"]
+    bad_regex = _chat("a", stream=stream, structured_outputs={"regex": "(unclosed"})
+    r = _post(srv, "/v1/chat/completions", bad_regex)
+    assert r.status_code == 400 and r.json()["error"]["message"], r.text
+
+
+# ---- 4. streams: a 4xx before their 200, and failures counted ---------------------------------------------------
+
+
+def test_stream_errors_known_before_the_first_token_are_plain_http_errors(srv):
+    failed = _metric(srv, "vtg_request_failures_total", route="/v1/chat/completions", kind="client_error")
+    with httpx.stream(
+        "POST", srv["url"] + "/v1/chat/completions", json=_chat("word " * 3000, stream=True), headers=AUTH, timeout=60
+    ) as r:
+        assert r.status_code == 400 and not r.headers["content-type"].startswith("text/event-stream")
+    assert _metric(srv, "vtg_request_failures_total", route="/v1/chat/completions", kind="client_error") == failed + 1
+    with httpx.stream(
+        "POST", srv["url"] + "/v1/chat/completions", json=_chat("hello", stream=True), headers=AUTH, timeout=60
+    ) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]" and not any('"error"' in e for e in events)
+
+
+def test_a_stream_that_fails_after_its_200_ends_with_an_error_event_and_done(tiny_qwen25, tmp_path):
+    """A failure after the first token (an engine fault mid-generation) cannot be provoked on demand in the real
+    engine, so the engine's output stream here fails after its first output; everything around it is real."""
+    from vtg.serve.config import load_config
+    from vtg.serve.metrics import Metrics
+    from vtg.serve.model import ServedModel
+    from vtg.serve.protocol import ChatCompletionRequest
+    from vtg.serve.serving import Serving
+
+    class Output:
+        prompt_token_ids = [1, 2]
+        outputs = [type("C", (), {"index": 0, "text": "starts at", "token_ids": [3], "finish_reason": None})()]
+
+    async def failing():
+        yield Output()
+        raise RuntimeError("engine fault")
+
+    cfg = load_config(None, {"model": str(tiny_qwen25)})
+    serving = Serving(cfg, ServedModel(cfg), Metrics())
+    failures = []
+
+    async def run():
+        await serving.limiter.acquire()  # as chat_stream does before handing the events over
+        req = ChatCompletionRequest(**_chat("hello", stream=True))
+        request = type("R", (), {"duration": None})()
+        outputs = failing()
+        first = await anext(outputs)
+        return [e async for e in serving._stream_events(req, request, first, outputs, lambda: failures.append(1))]
+
+    events = asyncio.run(run())
+    assert failures == [1] and '"internal_error"' in events[-2] and events[-1] == "data: [DONE]\n\n"
+
+
+# ---- 5. only videos are served ----------------------------------------------------------------------------------
+
+
+def test_media_serves_videos_only_through_signed_urls(srv):
+    listed = httpx.get(srv["url"] + "/v1/videos", headers=AUTH, timeout=30).json()["data"]
+    names = {v["name"]: v for v in listed}
+    assert "answers.jsonl" not in names
+    video = next(v for v in listed if v["name"].startswith("videos/"))
+    assert KEY not in video["media_url"] and "sig=" in video["media_url"]
+    assert httpx.get(srv["url"] + video["media_url"], timeout=30).status_code == 200
+    for name in ("answers.jsonl", "notes.mp4"):
+        r = httpx.get(srv["url"] + "/v1/media", params={"url": str(srv["media"] / name)}, headers=AUTH, timeout=30)
+        assert r.status_code == 403 and "only videos are served" in r.json()["error"]["message"], (name, r.text)
+    forged = video["media_url"].replace("sig=", "sig=0")
+    assert httpx.get(srv["url"] + forged, timeout=30).status_code == 401
+    expired = video["media_url"].split("&exp=")[0] + "&exp=1&sig=" + video["media_url"].split("sig=")[1]
+    assert httpx.get(srv["url"] + expired, timeout=30).status_code == 401
+
+
+# ---- 6. no secret in any log line -------------------------------------------------------------------------------
+
+
+def test_the_api_key_never_reaches_the_log(srv):
+    url = str(srv["world"] / "videos" / "v00000.mp4")
+    r = httpx.get(srv["url"] + "/v1/media", params={"url": url, "api_key": KEY}, timeout=30)
+    assert r.status_code == 401  # a key in a URL is not accepted ...
+    httpx.get(srv["url"] + "/v1/models", params={"api_key": KEY, "token": KEY}, headers=AUTH, timeout=30)
+    time.sleep(0.5)
+    log = srv["server"].log.read_text(errors="replace")
+    assert "/v1/media?url=" in log and KEY not in log  # ... and where one was sent, the log masks it
+
+
+# ---- 7. fetched videos within a disk budget, removed on exit ----------------------------------------------------
+
+
+def test_fetched_videos_stay_within_the_disk_budget(srv):
+    pid = srv["server"].proc.pid
+    for i in range(4):
+        r = _grounding(srv, f"{srv['fetch_base']}/clip{i}.mp4", samples=1)
+        assert r.status_code == 200, r.text
+    (folder,) = Path("/tmp").glob(f"vtg-serve-fetch-{pid}-*")
+    assert 1 <= len(list(folder.iterdir())) <= 2
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= srv["fetch_budget"]
+
+
+def test_the_fetch_folder_is_removed_when_the_server_stops(tiny_qwen25, files_server, tmp_path):
+    server = start_server(
+        ["--model", str(tiny_qwen25), "--allow-url-fetch", "--allow-private-urls"], tmp_path / "server.log"
+    )
+    try:
+        r = httpx.post(
+            server.url + "/v1/grounding",
+            json={"video": f"{files_server[0]}/clip0.mp4", "query": "q", "samples": 1, "max_tokens": 8},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        (folder,) = Path("/tmp").glob(f"vtg-serve-fetch-{server.proc.pid}-*")
+        assert any(folder.iterdir())
+    finally:
+        server.stop()
+    assert not folder.exists()
+
+
+# ---- 8. moments that clamping empties are dropped -----------------------------------------------------------------
+
+
+def test_the_server_drops_moments_that_lie_outside_the_video():
+    from vtg.serve.serving import _choice_moments
+
+    (moments,) = _choice_moments(["starts at 40.0s, ends at 50.0s; starts at 2.0s, ends at 4.0s"], duration=30.0)
+    assert [(m.start, m.end) for m in moments] == [(2.0, 4.0)]
+
+
+# ---- 9. a request body that is not UTF-8 is named ---------------------------------------------------------------
+
+
+def test_a_body_that_is_not_utf8_is_a_400_that_says_so(srv):
+    r = httpx.post(
+        srv["url"] + "/v1/grounding",
+        content=b'{"video": "a.mp4", "query": "\xff\xfe"}',
+        headers={**AUTH, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 400 and "not valid UTF-8" in r.json()["error"]["message"], r.text
+
+
+def test_no_5xx_across_the_module(srv):
+    text = httpx.get(srv["url"] + "/metrics", timeout=10).text
+    assert not [line for line in text.splitlines() if line.startswith("vtg_requests_total") and 'status="5' in line]
