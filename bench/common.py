@@ -97,13 +97,15 @@ def measured_line(result: dict) -> str:
     return line + (f" **{result['note']}**" if result.get("note") else "")
 
 
-def update_readme(readme: str | os.PathLike, section: str) -> Path:
-    """Replace the README's results section (between BEGIN and END) with `section`."""
+def update_readme(readme: str | os.PathLike, section: str, tag: str = "results") -> Path:
+    """Replace the README's `tag` section (between its begin and end markers; `results` by default) with
+    `section`."""
+    begin, end = (BEGIN, END) if tag == "results" else (BEGIN.replace("results:", f"{tag}:"), f"<!-- /{tag} -->")
     readme = Path(readme)
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{readme}: no results markers ({BEGIN!r} ... {END!r}) to write the table between")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{section.strip()}\n{END}{tail}")
+    if begin not in text or end not in text:
+        raise SystemExit(f"{readme}: no {tag} markers ({begin!r} ... {end!r}) to write the table between")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{section.strip()}\n{end}{tail}")
     return readme
