@@ -187,6 +187,7 @@ class VideoMetadata:
     height: int
     window_start: int = 0  # first and last stream frame of the video_start/video_end window
     window_end: int = 0
+    offset: float = 0.0  # where frame 0 lies in the source video, seconds (a window of a long video: vtg.data.windows)
 
     @property
     def window_num_frames(self) -> int:
@@ -367,36 +368,129 @@ def frame_size(height: int, width: int, nframes: int, sampling: FrameSampling) -
 # ---------------------------------------------------------------- decoding
 
 
-def _decode_indices(container, wanted: list[int], size: tuple[int, int], budget: DecodeBudget, source: str):
-    """Decode the stream up to the last wanted index, each wanted frame resized to `size` (h, w) as soon as it is
-    decoded, so memory holds one full-size frame at a time; returns (frames [T, C, h, w] uint8, pts seconds, frames
-    decoded)."""
-    import av
-    from av.video.reformatter import VideoReformatter
+# Seek instead of decoding through when the next wanted frame is this far ahead: a seek lands on the keyframe before
+# it, so it pays only when the gap is longer than a group of pictures (x264's default is 250 frames, ~10 s at 25 fps).
+SEEK_MIN_GAP_S = 10.0
 
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
-    # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
-    # which made small videos ~3x slower to decode (bench/video/run.py).
-    rgb = VideoReformatter()
-    want = set(wanted)
-    last = wanted[-1]
-    frames, times, t0, i = [], [], None, -1
+
+class NotConstantRate(Exception):
+    """Frame times off the 1/fps grid: indices cannot be told from timestamps, so this stream is decoded in order."""
+
+
+class FrameCursor:
+    """The frames of one open video stream by index, in increasing order, each decoded once.
+
+    Frame `i` is the i-th frame the decoder outputs from the start (what a full decode counts). Small gaps are decoded
+    through; over a gap of `seek_min_gap_s` or more the cursor seeks to the keyframe before the wanted frame and
+    tells indices from timestamps, `round((t - t0) * fps)`, which is exact for constant-frame-rate streams. A stream
+    whose times are off that grid is decoded from the start in order instead (never a wrong frame).
+    """
+
+    def __init__(
+        self, container, fps: float, budget: DecodeBudget, source: str, seek_min_gap_s: float = SEEK_MIN_GAP_S
+    ):
+        from av.video.reformatter import VideoReformatter
+
+        self.container, self.fps, self.budget, self.source = container, fps, budget, source
+        self.stream = container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
+        # which made small videos ~3x slower to decode (bench/video/run.py).
+        self.rgb = VideoReformatter()
+        self.min_gap = max(1, int(seek_min_gap_s * fps)) if seek_min_gap_s > 0 else None
+        self.index, self.frame, self.time, self.t0 = -1, None, None, None
+        self.seeks = self.decoded = 0
+        self._by_pts = False
+        self._gop, self._last_key = 0, None  # the longest keyframe interval seen: a shorter gap is decoded through
+        self._frames = container.decode(self.stream)
+
+    def rgb_array(self):
+        """The current frame as an RGB uint8 array [H, W, 3]."""
+        return self.rgb.reformat(self.frame, format="rgb24").to_ndarray()
+
+    def seconds(self) -> float:
+        """The current frame's time from the first frame (its pts; index / fps when the stream has none)."""
+        return self.time - self.t0 if self.time is not None else self.index / self.fps
+
+    def get(self, index: int) -> bool:
+        """Move to frame `index` (>= the current one); False when the stream ends before it."""
+        try:
+            if self.t0 is None:
+                self._advance()  # the first frame's time is the zero of every timestamp
+            if self.min_gap and index - self.index >= max(self.min_gap, self._gop):
+                self._seek(index)  # once: the keyframe before a far frame can itself be far before it
+            while self.index < index:
+                self._advance()
+            return self.index == index
+        except StopIteration:
+            return False
+        except NotConstantRate:
+            self._restart()
+            return self.get(index)
+
+    def _advance(self) -> None:
+        frame = next(self._frames)
+        self.decoded += 1
+        self.budget.check_frame(frame.width, frame.height, self.source)
+        self.frame, self.time = frame, frame.time
+        if self.t0 is None:
+            self.t0 = self.time if self.time is not None else 0.0
+        self.index = self._index_of(self.time) if self._by_pts else self.index + 1
+        if frame.key_frame:
+            if self._last_key is not None and self.index > self._last_key:
+                self._gop = max(self._gop, self.index - self._last_key)
+            self._last_key = self.index
+
+    def _index_of(self, t: float | None) -> int:
+        if t is None:
+            raise NotConstantRate
+        x = (t - self.t0) * self.fps
+        k = round(x)
+        if abs(x - k) > 1e-3:
+            raise NotConstantRate
+        return k
+
+    def _seek(self, index: int) -> None:
+        """Land on a frame at or before `index`: the keyframe before it, further back if the container's index
+        overshoots; from the start as a last resort."""
+        tb, here = self.stream.time_base, self.index
+        for back_s in (0.0, 30.0, None):
+            t = 0.0 if back_s is None else max(0.0, index / self.fps - back_s)
+            self.container.seek(int((self.t0 + t) / tb), stream=self.stream, backward=True, any_frame=False)
+            self._frames, self._by_pts, self._last_key = self.container.decode(self.stream), True, None
+            self.seeks += 1
+            self._advance()
+            if self.index <= index:
+                if self.index <= here:  # landed behind where it was: the keyframes are further apart than that
+                    self._gop = max(self._gop, index - self.index + 1)
+                return
+        raise NotConstantRate  # even the start decodes past it: decode in order
+
+    def _restart(self) -> None:
+        if not self._by_pts:
+            raise VideoError(f"{self.source}: frame times are not increasing; cannot decode it")
+        self.container.seek(0)
+        self._frames, self._by_pts, self.min_gap = self.container.decode(self.stream), False, None
+        self.index, self.frame, self.time = -1, None, None
+
+
+def _decode_indices(container, wanted: list[int], size: tuple[int, int], budget: DecodeBudget, source: str, fps: float):
+    """Decode the wanted frame indices in order, each resized to `size` (h, w) as soon as it is decoded, so memory
+    holds one full-size frame at a time; returns (frames [T, C, h, w] uint8, pts seconds, frames decoded)."""
+    import av
+
+    cursor = FrameCursor(container, fps, budget, source)
+    frames, times = [], []
     try:
-        for i, frame in enumerate(container.decode(stream)):
-            budget.check_frame(frame.width, frame.height, source)
-            t = frame.time if frame.time is not None else None
-            if t0 is None:
-                t0 = t if t is not None else 0.0
-            if i in want:
-                frames.append(_resized(rgb.reformat(frame, format="rgb24").to_ndarray(), size))
-                times.append((t - t0) if t is not None else i / float(stream.average_rate or 1))
-            if i >= last:
+        for i in wanted:
+            if not cursor.get(i):
                 break
+            frames.append(_resized(cursor.rgb_array(), size))
+            times.append(cursor.seconds())
     except av.FFmpegError as e:
         if not frames:
             raise VideoError(f"{source}: corrupt video, decoding failed ({e})") from None
-    return frames, times, i + 1
+    return frames, times, cursor.index + 1
 
 
 def _resized(array, size: tuple[int, int]):
@@ -419,7 +513,7 @@ def _plan_and_decode(container, info: VideoInfo, sampling: FrameSampling, budget
         raise VideoError(f"{source}: {e}") from None
     budget.check_plan(info, idx[-1] + 1, source)  # before any frame is decoded
     size = frame_size(info.height, info.width, len(idx), sampling)
-    return (start, end, idx, *_decode_indices(container, idx, size, budget, source))
+    return (start, end, idx, *_decode_indices(container, idx, size, budget, source, info.fps))
 
 
 def _read_local(path: str, source: str, sampling: FrameSampling, budget: DecodeBudget) -> DecodedVideo:
