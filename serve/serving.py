@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from vtg.data.grammar import ReasoningSplitter, clamp_moment, parse_answer, split_reasoning
+from vtg.nms import consensus_scores, merge_samples
 from vtg.serve import errors as E
 from vtg.serve.config import ServeConfig
 from vtg.serve.constrain import structured
 from vtg.serve.media import MediaPolicy
 from vtg.serve.metrics import Metrics
-from vtg.serve.nms import consensus_scores, merge_samples
 from vtg.serve.protocol import (
     ChatChoice,
     ChatCompletionChunk,

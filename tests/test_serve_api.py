@@ -159,7 +159,7 @@ def test_chat_moments_and_reasoning_parsed(env):
 
 
 def test_grounding_ranked_moments(env):
-    from vtg.serve.nms import merge_samples
+    from vtg.nms import merge_samples
 
     rec = next(r for r in env["records"] if r.get("kind") == "multi")
     body = {

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from vtg.nms import ScoredMoment, consensus_scores, merge_samples, temporal_nms
 from vtg.serve.config import Limits, ServeConfigError, load_config
 from vtg.serve.errors import APIError
 from vtg.serve.media import MediaPolicy
-from vtg.serve.nms import ScoredMoment, consensus_scores, merge_samples, temporal_nms
 from vtg.serve.protocol import ChatCompletionRequest, GroundingRequest
 
 # ---- protocol --------------------------------------------------------------------------------------------------

@@ -75,6 +75,9 @@ class VideoFields:
     video_check_every: int = 0  # every N steps (and at step 0) log the answer loss of a few training records with
     # their frames in order vs shuffled in time: a gap near 0 says the model ignores the video (train/video_check.py)
     video_check_records: int = 16
+    windows: dict[str, Any] = field(default_factory=dict)  # how eval and serving window videos longer than the
+    # training clips (vtg.grounding.WindowSettings keys), saved in the model folder; window_s defaults to the
+    # longest training clip
 
     def check_video_fields(self) -> None:
         if isinstance(self.lora, dict):
@@ -92,6 +95,14 @@ class VideoFields:
             raise RecipeError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if self.video_check_every < 0:
             raise RecipeError(f"video_check_every must be >= 0 (0: off), got {self.video_check_every}")
+        if self.windows:
+            from vtg.errors import UserError
+            from vtg.grounding import WindowSettings
+
+            try:
+                WindowSettings.from_dict(self.windows)
+            except UserError as e:
+                raise RecipeError(str(e)) from None
         if self.video_check_records <= 0:
             raise RecipeError(f"video_check_records must be > 0, got {self.video_check_records}")
         if self.video_cache_mb < 0:

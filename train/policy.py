@@ -131,7 +131,13 @@ def count_trainable(model) -> tuple[int, int]:
 
 
 def export_final(
-    model, processor, out_dir: str | Path, sampling, recipe_yaml: str | None = None, prompt_style: str = "full"
+    model,
+    processor,
+    out_dir: str | Path,
+    sampling,
+    recipe_yaml: str | None = None,
+    prompt_style: str = "full",
+    windows: dict | None = None,
 ) -> Path:
     """Write a self-contained model folder (LoRA merged) that vLLM and `from_pretrained` load, plus the sampling.
 
@@ -154,7 +160,7 @@ def export_final(
         to_save = to_save.merge_and_unload()
     to_save.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
-    save_sampling(out, sampling)
+    save_sampling(out, sampling, windows)
     save_prompt_style(out, prompt_style)
     if recipe_yaml is not None:
         (out / "vtg_recipe.yaml").write_text(recipe_yaml)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,15 @@ class VideoTrainerMixin:
             return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
         return contextlib.nullcontext()
 
+    def window_settings(self) -> dict:
+        """The recipe's `windows`, window_s defaulting to the longest training clip: the longest span the model
+        has learnt to answer about in one call."""
+        windows = dict(self.args.windows)
+        ds = self.train_dataset
+        if "window_s" not in windows and ds is not None and "duration" in getattr(ds, "column_names", []):
+            windows["window_s"] = float(math.ceil(max(ds["duration"])))
+        return windows
+
     def export_final(self) -> Path:
         """Export the trained policy to output_dir/final on the main process (all ranks take part in the gather):
         LoRA merged, with the model folder's sidecar files (frame sampling, prompt style) and the recipe."""
@@ -178,6 +188,7 @@ class VideoTrainerMixin:
                     self.args.frame_sampling(),
                     recipe_yaml(self.args),
                     self.args.resolved_prompt_style(),
+                    self.window_settings(),
                 )
         self.accelerator.wait_for_everyone()
         return final

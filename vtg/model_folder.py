@@ -1,6 +1,7 @@
 """A model folder and the sidecar files vtg keeps next to the weights, read once.
 
-`vtg train` writes `vtg_sampling.json` (the frame sampling the model was trained with) and `vtg_prompt.json` (the
+`vtg train` writes `vtg_sampling.json` (the frame sampling the model was trained with, and under `windows` how to
+window videos longer than its clips: vtg.grounding.WindowSettings) and `vtg_prompt.json` (the
 grounding prompt's style) into every model folder it exports, so that eval, serving and curation sample frames and
 word the question exactly as training did. A folder without them (a released checkpoint) gets its family's default
 sampling and the `full` prompt. See docs/architecture.md#model-folders.
@@ -17,6 +18,7 @@ from vtg.errors import UserError
 
 if TYPE_CHECKING:
     from vtg.data.video import FrameSampling
+    from vtg.grounding import WindowSettings
 
 SAMPLING_FILE = "vtg_sampling.json"
 PROMPT_FILE = "vtg_prompt.json"  # {"style": "short"}
@@ -73,13 +75,31 @@ def read_sampling(model_dir: str | Path) -> FrameSampling:
     path = Path(model_dir) / SAMPLING_FILE
     if not path.is_file():
         return default_sampling(family)
-    sampling = FrameSampling.from_dict(_read_json(path), where=str(path))
+    data = _read_json(path)
+    data = {k: v for k, v in data.items() if k != "windows"} if isinstance(data, dict) else data
+    sampling = FrameSampling.from_dict(data, where=str(path))
     if sampling.image_factor != IMAGE_FACTOR[family]:
         raise UserError(
             f"{path}: image_factor {sampling.image_factor} does not fit a {family} model "
             f"(expected {IMAGE_FACTOR[family]}); fix the recipe's sampling and re-save"
         )
     return sampling
+
+
+def read_windows(model_dir: str | Path) -> WindowSettings:
+    """How `coarse_to_fine` windows a long video for this model: the `windows` mapping of vtg_sampling.json over
+    vtg.grounding's defaults."""
+    from vtg.grounding import WindowSettings
+
+    path = Path(model_dir) / SAMPLING_FILE
+    data = _read_json(path) if path.is_file() else {}
+    windows = data.get("windows") if isinstance(data, dict) else None
+    if windows is not None and not isinstance(windows, dict):
+        raise UserError(f"{path}: 'windows' must be a mapping of window settings, got {type(windows).__name__}")
+    try:
+        return WindowSettings.from_dict(windows or {})
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 def read_prompt_style(model_dir: str | Path) -> str:
@@ -96,11 +116,17 @@ def read_prompt_style(model_dir: str | Path) -> str:
     return style
 
 
-def save_sampling(model_dir: str | Path, sampling: FrameSampling) -> Path:
-    """Write the FrameSampling used in training next to the weights."""
+def save_sampling(model_dir: str | Path, sampling: FrameSampling, windows: dict | None = None) -> Path:
+    """Write the FrameSampling used in training next to the weights, and the window settings for long videos
+    (`windows`, WindowSettings keys) when given."""
     path = Path(model_dir) / SAMPLING_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sampling.to_dict(), indent=1) + "\n")
+    data = sampling.to_dict()
+    if windows:
+        from vtg.grounding import WindowSettings
+
+        data["windows"] = WindowSettings.from_dict(windows).to_dict()
+    path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
 
@@ -124,12 +150,17 @@ class ModelFolder:
     family: str
     sampling: FrameSampling
     prompt_style: str
+    windows: WindowSettings
 
     @classmethod
     def read(cls, model_dir: str | Path) -> ModelFolder:
         path = model_path(model_dir)
         return cls(
-            path=path, family=family_of(path), sampling=read_sampling(path), prompt_style=read_prompt_style(path)
+            path=path,
+            family=family_of(path),
+            sampling=read_sampling(path),
+            prompt_style=read_prompt_style(path),
+            windows=read_windows(path),
         )
 
     def processor(self):
