@@ -56,27 +56,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         "synth",
         help="write the synthetic grounding world: real MP4 videos + exact records",
         description="Synthetic videos with exact ground truth: single, multi-occurrence, "
-        "compositional and absent-event queries, split into train/val/test.",
+        "compositional and absent-event queries, split into train/val/test. With --long: the long world instead, "
+        "long test videos (minutes) and short training clips cut from other long videos (docs/data.md).",
     )
     s.add_argument("--out", required=True, help="output folder (videos/ and {train,val,test}.jsonl)")
-    s.add_argument("--n", type=int, default=200, help="number of videos (default 200)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fps", type=float, default=2.0, help="frames per second of the encoded videos (default 2)")
     s.add_argument("--size", type=int, default=56, help="frame width and height in pixels (default 56)")
-    s.add_argument("--min-duration", type=float, default=5.0)
-    s.add_argument("--max-duration", type=float, default=120.0)
-    s.add_argument(
+    short = s.add_argument_group("the short world (without --long)")
+    short.add_argument("--n", type=int, default=None, help="number of videos (default 200)")
+    short.add_argument("--min-duration", type=float, default=None, help="seconds (default 5)")
+    short.add_argument("--max-duration", type=float, default=None, help="seconds (default 120)")
+    short.add_argument(
         "--kinds",
-        default="single,multi,compositional,absent",
-        help="query kinds to draw, comma-separated (default all four)",
+        default=None,
+        help="query kinds to draw, comma-separated (default all four: single,multi,compositional,absent)",
     )
-    s.add_argument("--split-fractions", default="0.8,0.1,0.1", help="train,val,test fractions of the videos")
-    s.add_argument(
+    short.add_argument(
+        "--split-fractions", default=None, help="train,val,test fractions of the videos (default 0.8,0.1,0.1)"
+    )
+    short.add_argument(
         "--one-kind-per-video",
         action="store_true",
         help="each video shows the objects of one query kind only (kinds in turn), one query per video; "
         "default: one query of every kind per video, their objects side by side",
     )
+    _long_arguments(s)
     s.set_defaults(func=_synth)
 
     v = dsub.add_parser("validate", help="check a records JSONL against the schema and print a summary")
@@ -114,27 +119,134 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+SHORT_ONLY = ("n", "min_duration", "max_duration", "kinds", "split_fractions", "one_kind_per_video")
+LONG_ONLY = (
+    "durations_min", "videos_per_length", "events_per_video", "event_seconds", "max_event_share", "absent_fraction",
+    "distractors", "train_clips", "val_clips", "clip_seconds", "empty_fraction",
+)  # fmt: skip
+
+
+def _long_arguments(s: argparse.ArgumentParser) -> None:
+    from vtg.data.synth_long import LongSynthConfig
+
+    d = LongSynthConfig()  # the defaults, said once
+
+    def csv(xs) -> str:
+        return ",".join(f"{x:g}" for x in xs)
+
+    g = s.add_argument_group(
+        "the long world (--long)",
+        "long test videos, one queried object among long empty stretches, video j of every length holding the "
+        "same events; and short train/val clips cut from other long videos, like the windows a coarse-to-fine "
+        "grounder asks about",
+    )
+    g.add_argument("--long", action="store_true", help="write the long world instead of the short one")
+    g.add_argument(
+        "--durations-min", help=f"test video lengths in minutes, comma-separated (default {csv(d.durations_min)})"
+    )
+    g.add_argument(
+        "--videos-per-length",
+        type=int,
+        help=f"test videos per length, = query families: video j of every length shows the same events "
+        f"(default {d.videos_per_length})",
+    )
+    g.add_argument(
+        "--events-per-video",
+        help=f"min,max times the queried object appears in a video (default {csv(d.events_per_video)})",
+    )
+    g.add_argument("--event-seconds", help=f"min,max event length, log-uniform (default {csv(d.event_s)})")
+    g.add_argument(
+        "--max-event-share",
+        type=float,
+        help="an object's events fill at most this share of the shortest length, so they fit at every length "
+        f"(default {d.max_event_share:g})",
+    )
+    g.add_argument(
+        "--absent-fraction",
+        type=float,
+        help=f"share of test videos (and of empty clips' sources) that never show the queried object "
+        f"(default {d.absent_fraction:g})",
+    )
+    g.add_argument(
+        "--distractors",
+        type=int,
+        help=f"objects of other kinds shown besides the queried one (default {d.distractors})",
+    )
+    g.add_argument("--train-clips", type=int, help=f"training clips to write (default {d.train_clips})")
+    g.add_argument("--val-clips", type=int, help=f"held-out clips, from separate val videos (default {d.val_clips})")
+    g.add_argument("--clip-seconds", help=f"min,max clip length, uniform (default {csv(d.clip_s)})")
+    g.add_argument(
+        "--empty-fraction",
+        type=float,
+        help=f"share of clips showing no part of an event, answer 'not present' (default {d.empty_fraction:g})",
+    )
+
+
+def _numbers(text: str, flag: str, example: str, kind: type = float, any_count: bool = False) -> tuple:
+    """A comma-separated flag value as numbers, as many as `example` has (or any number of them)."""
+    count = 0 if any_count else len(example.split(","))
+    try:
+        out = tuple(kind(x) for x in text.split(","))
+    except ValueError:
+        out = ()
+    if not out or (count and len(out) != count):
+        noun = "integers" if kind is int else "numbers"
+        what = f"{count} comma-separated {noun}" if count else f"comma-separated {noun}"
+        raise UserError(f"--{flag} must be {what} like {example}, got {text!r}")
+    return out
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    return ["--" + n.replace("_", "-") for n in names if getattr(args, n) is not None and getattr(args, n) is not False]
+
+
 def _synth(args: argparse.Namespace) -> int:
+    wrong = _given(args, SHORT_ONLY if args.long else LONG_ONLY)
+    if wrong:
+        world = "short world (without --long)" if args.long else "long world (--long)"
+        raise UserError(f"{', '.join(wrong)}: only for the {world}; " + ("drop it" if args.long else "add --long"))
+    from vtg.data.synth_long import check_world_folder
+
+    check_world_folder(args.out, long_world=args.long)
+    if args.long:
+        return _synth_long(args)
     from vtg.data.synth import SynthConfig, generate
 
-    try:
-        fractions = tuple(float(x) for x in args.split_fractions.split(","))
-    except ValueError:
-        raise UserError(
-            f"--split-fractions must be three numbers like 0.8,0.1,0.1, got {args.split_fractions!r}"
-        ) from None
-    cfg = SynthConfig(
-        n_videos=args.n,
-        seed=args.seed,
-        fps=args.fps,
-        size=args.size,
-        min_duration=args.min_duration,
-        max_duration=args.max_duration,
-        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
-        split_fractions=fractions,
-        one_kind_per_video=args.one_kind_per_video,
-    )
+    kw = {"n_videos": args.n, "min_duration": args.min_duration, "max_duration": args.max_duration}
+    if args.kinds is not None:
+        kw["kinds"] = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if args.split_fractions is not None:
+        kw["split_fractions"] = _numbers(args.split_fractions, "split-fractions", "0.8,0.1,0.1")
+    given = {k: v for k, v in kw.items() if v is not None}  # the rest: SynthConfig's defaults
+    cfg = SynthConfig(seed=args.seed, fps=args.fps, size=args.size, one_kind_per_video=args.one_kind_per_video, **given)
     generate(cfg, args.out, progress=print)
+    return 0
+
+
+def _synth_long(args: argparse.Namespace) -> int:
+    from vtg.data.synth_long import LongSynthConfig, generate_long
+
+    kw = {
+        "videos_per_length": args.videos_per_length,
+        "max_event_share": args.max_event_share,
+        "absent_fraction": args.absent_fraction,
+        "distractors": args.distractors,
+        "train_clips": args.train_clips,
+        "val_clips": args.val_clips,
+        "empty_fraction": args.empty_fraction,
+    }
+    for key, flag, example, kind in (
+        ("durations_min", "durations_min", "2,10,30,60", float),
+        ("events_per_video", "events_per_video", "1,3", int),
+        ("event_s", "event_seconds", "2,180", float),
+        ("clip_s", "clip_seconds", "8,20", float),
+    ):
+        text = getattr(args, flag)
+        if text is not None:
+            kw[key] = _numbers(text, flag.replace("_", "-"), example, kind, any_count=key == "durations_min")
+    given = {k: v for k, v in kw.items() if v is not None}  # the rest: LongSynthConfig's defaults
+    cfg = LongSynthConfig(seed=args.seed, fps=args.fps, size=args.size, **given)
+    generate_long(cfg, args.out, progress=print)
     return 0
 
 

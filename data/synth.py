@@ -19,12 +19,13 @@ and inspection) and `world.json` holds the config.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -41,6 +42,8 @@ GRID = 3  # objects sit in distinct cells of a GRID × GRID layout, so they neve
 MIN_EVENT = 2  # frames an object stays visible, at least
 MIN_GAP = 2  # frames between two occurrences of the same object, at least
 MIN_FRAMES = 10  # enough for 3 occurrences with gaps, or the compositional layout
+BASE_GREY = (40, 110)  # a video's background grey is drawn from [40, 110)
+NOISE = 12  # grey noise of ±NOISE levels on every pixel, fresh every frame
 QUERY_TEMPLATES = ("when does the {o} appear?", "when is the {o} visible?", "find when the {o} is on screen.")
 RELATION_TEMPLATES = {
     "after": "after the {a} disappears, when does the {o} appear?",
@@ -239,37 +242,60 @@ def render_frames(scene: dict[str, Any], cfg: SynthConfig):
 
     size = cfg.frame_size
     rng = np.random.default_rng([cfg.seed, scene["index"], 1])
-    base = int(rng.integers(40, 110))
+    base = int(rng.integers(*BASE_GREY))
     frames = np.full((scene["frames"], size, size, 3), base, np.int16)
-    frames += rng.integers(-12, 13, size=(scene["frames"], size, size, 1), dtype=np.int16)  # grey noise
+    frames += rng.integers(-NOISE, NOISE + 1, size=(scene["frames"], size, size, 1), dtype=np.int16)  # grey noise
     frames = frames.clip(0, 255).astype(np.uint8)
-    for o in scene["objects"]:
-        x0, y0, x1, y1 = cell_box(o["cell"], cfg.size)
+    paint_objects(frames, scene["objects"], cfg.size)
+    return frames
+
+
+def paint_objects(frames, objects: list[dict[str, Any]], size: int, first: int = 0) -> None:
+    """Draw each object (colour, shape, cell, frame intervals) in place into `frames`, which hold the video's frames
+    [first, first + len(frames)): the long world paints a video chunk by chunk with the same pixels."""
+    import numpy as np
+
+    stop = first + len(frames)
+    for o in objects:
+        x0, y0, x1, y1 = cell_box(o["cell"], size)
         mask = _shape_mask(o["shape"], y1 - y0, x1 - x0)
         colour = np.array(COLOURS[o["colour"]], np.uint8)
         for a, b in o["intervals"]:
-            region = frames[a:b, y0:y1, x0:x1]
-            region[:, mask] = colour
-    return frames
+            a, b = max(a, first), min(b, stop)
+            if a < b:
+                region = frames[a - first : b - first, y0:y1, x0:x1]
+                region[:, mask] = colour
 
 
 def encode_mp4(frames, path: str | os.PathLike, fps: float) -> None:
     """H.264 yuv420p MP4 with pts = frame index / fps (so frame i is on screen from i/fps)."""
+    encode_mp4_chunks([frames], path, fps)
+
+
+def encode_mp4_chunks(chunks: Iterable[Any], path: str | os.PathLike, fps: float) -> int:
+    """`encode_mp4` for frames that arrive in chunks (uint8 [t, H, W, 3] each, numbered on from 0), so a long video
+    is never in memory whole; returns the number of frames written."""
     import av
 
+    chunks = iter(chunks)
+    first = next(chunks)
     rate = Fraction(fps).limit_denominator(1001)
+    i = 0
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.width, s.height, s.pix_fmt = first.shape[2], first.shape[1], "yuv420p"
         s.codec_context.time_base = 1 / rate
         s.options = {"crf": "16", "preset": "veryfast", "tune": "zerolatency"}
-        for i, arr in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(arr, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
+        for chunk in itertools.chain([first], chunks):
+            for arr in chunk:
+                f = av.VideoFrame.from_ndarray(arr, format="rgb24")
+                f.pts = i
+                i += 1
+                for p in s.encode(f):
+                    c.mux(p)
         for p in s.encode():
             c.mux(p)
+    return i
 
 
 # ---------------------------------------------------------------- records and the world on disk
