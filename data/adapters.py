@@ -25,6 +25,26 @@ Formats and what each assumes:
 - timerft (Time-R1 release): a JSON list (or JSONL) of `{"video", "duration", "timestamp": [s, e], "sentence"}`,
   and TVGBench's `{"path", "question", "answer": "13.4-28.1", "duration"}`. Clip offsets `video_start`/`video_end`
   (the files are already cut; timestamps are relative to the clip) are kept as `clip_start`/`clip_end`.
+- ego4d-nlq: `nlq_{train,val}.json` and `nlq_test_unannotated.json`, v1 and v2 (one nested schema: videos → clips →
+  annotations → language_queries). One record per language query, grounded in its CLIP (the benchmark's unit; the
+  canonical clips release names the files `<clip_uid>.mp4`). Times: the query's `clip_start_sec`/`clip_end_sec`,
+  seconds from the clip's start (its `video_start_sec`/`video_end_sec` are the same window in full-video time, not
+  used). Duration: the clip's `video_end_sec − video_start_sec`, as the official VSLNet and 2D-TAN code computes it
+  (the clip-level `clip_start_sec`/`clip_end_sec` are absent from some releases). Rejected: a query without `query`
+  text (the official preparation skips those), a zero-length window (a known artifact, counted in a note). A file
+  whose name or `description` says "unannotated" gives `moments: []`, `has_labels: False` (unlabelled).
+  Id `ego4d-nlq/<split>/<clip_uid>/<annotation_uid>/<query index>` (the official evaluator's key); `video_uid`,
+  `clip_uid`, `annotation_uid`, `query_idx`, `template`, `nlq_version` kept, `clip_start`/`clip_end` = the clip's
+  place in the full video.
+- mad: `MAD_{train,val,test}.json` `{"<id>": {"movie", "sentence", "timestamps", "ext_timestamps",
+  "movie_duration"}}`; moment = `ext_timestamps` (seconds from the movie's start): the window both official
+  baselines (VLG-Net's loader, the zero-shot CLIP evaluation) train and score on; the AD narration's `timestamps` is
+  kept as an extra. MAD releases features, not videos: the video is `<video_dir>/<movie><video_ext>`. Id
+  `mad/<split>/<id>`.
+- vue-tr: VUE-TR and VUE-TR-V2 ground truth (same shape): a JSON list of `{"query_id", "video_id", "duration",
+  "query", "gt": [[s, e], ...], "task", "duration_category", "query_format", "query_modality"}`; moments = `gt`
+  (several spans, seconds), the other keys kept. A file name containing `v2` is VUE-TR-V2 (source `vue-tr-v2`),
+  else source `vue-tr`; split `test` unless `--split`. Id `<source>/<split>/<query_id>`.
 - jsonl: records already in the vtg schema, validated.
 """
 
@@ -558,6 +578,211 @@ def convert_timerft(files: list[Path], opts: ConvertOptions, report: ConversionR
             yield Raw(where, n, rec)
 
 
+# ---------------------------------------------------------------- ego4d-nlq
+
+_NLQ_EXPECTED = (
+    'Ego4D NLQ nlq_{train,val,test_unannotated}.json: {"version", "videos": [{"video_uid", "clips": [{"clip_uid", '
+    '"video_start_sec", "video_end_sec", "annotations": [{"annotation_uid", "language_queries": [...]}]}]}]}'
+)
+# The README of EGO4D/episodic-memory: ~14% of NLQ windows are (near) zero-length, an annotation artifact.
+_NLQ_ZERO = (
+    "zero-length response window (clip_start_sec == clip_end_sec), a known NLQ annotation artifact "
+    "(EGO4D/episodic-memory README): nothing to ground"
+)
+
+
+def _nlq_videos(path: Path) -> tuple[dict, list]:
+    data = _load_json(path, _NLQ_EXPECTED)
+    videos = data.get("videos") if isinstance(data, dict) else None
+    if not isinstance(videos, list):
+        got = f"an object with keys {sorted(data)[:6]}" if isinstance(data, dict) else f"a {type(data).__name__}"
+        raise UserError(f"{path}: expected {_NLQ_EXPECTED}; got {got}")
+    return data, videos
+
+
+def _nlq_walk(path: Path, videos: list) -> Iterator[tuple[str, tuple | None, str | None]]:
+    """(JSON path, (video, clip, annotation, query index, query), problem) for every language query; a malformed
+    video, clip or annotation is one problem at its own level."""
+    for i, video in enumerate(videos):
+        vwhere = f"{path} videos[{i}]"
+        if not isinstance(video, dict) or not isinstance(video.get("clips"), list):
+            yield vwhere, None, "expected an object with 'video_uid' and a 'clips' list"
+            continue
+        for j, clip in enumerate(video["clips"]):
+            cwhere = f"{vwhere}.clips[{j}]"
+            if not isinstance(clip, dict) or not clip.get("clip_uid") or not isinstance(clip.get("annotations"), list):
+                yield cwhere, None, "expected an object with 'clip_uid' and an 'annotations' list"
+                continue
+            for k, ann in enumerate(clip["annotations"]):
+                awhere = f"{cwhere}.annotations[{k}]"
+                if not (
+                    isinstance(ann, dict)
+                    and ann.get("annotation_uid")
+                    and isinstance(ann.get("language_queries"), list)
+                ):
+                    yield awhere, None, "expected an object with 'annotation_uid' and a 'language_queries' list"
+                    continue
+                for n, q in enumerate(ann["language_queries"]):
+                    yield f"{awhere}.language_queries[{n}]", (video, clip, ann, n, q), None
+
+
+def _nlq_moment(q: dict) -> tuple[list | None, str | None]:
+    """The query's window in seconds from the CLIP's start (what the canonical clip file and the official evaluator
+    use); `video_start_sec`/`video_end_sec` are the same window in the full video's time."""
+    s, e = q.get("clip_start_sec"), q.get("clip_end_sec")
+    if s is None or e is None:
+        return None, "no clip_start_sec/clip_end_sec: a query of a labelled file needs its response window"
+    if _number(s) is not None and _number(s) == _number(e):
+        return None, _NLQ_ZERO
+    return [s, e], None
+
+
+def _nlq_record(ctx: tuple, split: str, labelled: bool, opts: ConvertOptions) -> tuple[dict | None, str | None]:
+    video, clip, ann, n, q = ctx
+    if not isinstance(q, dict):
+        return None, f"expected a language query object, got {type(q).__name__}"
+    text = q.get("query")
+    if not isinstance(text, str) or not text.strip():
+        return None, "no 'query' text (missing or empty; the official VSLNet preparation skips these too)"
+    start, end = _number(clip.get("video_start_sec")), _number(clip.get("video_end_sec"))
+    if start is None or end is None:
+        return None, "the clip has no numeric video_start_sec/video_end_sec to take its duration from"
+    moments: list = []
+    if labelled:
+        moment, problem = _nlq_moment(q)
+        if problem:
+            return None, problem
+        moments = [moment]
+    rec = {
+        "id": f"ego4d-nlq/{split}/{clip['clip_uid']}/{ann['annotation_uid']}/{n}",
+        "video": _video(opts, str(clip["clip_uid"])),
+        "duration": end - start,  # the clip's length; the official baselines (VSLNet, 2D-TAN) compute it so
+        "query": text,
+        "moments": moments,
+        "source": "ego4d-nlq",
+        "split": split,
+        "video_uid": video.get("video_uid"),
+        "clip_uid": clip["clip_uid"],
+        "annotation_uid": ann["annotation_uid"],
+        "query_idx": n,  # with clip_uid and annotation_uid: the key the official evaluator and the challenge use
+        "clip_start": start,  # where the clip lies in the full (canonical) video
+        "clip_end": end,
+        "has_labels": labelled,
+    }
+    rec.update({k: q[k] for k in ("template",) if q.get(k) is not None})
+    return rec, None
+
+
+def convert_ego4d_nlq(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    unlabelled = zero = 0
+    for path in files:
+        data, videos = _nlq_videos(path)
+        split = _guess_split(path, opts)
+        # nlq_test_unannotated.json carries queries without windows (scored by the challenge server only)
+        labelled = "unannotated" not in f"{path.stem} {data.get('description', '')}".lower()
+        for where, ctx, problem in _nlq_walk(path, videos):
+            rec = None
+            if ctx is not None:
+                rec, problem = _nlq_record(ctx, split, labelled, opts)
+            if problem:
+                zero += problem == _NLQ_ZERO
+                yield Raw(where, None, problem=problem)
+                continue
+            if data.get("version") is not None:
+                rec["nlq_version"] = str(data["version"])
+            unlabelled += not labelled
+            yield Raw(where, None, rec)
+    if unlabelled:
+        report.notes.append(
+            f"Ego4D-NLQ: {unlabelled} record(s) come from an unannotated (test) file: moments [] with "
+            "has_labels=False means unlabelled, not absent"
+        )
+    if zero:
+        report.notes.append(f"Ego4D-NLQ: {zero} zero-length response window(s) rejected (a known annotation artifact)")
+
+
+# ---------------------------------------------------------------- mad
+
+_MAD_EXPECTED = (
+    'MAD annotations MAD_{train,val,test}.json: {"<id>": {"movie", "sentence", "timestamps", "ext_timestamps", '
+    '"movie_duration"}}'
+)
+
+
+def convert_mad(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    for path in files:
+        data = _expect_dict_of(path, _load_json(path, _MAD_EXPECTED), ("movie", "sentence"), _MAD_EXPECTED)
+        split = _guess_split(path, opts)
+        for key, entry in data.items():
+            where = f"{path} key {key!r}"
+            if not isinstance(entry, dict) or not isinstance(entry.get("movie"), str) or not entry["movie"]:
+                yield Raw(where, None, problem="expected an object with a 'movie' name")
+                continue
+            if "ext_timestamps" not in entry:
+                yield Raw(where, None, problem="no 'ext_timestamps' (the window MAD's own evaluation scores against)")
+                continue
+            rec = {
+                "id": f"mad/{split}/{key}",
+                "video": _video(opts, entry["movie"]),  # MAD ships features only: the movie file is the user's
+                "duration": entry.get("movie_duration"),
+                "query": entry.get("sentence"),
+                # ext_timestamps, not timestamps: both official baselines (VLG-Net, zero-shot CLIP) train and score
+                # on it; seconds from the movie's start
+                "moments": [entry["ext_timestamps"]],
+                "source": "mad",
+                "split": split,
+                "movie": entry["movie"],
+            }
+            if entry.get("timestamps") is not None:
+                rec["timestamps"] = entry["timestamps"]
+            yield Raw(where, None, rec)
+
+
+# ---------------------------------------------------------------- vue-tr
+
+_VUE_EXPECTED = (
+    "VUE-TR ground truth (VUE-TR_ground_truth.json or VUE-TRv2_ground_truth.json): a JSON list of "
+    '{"query_id", "video_id", "duration", "query", "gt": [[s, e], ...], "duration_category", ...}'
+)
+_VUE_EXTRAS = ("query_id", "video_id", "task", "duration_category", "query_format", "query_modality")
+
+
+def _vue_list(path: Path) -> list:
+    data = _load_json(path, _VUE_EXPECTED)
+    if not isinstance(data, list) or (data and not (isinstance(data[0], dict) and "gt" in data[0])):
+        first = data[0] if isinstance(data, list) and data else data
+        raise UserError(f"{path}: expected {_VUE_EXPECTED}; got {first!r:.100}")
+    return data
+
+
+def convert_vue_tr(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    for path in files:
+        data = _vue_list(path)
+        # one format: VUE-TR and VUE-TR-V2 share the shape; the file name tells them apart (ids must not collide)
+        source = "vue-tr-v2" if "v2" in path.stem.lower() else "vue-tr"
+        split = opts.split or "test"  # both are test-only benchmarks
+        for i, d in enumerate(data):
+            qid = d.get("query_id") if isinstance(d, dict) else None
+            where = f"{path} index {i} (query_id {qid})"
+            if qid is None or not isinstance(d.get("video_id"), str) or not d["video_id"]:
+                yield Raw(where, None, problem="expected an object with 'query_id', 'video_id' and 'gt'")
+                continue
+            if not isinstance(d.get("gt"), list):
+                yield Raw(where, None, problem=f"'gt' must be a list of [start, end] spans, got {d.get('gt')!r}")
+                continue
+            rec = {
+                "id": f"{source}/{split}/{qid}",
+                "video": _video(opts, d["video_id"]),
+                "duration": d.get("duration"),
+                "query": d.get("query"),
+                "moments": d["gt"],  # several spans, seconds; [] would mean "does not happen" (IoU 1 for no answer)
+                "source": source,
+                "split": split,
+            }
+            rec.update({k: d[k] for k in _VUE_EXTRAS if d.get(k) is not None})
+            yield Raw(where, None, rec)
+
+
 # ---------------------------------------------------------------- jsonl (our own records)
 
 
@@ -583,6 +808,9 @@ FORMATS: dict[str, FormatSpec] = {
     "didemo": FormatSpec("{train,val,test}_data.json; --didemo-consensus mode|all", convert_didemo),
     "qvhighlights": FormatSpec("highlight_{train,val,test}_release.jsonl", convert_qvhighlights),
     "timerft": FormatSpec("Time-R1 TimeRFT train JSON / TVGBench JSON", convert_timerft),
+    "ego4d-nlq": FormatSpec("Ego4D nlq_{train,val,test_unannotated}.json (v1/v2), per clip", convert_ego4d_nlq),
+    "mad": FormatSpec("MAD_{train,val,test}.json; videos are <movie><ext> (MAD ships features only)", convert_mad),
+    "vue-tr": FormatSpec("VUE-TR / VUE-TR-V2 ground truth JSON, several spans per query", convert_vue_tr),
     "jsonl": FormatSpec("vtg records JSONL, validated", convert_jsonl),
 }
 

@@ -61,8 +61,15 @@ class EvalConfig:
     vllm: dict[str, Any] = field(default_factory=dict)  # passed to vtg.vllm_engine.make_llm (tensor_parallel_size, ...)
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    strategy: str = "direct"  # vtg.grounding: direct | coarse_to_fine | auto (coarse_to_fine above the model's
+    # direct_max_s); long-video benchmarks set coarse_to_fine
+    windows: dict[str, Any] = field(default_factory=dict)  # WindowSettings keys over the model's (vtg_sampling.json)
 
     def __post_init__(self):
+        from vtg.grounding import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
         if self.format not in FORMATS:
             raise UserError(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.format == "qvhighlights" and not self.gt:

@@ -19,6 +19,10 @@ results):
 - Multi-moment queries additionally get F1@0.5 (`grammar.moment_f1`, one-to-one matching) averaged over all queries.
 - Absent queries (truth `[]`): scored by "absent accuracy" = share where the answer is exactly "not present"
   (parsed, no moments); they are not in R@K/mIoU. "false absent" = share of present queries answered "not present".
+- A run with a query of several true spans also gets the set-level metrics of `vtg.eval.multispan` (VUE-TR's
+  definitions, over all queries): `set_mIoU`, `set_IoU_AUC`, `set_P_AUC`, `set_R_AUC`. They follow the VUE-TR
+  evaluator's own handling of predictions (rounded outward to whole seconds, reversed spans dropped, no clamping),
+  whatever the conventions above say.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 
 from vtg.data.grammar import ParsedAnswer, clamp_moment, iou, moment_f1, parse_answer
 from vtg.errors import UserError
+from vtg.eval import multispan
 
 THRESHOLDS = (0.3, 0.5, 0.7)
 KS = (1, 5)
@@ -78,6 +83,8 @@ class QueryScore:
     f1: float = 0.0
     reversed_pairs: int = 0
     clamped: int = 0
+    pred: list[list[float]] = field(default_factory=list)  # moments as written (before the conventions): the
+    # set-level metrics (vtg.eval.multispan) apply VUE-TR's own rules to them
 
     @property
     def present(self) -> bool:
@@ -139,6 +146,7 @@ def score_query(
         f1=moment_f1(moments, truth, conv.f1_threshold) if (moments or said_absent) else 0.0,
         reversed_pairs=n_rev,
         clamped=n_clamp,
+        pred=[[float(s), float(e)] for s, e in prediction.moments],
     )
 
 
@@ -185,6 +193,8 @@ def aggregate(scores: Sequence[QueryScore], conv: Conventions) -> dict[str, Any]
         "clamped_moments": sum(s.clamped for s in scores),
     }
     m["parse_failure_rate"] = pct(counts["parse_failures"] + counts["errors"], len(scores))
+    if counts["multi_moment"]:  # several true spans: also the set-level definitions (VUE-TR's), after the rest
+        m.update(multispan.summarize([multispan.score_spans(s.pred, s.truth, failed=s.status != "ok") for s in scores]))
     return {"metrics": m, "counts": counts, "conventions": asdict(conv)}
 
 
