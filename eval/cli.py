@@ -26,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--limit", type=int, help="only the first N records (after sharding)")
     r.add_argument("--split", help="value for {split} in the config's records path (ActivityNet: val_1 / val_2)")
     r.add_argument("--records", help="override the config's records file")
+    r.add_argument(
+        "--strategy",
+        choices=("direct", "coarse_to_fine", "auto"),
+        help="override the config's grounding strategy (vtg.grounding; docs/long-videos.md)",
+    )
     r.set_defaults(func=_run)
 
     sc = s.add_parser("score", help="score predictions against ground truth; conventions printed with the numbers")
@@ -75,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     from vtg.eval.job import run_job
     from vtg.eval.predictions import parse_shard
 
-    cfg = EvalConfig.load(args.config, split=args.split, records=args.records)
+    cfg = EvalConfig.load(args.config, split=args.split, records=args.records, strategy=args.strategy)
     summary = run_job(
         cfg,
         out=args.out,

@@ -2,8 +2,10 @@
 
 - Requests come from `vtg.request` (the same chat messages and frame sampling as training: the model's recipe,
   `vtg_sampling.json`, unless the config overrides keys; against an endpoint, the same messages in OpenAI's form).
-- Offline: batches of `batch_size` prompts go through one `vllm.LLM`; the next batch's videos are decoded in a
-  thread pool while the engine runs the current one. Endpoint: `endpoint.concurrency` requests in flight.
+- Each question runs its grounding strategy (`strategy:`, vtg.grounding): `direct` is one call, `coarse_to_fine`
+  several rounds of window calls. Offline: the calls of `batch_size` questions (fewer for windowed ones) go
+  through one `vllm.LLM` per round; the next batch's videos are decoded in a thread pool while the engine runs the
+  current one. Endpoint: `endpoint.concurrency` requests in flight; the server runs the strategy.
 - Each finished batch is appended to predictions.jsonl and fsynced; a rerun skips ids already there (resume after
   a kill). A video that cannot be read, or a prompt the engine rejects, becomes an `error` line for that id
   (scored IoU 0), not a crash.
@@ -35,14 +37,6 @@ def select_records(records: list[Record], shard: tuple[int, int] | None, limit: 
 
 def _extra(rec: Record) -> dict[str, Any]:
     return {"qid": rec.extra["qid"]} if "qid" in rec.extra else {}
-
-
-@dataclass
-class Prepared:
-    rec: Record
-    inputs: Any = None
-    error: str | None = None
-    decode_s: float = 0.0
 
 
 def _chunks(items: list, n: int) -> list[list]:
@@ -126,18 +120,20 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
     metrics."""
     from vtg.eval import qvhighlights as qv
     from vtg.eval.metrics import score_predictions
+    from vtg.eval.report import by_video_length
 
     preds = read_predictions(pred_path)
     labelled = [r for r in selected if r.extra.get("has_labels", True) is not False]
     result: dict[str, Any] = {"metrics": {}, "counts": {"unlabelled": len(selected) - len(labelled)}}
     if labelled:
-        _, result = score_predictions(
+        scores, result = score_predictions(
             labelled,
             {r.id: preds[r.id] for r in labelled if r.id in preds},
             cfg.scoring.conventions(),
             allow_missing=True,
         )
         result["counts"]["unlabelled"] = len(selected) - len(labelled)
+        result["by_video_length"] = by_video_length(scores, cfg.scoring.conventions())
     if cfg.format == "qvhighlights":
         sub = qv.submission_from_predictions([preds[r.id] for r in selected if r.id in preds])
         (out / "submission.jsonl").write_text("".join(json.dumps(d) + "\n" for d in sub))
@@ -168,72 +164,90 @@ def requests_for(cfg: EvalConfig, model: str):
     return Requests.for_model(folder, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style, sampling=sampling)
 
 
-def _prepare(rec: Record, root: Path, requests) -> Prepared:
-    """Decode the video and build the engine input; a user-side failure becomes the line's error."""
-    t0 = time.perf_counter()
-    try:
-        return Prepared(rec, requests.record(rec, root).vllm_input(), decode_s=time.perf_counter() - t0)
-    except (UserError, OSError, ValueError, RuntimeError) as e:
-        return Prepared(rec, error=f"{type(e).__name__}: {e}", decode_s=time.perf_counter() - t0)
+def windows_for(cfg: EvalConfig, model: str):
+    """The model's window settings (vtg_sampling.json) with the config's `windows` on top."""
+    from vtg.model_folder import read_windows
+
+    return read_windows(model).updated(cfg.windows, "config windows")
 
 
-def _generate(llm, items: list[Prepared], make_params) -> list[tuple[str | None, str | None, int]]:
-    """(text, error, completion tokens) per item. If the engine rejects the batch (one bad prompt), retry one by one
-    so only the offending prompts fail."""
+def _strategy(rec: Record, root: Path, requests, cfg: EvalConfig, settings):
+    """A record's grounding strategy (vtg.grounding), created when the runner first steps it."""
+    from vtg.grounding import ground
+
+    return lambda: ground(requests, rec.video_path(root), rec.query, rec.duration, cfg.strategy, settings)
+
+
+def first_request(cfg: EvalConfig, rec: Record, root: Path, requests, settings=None):
+    """The first model request eval makes for a record: its strategy's first call (tests compare it with every
+    other caller's)."""
+    from vtg.grounding import WindowSettings
+
+    strategy = _strategy(rec, root, requests, cfg, settings or WindowSettings())()
     try:
-        outs = llm.generate([p.inputs for p in items], [make_params(p.rec.id) for p in items], use_tqdm=False)
-        return [(o.outputs[0].text, None, len(o.outputs[0].token_ids)) for o in outs]
-    except (ValueError, RuntimeError, TypeError) as e:
-        if len(items) == 1:
-            return [(None, f"engine rejected the prompt: {type(e).__name__}: {e}", 0)]
-        return [r for p in items for r in _generate(llm, [p], make_params)]
+        return next(strategy).calls[0].request
+    finally:
+        strategy.close()
+
+
+def _batches(cfg: EvalConfig, todo: list[Record], settings) -> list[list[Record]]:
+    """`batch_size` questions per round for `direct`; windowed ones ask `batch_windows` windows each, so fewer of
+    them run together (memory holds every running question's windows)."""
+    from vtg.grounding import choose
+
+    windowed = [r for r in todo if choose(cfg.strategy, r.duration, settings) != "direct"]
+    plain = [r for r in todo if choose(cfg.strategy, r.duration, settings) == "direct"]
+    return _chunks(plain, cfg.batch_size) + _chunks(windowed, max(1, cfg.batch_size // settings.batch_windows))
+
+
+def _line(rec: Record, outcome) -> dict[str, Any]:
+    g = outcome.grounding
+    extra = {**_extra(rec), "completion_tokens": g.completion_tokens if g else 0}
+    if g is not None and g.strategy != "direct":
+        extra.update(strategy=g.strategy, calls=g.calls, windows=g.windows, scores=g.scores)
+    return make_line(
+        rec.id,
+        g.text if g else None,
+        error=outcome.error,
+        extra=extra,
+        latency_s=outcome.engine_s,
+        decode_s=outcome.decode_s,
+    )
 
 
 def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> dict:
     t_start = time.perf_counter()  # setup = imports + processor + engine start, reported apart from the loop
     from vllm import SamplingParams
 
+    from vtg.grounding import StrategyRunner
     from vtg.request import request_seed
     from vtg.vllm_engine import make_llm
 
     requests = requests_for(cfg, model)
+    settings = windows_for(cfg, model)
     llm = make_llm(model, **cfg.vllm)
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
 
-    def make_params(rid: str) -> SamplingParams:
+    def params(rid: str) -> SamplingParams:
         return SamplingParams(
             temperature=cfg.temperature, max_tokens=cfg.max_new_tokens, seed=request_seed(cfg.seed, rid)
         )
 
-    batches = _chunks(todo, cfg.batch_size)
+    batches = _batches(cfg, todo, settings)
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(cfg.decode_workers) as pool:
+        runner = StrategyRunner(llm, params, pool)
 
-        def submit(batch: list[Record]) -> list:
-            return [pool.submit(_prepare, r, root, requests) for r in batch]
+        def start(batch: list[Record]):
+            return runner.start({r.id: _strategy(r, root, requests, cfg, settings) for r in batch})
 
-        pending = submit(batches[0])
-        for k in range(len(batches)):
-            prepared = [f.result() for f in pending]
+        pending = start(batches[0])
+        for k, batch in enumerate(batches):
+            current = pending
             if k + 1 < len(batches):
-                pending = submit(batches[k + 1])  # decode the next batch while the engine runs this one
-            ok = [p for p in prepared if p.error is None]
-            t0 = time.perf_counter()
-            results = dict(zip((p.rec.id for p in ok), _generate(llm, ok, make_params) if ok else []))
-            per_query = (time.perf_counter() - t0) / max(len(ok), 1)
-            lines = []
-            for p in prepared:
-                text, err, n_tok = results.get(p.rec.id, (None, p.error, 0))
-                lines.append(
-                    make_line(
-                        p.rec.id,
-                        text,
-                        error=err,
-                        extra={**_extra(p.rec), "completion_tokens": n_tok},
-                        latency_s=per_query if p.error is None else 0.0,
-                        decode_s=p.decode_s,
-                    )
-                )
+                pending = start(batches[k + 1])  # decode the next batch while the engine runs this one
+            outcomes = runner.finish(current)
+            lines = [_line(r, outcomes[r.id]) for r in batch]
             app.write(lines)
             if progress:
                 progress(

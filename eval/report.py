@@ -3,8 +3,12 @@
 Every number is computed once into `report.json`; the Markdown and the plots are drawn from that dict (the
 Markdown prints each value with 2 decimals, the test checks they agree).
 
-Breakdowns (present queries only): R@1 at IoU 0.5 and mIoU per bin of video duration and of true-moment length
-(first true moment); the bins are the tertiles of the first run's queries so every bin has data, shared by all runs.
+Breakdowns:
+- by video length, every metric (`metrics.aggregate` on the queries of each bin, absent ones included) in fixed
+  bins, the same for every run and benchmark: < 1, 1–10, 10–30, 30–60 and ≥ 60 minutes (`VIDEO_LENGTH_BINS_MIN`;
+  a bin holds its lower edge: a video of exactly 10 min is in 10–30). Empty bins are listed with n = 0;
+- by true-moment length (first true moment, present queries): R@1 at IoU 0.5 and mIoU in the tertiles of the
+  first run's queries, shared by all runs.
 """
 
 from __future__ import annotations
@@ -67,6 +71,36 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dic
     return meta, scores, result
 
 
+VIDEO_LENGTH_BINS_MIN = (0.0, 1.0, 10.0, 30.0, 60.0, float("inf"))
+
+
+def length_bin(duration_s: float) -> str:
+    """The fixed video-length bin of a duration in seconds, e.g. "10–30 min"."""
+    edges = VIDEO_LENGTH_BINS_MIN
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if lo * 60 <= duration_s < hi * 60:
+            return _length_label(lo, hi)
+    return _length_label(edges[-2], edges[-1])
+
+
+def _length_label(lo: float, hi: float) -> str:
+    if lo == 0:
+        return f"< {hi:g} min"
+    return f"≥ {lo:g} min" if hi == float("inf") else f"{lo:g}–{hi:g} min"
+
+
+def by_video_length(scores: Sequence[QueryScore], conv: Conventions) -> dict[str, dict[str, Any]]:
+    """Every metric per fixed video-length bin (`n`: queries in the bin; metrics None when it is empty)."""
+    from vtg.eval.metrics import aggregate
+
+    edges = VIDEO_LENGTH_BINS_MIN
+    out = {}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = [s for s in scores if length_bin(s.duration) == _length_label(lo, hi)]
+        out[_length_label(lo, hi)] = {"n": len(sel), **(aggregate(sel, conv)["metrics"] if sel else {})}
+    return out
+
+
 def _tertile_edges(values: Sequence[float]) -> list[float]:
     if not values:
         return [0.0, float("inf")]
@@ -91,13 +125,7 @@ def _by_bins(scores: list[QueryScore], key, edges: list[float], conv: Convention
 
 
 def run_summary(
-    label: str,
-    run_dir: str,
-    meta: dict,
-    scores: list[QueryScore],
-    result: dict,
-    dur_edges: list[float],
-    len_edges: list[float],
+    label: str, run_dir: str, meta: dict, scores: list[QueryScore], result: dict, len_edges: list[float]
 ) -> dict[str, Any]:
     conv = Conventions(**{k: tuple(v) if isinstance(v, list) else v for k, v in result["conventions"].items()})
     present = [s for s in scores if s.present]
@@ -113,7 +141,7 @@ def run_summary(
         "qvhighlights": result.get("qvhighlights"),
         "r1_curve": {f"{t:g}": pct(sum(s.hit(1, t, conv) for s in present), len(present)) for t in CURVE_THETAS},
         "iou_hist": {"edges": HIST_EDGES, "counts": hist},
-        "by_video_length": _by_bins(present, lambda s: s.duration, dur_edges, conv),
+        "by_video_length": by_video_length(scores, conv),
         "by_moment_length": _by_bins(present, lambda s: s.truth[0][1] - s.truth[0][0], len_edges, conv),
     }
 
@@ -123,15 +151,14 @@ def build_report(runs: Sequence[str | Path], labels: Sequence[str] | None = None
         raise UserError(f"--labels has {len(labels)} names for {len(runs)} runs")
     loaded = [load_run(r) for r in runs]
     first = [s for s in loaded[0][1] if s.present]
-    dur_edges = _tertile_edges([s.duration for s in first])
     len_edges = _tertile_edges([s.truth[0][1] - s.truth[0][0] for s in first])
     labels = list(labels or [Path(r).name for r in runs])
-    out = [run_summary(lab, str(r), *x, dur_edges, len_edges) for lab, r, x in zip(labels, runs, loaded)]
+    out = [run_summary(lab, str(r), *x, len_edges) for lab, r, x in zip(labels, runs, loaded)]
     convs = {json.dumps(r["conventions"], sort_keys=True) for r in out}
     return {
         "runs": out,
         "same_conventions": len(convs) == 1,
-        "bins": {"video_length": dur_edges[:-1], "moment_length": len_edges[:-1]},
+        "bins": {"video_length_min": list(VIDEO_LENGTH_BINS_MIN[:-1]), "moment_length": len_edges[:-1]},
     }
 
 
@@ -165,11 +192,17 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## R@1 vs IoU threshold", "", head]
     for t in runs[0]["r1_curve"]:
         lines.append(_row(f"R@1,IoU={t}", [r["r1_curve"][t] for r in runs]))
-    for key, title in (("by_video_length", "video length"), ("by_moment_length", "true-moment length")):
-        lines += ["", f"## By {title} (present queries)", "", head]
-        for b in runs[0][key]:
-            for m in ("n", "R@1,IoU=0.5", "mIoU"):
-                lines.append(_row(f"{b} {m}", [r[key][b][m] for r in runs]))
+    lines += ["", "## By video length (every query; fixed bins)", "", head]
+    for b in runs[0]["by_video_length"]:
+        if not any(r["by_video_length"][b]["n"] for r in runs):
+            continue
+        keys = next(r["by_video_length"][b] for r in runs if r["by_video_length"][b]["n"])
+        for m in keys:
+            lines.append(_row(f"{b} {m}", [r["by_video_length"][b].get(m) for r in runs]))
+    lines += ["", "## By true-moment length (present queries)", "", head]
+    for b in runs[0]["by_moment_length"]:
+        for m in ("n", "R@1,IoU=0.5", "mIoU"):
+            lines.append(_row(f"{b} {m}", [r["by_moment_length"][b][m] for r in runs]))
     return "\n".join(lines) + "\n"
 
 
@@ -187,7 +220,8 @@ def plots(report: dict[str, Any], out: Path) -> None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         cats = list(runs[0][key])
         for i, r in enumerate(runs):
-            ax.bar(np.arange(len(cats)) + i * width, [r[key][c]["R@1,IoU=0.5"] for c in cats], width, label=r["label"])
+            values = [r[key][c].get("R@1,IoU=0.5") or 0.0 for c in cats]
+            ax.bar(np.arange(len(cats)) + i * width, values, width, label=r["label"])
         ax.set_xticks(np.arange(len(cats)) + width * (n - 1) / 2, cats)
         ax.set(ylabel="R@1, IoU=0.5 (%)", title=title, ylim=(0, 100))
         ax.legend()

@@ -118,15 +118,14 @@ def test_offline_question_is_worded_in_the_configured_prompt_style(synth_world, 
     """run.json records the resolved style (above); this checks the engine input is built with it, and that the
     endpoint path sends the same words, the video first."""
     from vtg.eval.config import EvalConfig
-    from vtg.eval.job import _prepare, endpoint_messages, requests_for
+    from vtg.eval.job import endpoint_messages, first_request, requests_for
 
     rec = load_records(synth_world / "test.jsonl")[0]
     short = f"{rec.duration:.1f}s. {rec.query.strip()}<|im_end|>"
     for style, present, absent in (("short", short, "Query:"), ("full", "Query:", short)):
         cfg = EvalConfig(benchmark="synthetic", records="unused.jsonl", prompt_style=style)
-        prepared = _prepare(rec, synth_world, requests_for(cfg, str(tiny_qwen25)))
-        assert prepared.error is None, prepared.error
-        assert present in prepared.inputs["prompt"] and absent not in prepared.inputs["prompt"]
+        prompt = first_request(cfg, rec, synth_world, requests_for(cfg, str(tiny_qwen25))).prompt
+        assert present in prompt and absent not in prompt
         parts = endpoint_messages(rec, synth_world, cfg)[0]["content"]
         assert [p["type"] for p in parts] == ["video_url", "text"]
-        assert parts[1]["text"] in prepared.inputs["prompt"]
+        assert parts[1]["text"] in prompt

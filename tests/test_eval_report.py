@@ -63,7 +63,9 @@ def test_report_files_and_agreement(runs, tmp_path, capsys):
     assert half["metrics"]["mIoU"] == pytest.approx(100 * (1 / 3 + 1 / 5 + 1 / 7) / 6)
     assert half["metrics"]["R@1,IoU=0.3"] == pytest.approx(100 / 6)
     assert half["metrics"]["parse_failure_rate"] == pytest.approx(100 * 3 / 7)
-    assert sum(half["iou_hist"]["counts"]) == 6 and sum(n["n"] for n in half["by_video_length"].values()) == 6
+    assert sum(half["iou_hist"]["counts"]) == 6
+    lengths = half["by_video_length"]  # q5 lasts 60 s: the 1–10 min bin; the absent query counts too
+    assert lengths["< 1 min"]["n"] == 6 and lengths["1–10 min"]["n"] == 1 and lengths["1–10 min"]["mIoU"] == pytest.approx(100 / 7)
     # every number in the Markdown tables is the JSON number printed with 2 decimals
     md = (out / "report.md").read_text()
     rows = {m.group(1): m.group(2).split(" | ") for m in re.finditer(r"^\| ([^|]+?) \| (.+) \|$", md, re.M)}
@@ -92,3 +94,22 @@ def test_report_warns_on_mixed_conventions(runs, tmp_path):
 def test_report_needs_run_folders(tmp_path, capsys):
     assert main(["eval", "report", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "run.json" in capsys.readouterr().err
+
+
+def test_video_length_bins_are_fixed_and_carry_every_metric():
+    from vtg.data.grammar import parse_answer
+    from vtg.eval.metrics import Conventions, aggregate, score_query
+    from vtg.eval.report import by_video_length, length_bin
+
+    edges = {59.9: "< 1 min", 60.0: "1–10 min", 599.0: "1–10 min", 600.0: "10–30 min", 3599.0: "30–60 min"}
+    edges |= {3600.0: "≥ 60 min", 7200.0: "≥ 60 min"}
+    assert {d: length_bin(d) for d in edges} == edges
+    conv = Conventions()
+    hit = parse_answer("starts at 0.0s, ends at 10.0s")
+    scores = [score_query(f"q{d}", [[0.0, 10.0]], d, hit, conv) for d in (30.0, 900.0, 950.0, 4000.0)]
+    scores.append(score_query("absent", [], 900.0, parse_answer("starts at 5.0s, ends at 6.0s"), conv))
+    bins = by_video_length(scores, conv)
+    assert list(bins) == ["< 1 min", "1–10 min", "10–30 min", "30–60 min", "≥ 60 min"]
+    assert [b["n"] for b in bins.values()] == [1, 0, 3, 0, 1]
+    assert set(bins["10–30 min"]) == {"n", *aggregate(scores, conv)["metrics"]}  # every metric, per bin
+    assert bins["10–30 min"]["R@1,IoU=0.5"] == 100.0 and bins["10–30 min"]["absent_acc"] == 0.0

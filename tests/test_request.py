@@ -340,8 +340,7 @@ def test_one_record_gives_one_request_through_every_caller(tiny_qwen25, synth_wo
     from vtg.data.curate import CurateConfig
     from vtg.data.curate import requests_for as curate_requests
     from vtg.eval.config import EvalConfig
-    from vtg.eval.job import _prepare as eval_prepare
-    from vtg.eval.job import endpoint_messages
+    from vtg.eval.job import endpoint_messages, first_request
     from vtg.eval.job import requests_for as eval_requests
     from vtg.serve.config import load_config
     from vtg.serve.metrics import Metrics
@@ -381,7 +380,7 @@ def test_one_record_gives_one_request_through_every_caller(tiny_qwen25, synth_wo
     cur = CurateConfig(records=str(records), out=str(tmp_path / "kept.jsonl"), model=str(tiny_qwen25))
     inputs["curate"] = curate_requests(cur).record(rec, synth_world).vllm_input()
     ev = EvalConfig(benchmark="synthetic", records=str(records), mode="multi", think=False, prompt_style="short")
-    inputs["eval"] = eval_prepare(rec, synth_world, eval_requests(ev, str(tiny_qwen25))).inputs
+    inputs["eval"] = first_request(ev, rec, synth_world, eval_requests(ev, str(tiny_qwen25))).vllm_input()
     # serving: the grounding endpoint, and the chat endpoint given what `vtg eval --endpoint` sends
     cfg = load_config(None, {"model": str(tiny_qwen25), "allowed_local_media_path": [str(synth_world)]})
     serving = Serving(cfg, ServedModel(cfg), Metrics())  # the engine is not started: nothing is generated here
