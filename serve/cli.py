@@ -42,6 +42,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="with --allow-url-fetch: also loopback/private addresses",
     )
+    p.add_argument("--tensor-parallel-size", type=int, help="vLLM: shard the model over this many GPUs")
+    p.add_argument("--data-parallel-size", type=int, help="vLLM: run this many engine replicas")
+    p.add_argument(
+        "--engine-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other vLLM engine argument (repeatable; VALUE read as YAML), "
+        "e.g. --engine-arg enable_prefix_caching=true",
+    )
+    p.add_argument(
+        "--grounding-strategy",
+        choices=["direct", "coarse_to_fine", "auto"],
+        help="/v1/grounding's default strategy (default auto: windows above the model's direct_max_s)",
+    )
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--gpu-memory-utilization", type=float)
     p.add_argument("--max-concurrency", type=int, help="requests in the engine at once (limits.max_concurrency)")
@@ -58,6 +73,18 @@ def _lora_map(items: list[str]) -> dict[str, str]:
         if not sep or not name or not path:
             raise UserError(f"--lora {item!r}: expected NAME=PATH")
         out[name] = path
+    return out
+
+
+def _engine_args(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--engine-arg {item!r}: expected KEY=VALUE")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else value
     return out
 
 
@@ -90,6 +117,10 @@ def config_from_args(args: argparse.Namespace):
             "allow_private_urls": args.allow_private_urls,
             "max_model_len": args.max_model_len,
             "gpu_memory_utilization": args.gpu_memory_utilization,
+            "tensor_parallel_size": args.tensor_parallel_size,
+            "data_parallel_size": args.data_parallel_size,
+            "engine_args": _engine_args(args.engine_arg),
+            "grounding_strategy": args.grounding_strategy,
             "limits": limits,
         },
     )

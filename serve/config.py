@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vtg.config import ConfigError
+from vtg.errors import UserError
 
 
 class ServeConfigError(ConfigError):
@@ -23,7 +24,10 @@ class ServeConfigError(ConfigError):
 class Limits:
     """Per-request limits. Anything over them gets a 4xx naming the limit, before the engine sees the request."""
 
-    max_video_duration_s: float = 600.0
+    max_video_duration_s: float = 600.0  # grounded in one call (strategy `direct`, and chat without `grounding`)
+    max_windowed_duration_s: float = 4 * 3600.0  # grounded by windows (strategy `coarse_to_fine`)
+    max_windows: int = 2000  # coarse windows one request may ask for (its window settings decide how many)
+    max_grounding_s: float = 900.0  # a windowed request's time budget (a request may ask for less: time_budget_s)
     max_video_bytes: int = 512 * 1024 * 1024
     max_upload_bytes: int = 256 * 1024 * 1024
     max_frames: int = 256  # caps the model's sampling (the time scale stays the recipe's fps until this cap)
@@ -66,6 +70,11 @@ class ServeConfig:
     grounding_temperature: float = 1.0
     nms_iou: float = 0.5
     constrain_answers: bool = False  # /v1/grounding default: decode under the answer grammar (serve/constrain.py)
+    grounding_strategy: str = "auto"  # /v1/grounding default (vtg.grounding): auto = windows above direct_max_s
+    windows: dict[str, Any] = field(default_factory=dict)  # WindowSettings keys over the model's vtg_sampling.json
+    tensor_parallel_size: int = 1  # vLLM's: shard a model too large for one GPU over this many
+    data_parallel_size: int = 1  # vLLM's: this many engine replicas share the traffic
+    engine_args: dict[str, Any] = field(default_factory=dict)  # any other vLLM engine argument, by its name
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
@@ -84,6 +93,19 @@ class ServeConfig:
             )
         if self.grounding_temperature < 0:
             raise ServeConfigError(f"grounding_temperature must be >= 0, got {self.grounding_temperature}")
+        from vtg.grounding import STRATEGIES, WindowSettings
+
+        if self.grounding_strategy not in STRATEGIES:
+            raise ServeConfigError(
+                f"grounding_strategy must be one of {list(STRATEGIES)}, got {self.grounding_strategy!r}"
+            )
+        try:
+            WindowSettings.from_dict(self.windows)
+        except UserError as e:
+            raise ServeConfigError(str(e)) from None
+        for name in ("tensor_parallel_size", "data_parallel_size"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ServeConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if self.api_key is not None and not self.api_key.strip():
             raise ServeConfigError("api_key is empty: give a key or leave it out to serve without one")
         for name, path in self.lora.items():

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger("vtg.serve")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -39,5 +44,61 @@ class Metrics:
             registry=r,
         )
 
+        self.grounding_calls = Counter(
+            "vtg_grounding_calls", "model calls made by grounding strategies, by stage", ["stage"], registry=r
+        )
+        self.grounding_running = Gauge(
+            "vtg_grounding_running", "grounding requests running now, by strategy stage", ["stage"], registry=r
+        )
+        self.grounding_progress = Gauge(
+            "vtg_grounding_progress",
+            "share of its current stage's windows a running grounding request has asked about",
+            ["request", "stage"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class GroundingProgress:
+    """Where each running grounding request stands: a log line per round and gauges in /metrics, dropped when the
+    request ends (labels are short request numbers, so their number stays that of running requests)."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics, self._ids = metrics, itertools.count(1)
+
+    def tracker(self, video: str) -> _Tracker:
+        return _Tracker(self.metrics, f"g{next(self._ids)}", video)
+
+
+class _Tracker:
+    def __init__(self, metrics: Metrics, rid: str, video: str):
+        self.metrics, self.rid, self.video, self.stage = metrics, rid, video, None
+
+    def ask(self, ask) -> None:
+        m = self.metrics
+        if ask.stage != self.stage:
+            self._leave()
+            self.stage = ask.stage
+            m.grounding_running.labels(ask.stage).inc()
+        m.grounding_calls.labels(ask.stage).inc(len(ask.calls))
+        if ask.stage != "direct":
+            done = ask.done + len(ask.calls)
+            m.grounding_progress.labels(self.rid, ask.stage).set(min(1.0, done / max(ask.total, 1)))
+            log.info("grounding %s (%s): %s pass, windows %d-%d of %d", self.rid, self.video, ask.stage,
+                     ask.done + 1, min(done, ask.total), ask.total)  # fmt: skip
+
+    def _leave(self) -> None:
+        if self.stage is None:
+            return
+        self.metrics.grounding_running.labels(self.stage).dec()
+        if self.stage != "direct":
+            try:
+                self.metrics.grounding_progress.remove(self.rid, self.stage)
+            except KeyError:
+                pass
+
+    def done(self) -> None:
+        self._leave()
+        self.stage = None

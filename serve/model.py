@@ -59,13 +59,36 @@ def engine_args(cfg: ServeConfig):
     )
     if cfg.gpu_memory_utilization:
         kw["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+    if cfg.tensor_parallel_size > 1:
+        kw["tensor_parallel_size"] = cfg.tensor_parallel_size
+    if cfg.data_parallel_size > 1:
+        kw["data_parallel_size"] = cfg.data_parallel_size
     if cfg.lora:
         kw.update(
             enable_lora=True,
             max_loras=len(cfg.lora),
             max_lora_rank=_fit_rank(max(_lora_rank(p) for p in cfg.lora.values())),
         )
+    kw.update(cfg.engine_args)  # the user's own engine arguments win
+    check_engine_args(kw)
     return AsyncEngineArgs(**engine_kwargs(cfg.model, **kw))
+
+
+def check_engine_args(kwargs: dict) -> None:
+    """Unknown vLLM engine argument names are refused with close matches (vLLM would raise a bare TypeError)."""
+    import dataclasses
+    import difflib
+
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    from vtg.serve.config import ServeConfigError
+
+    known = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
+    for name in kwargs:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ServeConfigError(f"engine_args: {name!r} is not a vLLM engine argument{hint}")
 
 
 class ServedModel:
@@ -84,6 +107,7 @@ class ServedModel:
             Requests.for_model(folder, sampling=capped_sampling(folder.sampling, cfg.limits.max_frames)),
             budget=decode_budget(cfg.limits),
         )
+        self.windows = folder.windows.updated(cfg.windows, "serve windows")  # how long videos are windowed
         self.loras = {
             name: LoRARequest(name, i + 1, str(Path(path).resolve()))
             for i, (name, path) in enumerate(sorted(cfg.lora.items()))

@@ -108,6 +108,37 @@ class StructuredOutputsIn(_Strict):
         return self
 
 
+Strategy = Literal["direct", "coarse_to_fine", "auto"]
+
+
+class WindowsIn(_Strict):
+    """Per-request window settings for `coarse_to_fine` (vtg.grounding.WindowSettings keys a client may set);
+    unset keys are the server's. The number of windows is capped by `limits.max_windows`."""
+
+    window_s: float | None = Field(default=None, gt=0)
+    stride_s: float | None = Field(default=None, gt=0)
+    coarse_fps: float | None = Field(default=None, gt=0)
+    candidates: int | None = Field(default=None, ge=1, le=100)
+    fine_windows: int | None = Field(default=None, ge=0, le=100)
+    score: Literal["not_present", "likelihood", "agreement"] | None = None
+    samples: int | None = Field(default=None, ge=1)
+    min_score: float | None = Field(default=None, ge=0, le=1)
+
+
+class GroundingFields(_Strict):
+    """How a question is grounded (vtg.grounding): shared by /v1/grounding and, as an extension, chat completions."""
+
+    strategy: Strategy | None = Field(
+        default=None,
+        description="direct (one call), coarse_to_fine (windows), auto (coarse_to_fine above the model's "
+        "direct_max_s); default: the server's grounding_strategy",
+    )
+    windows: WindowsIn | None = None
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="windowed grounding: seconds this request may take (<= limits.max_grounding_s)"
+    )
+
+
 class ChatCompletionRequest(SamplingFields):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
@@ -123,6 +154,9 @@ class ChatCompletionRequest(SamplingFields):
     structured_outputs: StructuredOutputsIn | None = None
     # vtg extension: the video's duration is told to the model by the prompt; clamp parsed moments to it.
     clamp_moments: bool = True
+    # vtg extension: ground `query` in the request's one video with a strategy (the server words the question as
+    # the model was trained, as /v1/grounding does); without `grounding`, the messages are sent as they are.
+    grounding: ChatGrounding | None = None
 
     @model_validator(mode="after")
     def _one_user_turn(self):
@@ -137,7 +171,13 @@ class ChatCompletionRequest(SamplingFields):
         return [u for m in self.messages for u in m.videos()]
 
 
-class GroundingRequest(SamplingFields):
+class ChatGrounding(GroundingFields):
+    query: str | None = Field(default=None, max_length=2000, description="default: the last user message's text")
+    mode: Literal["single", "multi"] = "multi"
+    think: bool | None = None
+
+
+class GroundingRequest(SamplingFields, GroundingFields):
     model: str | None = None
     video: str = Field(min_length=1, max_length=4096, description="file:// URL or path under an allowed root")
     query: str = Field(min_length=1, max_length=2000)
@@ -242,9 +282,14 @@ class GroundingResponse(BaseModel):
     mode: str
     moments: list[MomentOut]
     reasoning: str | None
-    not_present_score: float = Field(description="share of samples that answered 'not present'")
+    not_present_score: float = Field(
+        description="direct: share of samples that answered 'not present'; windowed: 1 - the best moment's score"
+    )
     samples: list[GroundingSample]
     usage: UsageInfo
+    strategy: str = "direct"
+    calls: int = 1  # model calls made
+    windows: int = 0  # coarse windows asked (windowed strategies)
 
 
 class ModelCard(BaseModel):
@@ -284,3 +329,6 @@ class VideoEntry(BaseModel):
 class VideoList(BaseModel):
     object: Literal["list"] = "list"
     data: list[VideoEntry]
+
+
+ChatCompletionRequest.model_rebuild()  # its `grounding` field names a model defined after it

@@ -14,15 +14,18 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from vtg.data.grammar import ReasoningSplitter, clamp_moment, parse_answer, split_reasoning
-from vtg.nms import consensus_scores, merge_samples
+from vtg.errors import UserError
+from vtg.grounding import Grounding, WindowSettings
+from vtg.nms import consensus_scores
 from vtg.serve import errors as E
 from vtg.serve.config import ServeConfig
 from vtg.serve.constrain import structured
 from vtg.serve.media import MediaPolicy
-from vtg.serve.metrics import Metrics
+from vtg.serve.metrics import GroundingProgress, Metrics
 from vtg.serve.protocol import (
     ChatChoice,
     ChatCompletionChunk,
@@ -78,28 +81,42 @@ class Serving:
             fetch_cache_bytes=self.lim.max_fetch_cache_bytes,
         )
         self.limiter = Limiter(self.lim.max_concurrency, self.lim.max_queue, metrics)
+        self.progress = GroundingProgress(metrics)
 
     # ---- shared steps ------------------------------------------------------------------------------------------
 
     async def load_video(self, ref: str, param: str):
         async with self.media.opened(ref, param) as path:
-            t0 = time.perf_counter()
-            try:
-                return await asyncio.to_thread(self._decode, path, ref, param)
-            finally:
-                self.metrics.video_decode.observe(time.perf_counter() - t0)
+            return await self._decode_timed(path, ref, param)
 
-    def _decode(self, path: str, ref: str, param: str):
-        from vtg.data.video import VideoError, VideoTooLarge, probe_video
+    async def _decode_timed(self, path: str, ref: str, param: str):
+        t0 = time.perf_counter()
+        try:
+            return await asyncio.to_thread(self._decode, path, ref, param)
+        finally:
+            self.metrics.video_decode.observe(time.perf_counter() - t0)
+
+    def _probe(self, path: str, ref: str, param: str):
+        from vtg.data.video import VideoError, probe_video
 
         try:
-            info = probe_video(path)
-            if info.duration > self.lim.max_video_duration_s:
-                raise E.bad_request(
-                    f"{param}: video {ref!r} lasts {info.duration:.1f} s, over the "
-                    f"{self.lim.max_video_duration_s:g} s limit (limits.max_video_duration_s)",
-                    param,
-                )
+            return probe_video(path)
+        except VideoError as e:
+            raise E.bad_request(f"{param}: cannot read video {ref!r}: {e}", param) from None
+
+    def _decode(self, path: str, ref: str, param: str):
+        """The whole video sampled for one call, within the one-call duration limit."""
+        from vtg.data.video import VideoError, VideoTooLarge
+
+        info = self._probe(path, ref, param)
+        if info.duration > self.lim.max_video_duration_s:
+            raise E.bad_request(
+                f"{param}: video {ref!r} lasts {info.duration:.1f} s, over the "
+                f"{self.lim.max_video_duration_s:g} s limit for one call (limits.max_video_duration_s); "
+                "ground it by windows: /v1/grounding with strategy coarse_to_fine",
+                param,
+            )
+        try:
             return self.served.requests.video(path)
         except VideoTooLarge as e:
             raise E.too_large(f"{param}: video {ref!r} costs too much to decode: {e}", param) from None
@@ -213,6 +230,8 @@ class Serving:
         return sampling_params(**kw)
 
     async def chat(self, req: ChatCompletionRequest) -> ChatCompletionResponse:
+        if req.grounding is not None:
+            return await self._chat_grounded(req)
         lora, max_tokens = self._chat_checks(req)
         params = self._sampling_params(req, max_tokens)
         await self.limiter.acquire()
@@ -246,6 +265,8 @@ class Serving:
         after that is sent as an `error` event, then `[DONE]`, and reported through `on_failure`."""
         from vllm.sampling_params import RequestOutputKind
 
+        if req.grounding is not None:  # the answer is known only once every window is asked: one content chunk
+            return _grounded_events(req, await self._chat_grounded(req))
         lora, max_tokens = self._chat_checks(req)
         params = self._sampling_params(req, max_tokens)
         params.output_kind = RequestOutputKind.DELTA
@@ -322,74 +343,255 @@ class Serving:
             self.limiter.release()
         yield "data: [DONE]\n\n"
 
+    async def _chat_grounded(self, req: ChatCompletionRequest) -> ChatCompletionResponse:
+        """A chat request with the `grounding` extension: its one video and query grounded like /v1/grounding."""
+        lora = self.served.lora_for(req.model)
+        g, _ = await self._ground(self._chat_question(req), lora)
+        reasoning, answer = split_reasoning(g.text, strip=False) if g.strategy == "direct" else (None, g.text)
+        choice = ChatChoice(
+            index=0,
+            message=ChatMessageOut(content=answer, reasoning_content=reasoning),
+            finish_reason="stop",
+            moments=[MomentOut(start=s, end=e, score=sc) for (s, e), sc in zip(g.moments, g.scores)],
+            reasoning=reasoning,
+            not_present=g.not_present,
+        )
+        usage = self._count_usage(g.prompt_tokens, g.completion_tokens)
+        return ChatCompletionResponse(model=req.model, choices=[choice], usage=usage)
+
+    def _chat_question(self, req: ChatCompletionRequest) -> _Question:
+        located = [
+            (p.video_url.url, f"messages[{i}].content[{j}].video_url.url")
+            for i, m in enumerate(req.messages)
+            if isinstance(m.content, list)
+            for j, p in enumerate(m.content)
+            if p.type == "video_url"
+        ]
+        if len(located) != 1:
+            raise E.bad_request(
+                f"grounding: the messages must carry exactly one video to ground the query in, got {len(located)}",
+                "messages",
+            )
+        gr = req.grounding
+        query = gr.query if gr.query is not None else next(m.text() for m in reversed(req.messages) if m.role == "user")
+        if not query.strip():
+            raise E.bad_request("grounding.query is blank, and so is the last user message's text", "grounding.query")
+        (video, param), budget = located[0], req.token_budget()
+        return _Question(
+            video, param, query, gr.mode, gr.think, gr.strategy, gr.windows, gr.time_budget_s, budget,
+            req.temperature, req.top_p, req.seed, n=req.n,
+        )  # fmt: skip
+
     # ---- grounding ---------------------------------------------------------------------------------------------
 
     async def ground(self, req: GroundingRequest) -> GroundingResponse:
         lora = self.served.lora_for(req.model)
         n = req.samples or (1 if req.mode == "single" and req.top_k == 1 else self.cfg.grounding_samples)
-        self._check_samples(n, "samples")
-        max_tokens = self._token_budget(req.max_tokens)
-        temperature = (
-            req.temperature if req.temperature is not None else (0.0 if n == 1 else self.cfg.grounding_temperature)
-        )
-        think = self.cfg.default_think if req.think is None else req.think
         constrained = self.cfg.constrain_answers if req.constrained is None else req.constrained
+        q = _Question(
+            req.video,
+            "video",
+            req.query,
+            req.mode,
+            req.think,
+            req.strategy,
+            req.windows,
+            req.time_budget_s,
+            req.max_tokens,
+            req.temperature,
+            req.top_p,
+            req.seed,
+            n,
+            req.top_k,
+            constrained,
+        )
+        g, duration = await self._ground(q, lora)
+        return self._grounding_response(req, g, duration)
+
+    async def _ground(self, q: _Question, lora) -> tuple[Grounding, float]:
+        """Ground one question by its strategy (vtg.grounding), under the limits of that strategy."""
+        from vtg import grounding
+
+        self._check_samples(q.n, "samples")
+        max_tokens = self._token_budget(q.max_tokens)
+        settings = self._windows(q.windows)
+        think = self.cfg.default_think if q.think is None else q.think
+        requests = self.served.requests.asking(mode=q.mode, think=think)
+        budget_s, budget_name = self._time_budget(q.time_budget_s)
         await self.limiter.acquire()
         try:
-            async with self._deadline():
-                video = await self.load_video(req.video, "video")
-                request = self.grounding_request(req, video)
-                duration = request.duration
-                params = sampling_params(
-                    n=n,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    seed=req.seed,
-                    structured_outputs=structured(req.mode, think, req.top_k, duration, max_tokens)
-                    if constrained
-                    else None,
-                    **({"top_p": req.top_p} if req.top_p is not None else {}),
-                )
-                out = await self._final(request.vllm_input(), params, lora)
+            async with self.media.opened(q.video, q.param) as path:
+                info = await asyncio.to_thread(self._probe, path, q.video, q.param)
+                name = grounding.choose(q.strategy or self.cfg.grounding_strategy, info.duration, settings)
+                self._check_length(name, info.duration, settings, q.param)
+                if name == "direct":
+                    async with self._deadline():
+                        video = await self._decode_timed(path, q.video, q.param)
+                        duration = float(video.metadata.duration)
+                        params = self._direct_params(q, max_tokens, think, duration)
+                        strategy = grounding.direct(
+                            requests,
+                            q.video,
+                            q.query,
+                            video=video,
+                            samples=q.n,
+                            top_k=q.top_k,
+                            nms_iou=self.cfg.nms_iou,
+                        )
+                        return await self._run(strategy, params, lora, q), duration
+                params = sampling_params(max_tokens=max_tokens, temperature=0.0, seed=q.seed)
+                strategy = grounding.coarse_to_fine(requests, path, q.query, info.duration, settings, top_k=q.top_k)
+                try:
+                    async with asyncio.timeout(budget_s):
+                        return await self._run(strategy, params, lora, q), info.duration
+                except TimeoutError:
+                    raise E.timed_out(
+                        f"grounding {q.video!r} by windows took longer than its time budget of {budget_s:g} s "
+                        f"({budget_name})"
+                    ) from None
         finally:
             self.limiter.release()
-        return self._grounding_response(req, out, duration, n)
+
+    def _direct_params(self, q: _Question, max_tokens: int, think: bool, duration: float):
+        temperature = q.temperature
+        if temperature is None:
+            temperature = 0.0 if q.n == 1 else self.cfg.grounding_temperature
+        return sampling_params(
+            n=q.n,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=q.seed,
+            structured_outputs=structured(q.mode, think, q.top_k, duration, max_tokens) if q.constrained else None,
+            **({"top_p": q.top_p} if q.top_p is not None else {}),
+        )
+
+    async def _run(self, strategy, params, lora, q: _Question):
+        """Run a strategy on the engine; a video that turns out unreadable or too costly mid-way is the client's."""
+        from vtg.data.video import VideoError, VideoTooLarge
+        from vtg.grounding import arun
+
+        progress = self.progress.tracker(q.video)
+        try:
+            return await arun(strategy, lambda inputs, p: self._final(inputs, p, lora), params, on_ask=progress.ask)
+        except VideoTooLarge as e:
+            raise E.too_large(f"{q.param}: video {q.video!r} costs too much to decode: {e}", q.param) from None
+        except VideoError as e:
+            raise E.bad_request(f"{q.param}: cannot read video {q.video!r}: {e}", q.param) from None
+        finally:
+            progress.done()
+
+    def _windows(self, asked) -> WindowSettings:
+        """The served model's window settings with the request's on top."""
+        if asked is None:
+            return self.served.windows
+        over = asked.model_dump(exclude_none=True)
+        if "samples" in over:
+            self._check_samples(over["samples"], "windows.samples")
+        try:
+            return self.served.windows.updated(over, "windows")
+        except UserError as e:
+            raise E.bad_request(str(e), "windows") from None
+
+    def _time_budget(self, asked: float | None) -> tuple[float, str]:
+        limit = self.lim.max_grounding_s
+        if asked is not None and asked > limit:
+            raise E.bad_request(
+                f"time_budget_s={asked:g} is over the server limit of {limit:g} s (limits.max_grounding_s)",
+                "time_budget_s",
+            )
+        return (asked, "time_budget_s") if asked is not None else (limit, "limits.max_grounding_s")
+
+    def _check_length(self, strategy: str, duration: float, settings, param: str) -> None:
+        """Each strategy's own duration limit; windowed requests are also capped in windows."""
+        from vtg.data.windows import plan_windows
+
+        if strategy == "direct":
+            if duration > self.lim.max_video_duration_s:
+                raise E.bad_request(
+                    f"{param}: the video lasts {duration:.1f} s, over the {self.lim.max_video_duration_s:g} s limit "
+                    "for grounding in one call (limits.max_video_duration_s); ask with strategy "
+                    "coarse_to_fine (or auto) to ground it by windows",
+                    param,
+                )
+            return
+        if duration > self.lim.max_windowed_duration_s:
+            raise E.bad_request(
+                f"{param}: the video lasts {duration:.1f} s, over the {self.lim.max_windowed_duration_s:g} s limit "
+                "for grounding by windows (limits.max_windowed_duration_s)",
+                param,
+            )
+        n = len(plan_windows(duration, settings.window_s, settings.stride))
+        if n > self.lim.max_windows:
+            raise E.bad_request(
+                f"{param}: {n} windows of {settings.window_s:g} s every {settings.stride:g} s are over the limit of "
+                f"{self.lim.max_windows} (limits.max_windows); ask for longer windows or a longer stride",
+                "windows",
+            )
 
     def grounding_request(self, req: GroundingRequest, video):
-        """The model request for a grounding request whose video is decoded."""
-        think = self.cfg.default_think if req.think is None else req.think
-        requests = self.served.requests.asking(mode=req.mode, think=think)
-        return requests.grounding(req.video, req.query, float(video.metadata.duration), video=video)
+        """The model request the `direct` strategy makes for a grounding request whose video is decoded."""
+        from vtg.grounding import direct
 
-    def _grounding_response(self, req: GroundingRequest, out, duration: float, n: int) -> GroundingResponse:
-        samples, per_sample = [], []
-        for c in sorted(out.outputs, key=lambda c: c.index):
-            parsed = parse_answer(c.text)
+        think = self.cfg.default_think if req.think is None else req.think
+        strategy = direct(self.served.requests.asking(mode=req.mode, think=think), req.video, req.query, video=video)
+        try:
+            return next(strategy).calls[0].request
+        finally:
+            strategy.close()
+
+    def _grounding_response(self, req: GroundingRequest, g: Grounding, duration: float) -> GroundingResponse:
+        samples = []
+        for text in g.samples:
+            parsed = parse_answer(text)
             moments = _clean(parsed.normalized(), duration)
-            if req.mode == "single":
-                moments = moments[:1]
-            per_sample.append(moments)
             samples.append(
                 GroundingSample(
-                    text=c.text, moments=[list(m) for m in moments], not_present=parsed.not_present, parsed=parsed.ok
+                    text=text,
+                    moments=[list(m) for m in (moments[:1] if req.mode == "single" else moments)],
+                    not_present=parsed.not_present,
+                    parsed=parsed.ok,
                 )
             )
-        merged = merge_samples(per_sample, top_k=req.top_k, iou_threshold=self.cfg.nms_iou)
-        best = merged[0].sample if merged else 0
-        reasoning = parse_answer(samples[best].text).think if samples else None
-        usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
+        if g.strategy == "direct":
+            not_present = sum(s.not_present for s in samples) / max(len(samples), 1)
+        else:
+            not_present = 1.0 - max(g.scores, default=0.0)
         return GroundingResponse(
             model=req.model or self.cfg.model_name,
             video=req.video,
             duration=duration,
             query=req.query,
             mode=req.mode,
-            moments=[MomentOut(start=m.start, end=m.end, score=round(m.score, 4)) for m in merged],
-            reasoning=reasoning,
-            not_present_score=sum(s.not_present for s in samples) / max(n, 1),
+            moments=[MomentOut(start=s, end=e, score=sc) for (s, e), sc in zip(g.moments, g.scores)],
+            reasoning=g.reasoning,
+            not_present_score=round(not_present, 4),
             samples=samples,
-            usage=usage,
+            usage=self._count_usage(g.prompt_tokens, g.completion_tokens),
+            strategy=g.strategy,
+            calls=g.calls,
+            windows=g.windows,
         )
+
+
+@dataclass
+class _Question:
+    """A grounding question from either endpoint: the video, the query, and the request fields that shape it."""
+
+    video: str
+    param: str  # where the video is named in the request (for errors)
+    query: str
+    mode: str = "multi"
+    think: bool | None = None
+    strategy: str | None = None
+    windows: Any = None  # WindowsIn
+    time_budget_s: float | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    n: int = 1
+    top_k: int = 5
+    constrained: bool = False
 
 
 def sampling_params(**kw):
@@ -421,6 +623,30 @@ def _choice_moments(texts: list[str], duration: float | None) -> list[list[Momen
     for m in scored:
         out[m.sample].append(MomentOut(start=m.start, end=m.end, score=round(m.score, 4)))
     return out
+
+
+async def _grounded_events(req: ChatCompletionRequest, resp: ChatCompletionResponse) -> AsyncIterator[str]:
+    """A grounded chat answer as a stream: the role, the whole answer with its moments, usage if asked, [DONE]."""
+    rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    choice = resp.choices[0]
+
+    def chunk(choices, usage=None) -> str:
+        return _sse(ChatCompletionChunk(id=rid, created=created, model=req.model, choices=choices, usage=usage))
+
+    yield chunk([ChunkChoice(index=0, delta=DeltaMessage(role="assistant", content=""))])
+    delta = DeltaMessage(content=choice.message.content, reasoning_content=choice.message.reasoning_content)
+    last = ChunkChoice(
+        index=0,
+        delta=delta,
+        finish_reason=choice.finish_reason,
+        moments=choice.moments,
+        reasoning=choice.reasoning,
+        not_present=choice.not_present,
+    )
+    yield chunk([last])
+    if req.stream_options and req.stream_options.include_usage:
+        yield chunk([], resp.usage)
+    yield "data: [DONE]\n\n"
 
 
 def _sse(model) -> str:

@@ -204,6 +204,30 @@ def test_config_rejects_bad_settings(tmp_path):
     assert (cfg.port, cfg.limits.max_frames, cfg.limits.max_tokens, cfg.model_name) == (9001, 8, 7, "tiny")
 
 
+def test_vllm_scale_out_settings_and_engine_args_reach_the_engine(tiny_qwen25):
+    """`vtg serve --tensor-parallel-size 2 --data-parallel-size 3 --engine-arg KEY=VALUE`: vLLM's own parallelism and
+    any engine argument by name (checked here on the arguments the engine is built from; a CPU runs neither)."""
+    import argparse
+
+    from vtg.serve.cli import config_from_args, register
+    from vtg.serve.model import engine_args
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    argv = ["serve", "--model", str(tiny_qwen25), "--tensor-parallel-size", "2", "--data-parallel-size", "3"]
+    argv += ["--engine-arg", "enable_prefix_caching=true", "--engine-arg", "max-num-batched-tokens=4096"]
+    args = engine_args(config_from_args(parser.parse_args(argv)))
+    assert (args.tensor_parallel_size, args.data_parallel_size) == (2, 3)
+    assert (args.enable_prefix_caching, args.max_num_batched_tokens) == (True, 4096)
+    cfg = load_config(None, {"model": str(tiny_qwen25), "engine_args": {"enable_prefix_cachng": True}})
+    with pytest.raises(ServeConfigError, match="'enable_prefix_cachng' is not a vLLM engine argument.*enable_prefix"):
+        engine_args(cfg)
+    with pytest.raises(ServeConfigError, match="tensor_parallel_size must be an integer >= 1"):
+        load_config(None, {"model": "m", "tensor_parallel_size": 0})
+    with pytest.raises(ServeConfigError, match="grounding_strategy must be one of"):
+        load_config(None, {"model": "m", "grounding_strategy": "fast"})
+
+
 # ---- constrained decoding regex --------------------------------------------------------------------------------
 
 
