@@ -269,6 +269,13 @@ def endpoint_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str
     return GroundingPrompt(cfg.mode, cfg.think, cfg.prompt_style).openai_messages(rec.query, rec.duration, url)
 
 
+def grounding_extension(rec: Record, cfg: EvalConfig) -> dict[str, Any]:
+    """`vtg serve`'s chat extension that has the server run the config's strategy on the record's question (the
+    server words it as its model was trained; the messages' text is not used then)."""
+    ext = {"strategy": cfg.strategy, "query": rec.query, "mode": cfg.mode, "think": cfg.think}
+    return {**ext, "windows": cfg.windows} if cfg.windows else ext
+
+
 def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> dict[str, Any]:
     import openai
 
@@ -284,6 +291,7 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
             max_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             seed=request_seed(cfg.seed, rec.id),
+            **({"extra_body": {"grounding": grounding_extension(rec, cfg)}} if cfg.strategy != "direct" else {}),
         )
         msg = resp.choices[0].message
         # a server that splits the reasoning off (vtg serve does, by the grammar's rule): read back the whole text

@@ -5,6 +5,7 @@ unserved model name refused."""
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from vtg.cli import main
@@ -63,6 +64,10 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
         )
         assert "endpoint.model: 'tiny-7b' is not served" in capsys.readouterr().err
         assert not (tmp_path / "other" / "predictions.jsonl").exists()
+        # a strategy other than direct: the server runs it (the chat `grounding` extension), one coarse call a window
+        windowed = [*args[:-1], str(tmp_path / "windowed"), "--strategy", "coarse_to_fine", "--limit", "3"]
+        assert main(windowed) == 0
+        metrics = httpx.get(server.url + "/metrics", timeout=10).text
     finally:
         server.stop()
     assert summary["resumed"] == 2 and summary["ran"] == 2
@@ -73,3 +78,7 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["counts"]["errors"] == 1
     # asked in the served model's prompt style, which `vtg serve` announces on its model card (tiny: "short")
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"]["prompt_style"] == "short"
+    windowed = read_predictions(tmp_path / "windowed" / "predictions.jsonl")
+    assert len(windowed) == 3, windowed
+    assert all(line["parse"] == "strict" for line in windowed.values()), windowed  # the server's canonical text
+    assert 'vtg_grounding_calls_total{stage="coarse"} 3.0' in metrics

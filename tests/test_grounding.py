@@ -180,7 +180,8 @@ def test_coarse_to_fine_maps_windows_back_and_scores_them_alike(family, tiny_qwe
     # each window answered [1, 4] about itself: in the video that is its start + [1, 4]
     coarse = sorted((w.start + 1.0, w.start + 4.0) for w in windows)
     assert sorted(g.moments) == coarse
-    assert len(set(g.scores)) == 1 and 0.0 < g.scores[0] <= 1.0  # the same clip scores the same in every window
+    # the same clip scores the same in every window (to the batch's float rounding: the mean of ~35 log-probs)
+    assert max(g.scores) - min(g.scores) <= 2e-4 and 0.0 < g.scores[0] <= 1.0
     assert g.text == ("; ".join(f"starts at {s:.1f}s, ends at {e:.1f}s" for s, e in g.moments))
 
 

@@ -3,10 +3,11 @@
 - `direct`: one call, the whole video sampled as the model was trained (`n` samples merged by consensus + NMS).
 - `coarse_to_fine`: the coarse pass asks the model about overlapping windows covering the whole video at a coarse
   frame rate (each window shown as a clip of its own, "not present" allowed); moments are mapped back to the
-  video's seconds, joined across window borders, and scored by 1 - p("not present") at the answer's first token,
-  which is comparable across windows (the same two-way decision in every window). The fine pass re-asks, at the
-  model's own sampling, windows centred on the best candidates (or on each border of a candidate longer than a
-  window) and replaces the coarse borders with the fine ones. A query absent from every window is "not present".
+  video's seconds, joined across window borders, and scored by how sure the model was of the answer it wrote
+  (exp of its tokens' mean log-probability; it ranked best of the scores tried: experiments/long_scores). The fine
+  pass re-asks, at the model's own sampling, windows centred on the best candidates (or on each border of a
+  candidate longer than a window) and replaces the coarse borders with the fine ones. A query absent from every
+  window is "not present".
 - `auto`: `direct` up to `WindowSettings.direct_max_s` seconds, `coarse_to_fine` above.
 
 A strategy is a generator that does no engine I/O: it yields `Ask`s (model requests built by `vtg.request`, plus
@@ -53,7 +54,7 @@ class WindowSettings:
     fine_windows: int = 8  # the fine pass's budget: model calls at most (0: no fine pass)
     direct_max_s: float | None = None  # `auto` grounds longer videos by windows; None: 1.5 x window_s
     batch_windows: int = 16  # windows decoded and asked at once: bounds memory, lets other requests in between
-    score: str = "not_present"  # how moments from different windows are ranked (SCORES)
+    score: str = "likelihood"  # how moments from different windows are ranked (SCORES; experiments/long_scores)
     samples: int = 4  # `agreement` only: sampled answers per window
     min_score: float = 0.5  # a moment scored lower is dropped (0.5: the model's own present/absent decision)
 
@@ -247,10 +248,13 @@ def coarse_to_fine(
 ) -> Strategy:
     """See the module docstring. Every window is asked in `multi` mode (so "not present" is an answer it may give);
     the question's own mode decides how many moments are returned."""
+    from vtg.data.video import probe_video
     from vtg.data.windows import coarse_sampling, plan_windows, read_windows
 
     mode = requests.prompt.mode
     asking = requests.asking(mode="multi")
+    # the windows cover the video as its header gives it, not the duration a caller was told (a record's)
+    duration = probe_video(source).duration
     windows = plan_windows(duration, settings.window_s, settings.stride)
     sampling = coarse_sampling(requests.sampling, settings.coarse_fps)
     no_ids = not_present_token_ids(requests.processor)

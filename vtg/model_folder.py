@@ -125,7 +125,8 @@ def save_sampling(model_dir: str | Path, sampling: FrameSampling, windows: dict 
     if windows:
         from vtg.grounding import WindowSettings
 
-        data["windows"] = WindowSettings.from_dict(windows).to_dict()
+        WindowSettings.from_dict(windows)  # refuse what could not be read back
+        data["windows"] = dict(windows)  # only what was chosen: the rest stays vtg's defaults
     path.write_text(json.dumps(data, indent=1) + "\n")
     return path
 
