@@ -457,10 +457,6 @@ def agreement(moment: tuple[float, float], sampled: Sequence[Sequence[tuple[floa
 # ---- drivers -----------------------------------------------------------------------------------------------------
 
 
-class EngineRejected(UserError):
-    """The engine refused a request built for this question (e.g. a prompt too long for its context)."""
-
-
 def _completions(output, n: int) -> list[Completion]:
     out = []
     for c in sorted(output.outputs, key=lambda c: c.index)[:n]:
