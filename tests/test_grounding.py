@@ -199,6 +199,8 @@ def test_a_query_no_window_answers_is_not_present(tiny_qwen25, tmp_path):
             out = runner.run(
                 {
                     "absent": lambda: G.ground(requests, video, "a blue circle", 40.0, "coarse_to_fine", settings),
+                    # a record that says 400 s about a 40-s file: the windows cover the file, as its header says
+                    "told_400s": lambda: G.ground(requests, video, "a blue circle", 400.0, "coarse_to_fine", settings),
                     "unreadable": lambda: G.ground(requests, str(tmp_path / "nope.mp4"), "x", 40.0, "auto", settings),
                 }
             )
@@ -207,3 +209,5 @@ def test_a_query_no_window_answers_is_not_present(tiny_qwen25, tmp_path):
     g = out["absent"].grounding
     assert (g.moments, g.text, g.not_present, g.calls) == ([], "not present", True, 3)
     assert out["unreadable"].grounding is None and "nope.mp4" in out["unreadable"].error
+    told = out["told_400s"].grounding
+    assert (told.windows, told.calls, told.text) == (g.windows, 3, "not present")

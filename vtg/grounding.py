@@ -182,12 +182,15 @@ def ground(
     top_k: int = 5,
     nms_iou: float = 0.5,
 ) -> Strategy:
-    """The strategy generator for one question (`auto` resolved by `duration`)."""
+    """The strategy generator for one question about a local video (`auto` resolved by `duration`)."""
+    from vtg.data.video import probe_video
+
     settings = settings or WindowSettings()
     name = choose(strategy, duration, settings)
     if name == "direct":
         return direct(requests, source, query, video=video, samples=samples, top_k=top_k, nms_iou=nms_iou)
-    return coarse_to_fine(requests, source, query, duration, settings, top_k=top_k)
+    # windows cover the video as its header gives it, not the duration a caller was told (a record's)
+    return coarse_to_fine(requests, source, query, probe_video(source).duration, settings, top_k=top_k)
 
 
 # ---- direct ------------------------------------------------------------------------------------------------------
@@ -246,15 +249,12 @@ class Candidate:
 def coarse_to_fine(
     requests: Requests, source: str, query: str, duration: float, settings: WindowSettings, *, top_k: int = 5
 ) -> Strategy:
-    """See the module docstring. Every window is asked in `multi` mode (so "not present" is an answer it may give);
-    the question's own mode decides how many moments are returned."""
-    from vtg.data.video import probe_video
+    """See the module docstring. `duration` is the video's, from its header. Every window is asked in `multi` mode
+    (so "not present" is an answer it may give); the question's own mode decides how many moments are returned."""
     from vtg.data.windows import coarse_sampling, plan_windows, read_windows
 
     mode = requests.prompt.mode
     asking = requests.asking(mode="multi")
-    # the windows cover the video as its header gives it, not the duration a caller was told (a record's)
-    duration = probe_video(source).duration
     windows = plan_windows(duration, settings.window_s, settings.stride)
     sampling = coarse_sampling(requests.sampling, settings.coarse_fps)
     no_ids = not_present_token_ids(requests.processor)
