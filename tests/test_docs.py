@@ -83,7 +83,8 @@ def test_markdown_links_resolve():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("name", ["DESIGN.md", "§"])
+# the outside design document's name, spelled in two parts so that this guard is not itself a citation of it
+@pytest.mark.parametrize("name", ["DESIGN" + ".md", "§"])
 def test_nothing_cites_an_outside_design_document(name):
     hits = [
         str(f.relative_to(ROOT))
