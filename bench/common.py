@@ -109,3 +109,16 @@ def update_readme(readme: str | os.PathLike, section: str, tag: str = "results")
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{begin}\n{section.strip()}\n{end}{tail}")
     return readme
+
+
+def add_result_args(parser, folder: Path, out_what: str = "result JSON") -> None:
+    """`--out` (default: the bench folder's committed results.json, the only one whose table goes into its README)
+    and `--render`."""
+    parser.add_argument(
+        "--out",
+        default=str(folder / "results.json"),
+        help=f"{out_what} (the README is updated when it is this folder's results.json)",
+    )
+    parser.add_argument(
+        "--render", action="store_true", help="only re-render README.md from the committed results.json"
+    )

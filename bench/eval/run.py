@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import measured_line, provenance, read_json, table, update_readme, write_json
+from bench.common import add_result_args, measured_line, provenance, read_json, table, update_readme, write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -109,12 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=48)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16, help="prompts per engine call (the eval job's batch_size)")
-    ap.add_argument(
-        "--out",
-        default=str(HERE / "results.json"),
-        help="result JSON (the README is updated when it is this folder's results.json)",
-    )
-    ap.add_argument("--render", action="store_true", help="only re-render README.md from the committed results.json")
+    add_result_args(ap, HERE)
     args = ap.parse_args(argv)
     committed = HERE / "results.json"
     if not args.render:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import measured_line, provenance, read_json, table, update_readme, write_json
+from bench.common import add_result_args, measured_line, provenance, read_json, table, update_readme, write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -174,12 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--fuzz-examples", type=int, default=30, help="0: no fuzz run")
-    ap.add_argument(
-        "--out",
-        default=str(HERE / "results.json"),
-        help="result JSON; fuzz-junit.xml goes beside it (the README is updated when it is this folder's results.json)",
-    )
-    ap.add_argument("--render", action="store_true", help="only re-render README.md from the committed results.json")
+    add_result_args(ap, HERE, "result JSON; fuzz-junit.xml goes beside it")
     args = ap.parse_args(argv)
     committed = HERE / "results.json"
     if args.render:

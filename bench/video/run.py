@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import measured_line, provenance, read_json, table, update_readme, write_json
+from bench.common import add_result_args, measured_line, provenance, read_json, table, update_readme, write_json
 
 HERE = Path(__file__).resolve().parent
 WAYS = {
@@ -121,12 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", default=None, help="glob of MP4 files (default: 100 synthetic videos, generated)")
     p.add_argument("--n-videos", type=int, default=100, help="synthetic videos to generate without --videos")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument(
-        "--out",
-        default=str(HERE / "results.json"),
-        help="result JSON (the README is updated when it is this folder's results.json)",
-    )
-    p.add_argument("--render", action="store_true", help="only re-render README.md from the committed results.json")
+    add_result_args(p, HERE)
     args = p.parse_args(argv)
     committed = HERE / "results.json"
     if not args.render:
