@@ -56,7 +56,7 @@ class WindowSettings:
     batch_windows: int = 16  # windows decoded and asked at once: bounds memory, lets other requests in between
     score: str = "likelihood"  # how moments from different windows are ranked (SCORES; experiments/long_scores)
     samples: int = 4  # `agreement` only: sampled answers per window
-    min_score: float = 0.5  # a moment scored lower is dropped (0.5: the model's own present/absent decision)
+    min_score: float = 0.5  # a moment scored lower is dropped (with `not_present`: the model's own yes/no at 0.5)
 
     def __post_init__(self) -> None:
         if not self.window_s > 0:
@@ -99,9 +99,6 @@ class WindowSettings:
 
     def updated(self, overrides: dict[str, Any] | None, where: str = "windows") -> WindowSettings:
         return WindowSettings.from_dict({**dataclasses.asdict(self), **(overrides or {})}, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def choose(strategy: str, duration: float, settings: WindowSettings) -> str:
