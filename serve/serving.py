@@ -386,9 +386,13 @@ class Serving:
 
     async def ground(self, req: GroundingRequest) -> GroundingResponse:
         lora = self.served.lora_for(req.model)
+        g, duration = await self._ground(self._grounding_question(req), lora)
+        return self._grounding_response(req, g, duration)
+
+    def _grounding_question(self, req: GroundingRequest) -> _Question:
         n = req.samples or (1 if req.mode == "single" and req.top_k == 1 else self.cfg.grounding_samples)
         constrained = self.cfg.constrain_answers if req.constrained is None else req.constrained
-        q = _Question(
+        return _Question(
             req.video,
             "video",
             req.query,
@@ -405,8 +409,6 @@ class Serving:
             req.top_k,
             constrained,
         )
-        g, duration = await self._ground(q, lora)
-        return self._grounding_response(req, g, duration)
 
     async def _ground(self, q: _Question, lora) -> tuple[Grounding, float]:
         """Ground one question by its strategy (vtg.grounding), under the limits of that strategy."""
@@ -415,8 +417,6 @@ class Serving:
         self._check_samples(q.n, "samples")
         max_tokens = self._token_budget(q.max_tokens)
         settings = self._windows(q.windows)
-        think = self.cfg.default_think if q.think is None else q.think
-        requests = self.served.requests.asking(mode=q.mode, think=think)
         budget_s, budget_name = self._time_budget(q.time_budget_s)
         await self.limiter.acquire()
         try:
@@ -428,19 +428,13 @@ class Serving:
                     async with self._deadline():
                         video = await self._decode_timed(path, q.video, q.param)
                         duration = float(video.metadata.duration)
-                        params = self._direct_params(q, max_tokens, think, duration)
-                        strategy = grounding.direct(
-                            requests,
-                            q.video,
-                            q.query,
-                            video=video,
-                            samples=q.n,
-                            top_k=q.top_k,
-                            nms_iou=self.cfg.nms_iou,
-                        )
+                        params = self._direct_params(q, max_tokens, duration)
+                        strategy = self._direct(q, video)
                         return await self._run(strategy, params, lora, q), duration
                 params = sampling_params(max_tokens=max_tokens, temperature=0.0, seed=q.seed)
-                strategy = grounding.coarse_to_fine(requests, path, q.query, info.duration, settings, top_k=q.top_k)
+                strategy = grounding.coarse_to_fine(
+                    self._asking(q), path, q.query, info.duration, settings, top_k=q.top_k
+                )
                 try:
                     async with asyncio.timeout(budget_s):
                         return await self._run(strategy, params, lora, q), info.duration
@@ -452,7 +446,22 @@ class Serving:
         finally:
             self.limiter.release()
 
-    def _direct_params(self, q: _Question, max_tokens: int, think: bool, duration: float):
+    def _think(self, q: _Question) -> bool:
+        return self.cfg.default_think if q.think is None else q.think
+
+    def _asking(self, q: _Question):
+        """The served model's requests in the question's mode, reasoning or not."""
+        return self.served.requests.asking(mode=q.mode, think=self._think(q))
+
+    def _direct(self, q: _Question, video):
+        """The `direct` strategy for a question whose video is decoded."""
+        from vtg.grounding import direct
+
+        return direct(
+            self._asking(q), q.video, q.query, video=video, samples=q.n, top_k=q.top_k, nms_iou=self.cfg.nms_iou
+        )
+
+    def _direct_params(self, q: _Question, max_tokens: int, duration: float):
         temperature = q.temperature
         if temperature is None:
             temperature = 0.0 if q.n == 1 else self.cfg.grounding_temperature
@@ -461,7 +470,9 @@ class Serving:
             max_tokens=max_tokens,
             temperature=temperature,
             seed=q.seed,
-            structured_outputs=structured(q.mode, think, q.top_k, duration, max_tokens) if q.constrained else None,
+            structured_outputs=structured(q.mode, self._think(q), q.top_k, duration, max_tokens)
+            if q.constrained
+            else None,
             **({"top_p": q.top_p} if q.top_p is not None else {}),
         )
 
@@ -529,11 +540,10 @@ class Serving:
             )
 
     def grounding_request(self, req: GroundingRequest, video):
-        """The model request the `direct` strategy makes for a grounding request whose video is decoded."""
-        from vtg.grounding import direct
-
-        think = self.cfg.default_think if req.think is None else req.think
-        strategy = direct(self.served.requests.asking(mode=req.mode, think=think), req.video, req.query, video=video)
+        """The model request the `direct` strategy makes for a grounding request whose video is decoded (built as
+        `_ground` builds it; tests compare it with every other caller's)."""
+        q = self._grounding_question(req)
+        strategy = self._direct(q, video)
         try:
             return next(strategy).calls[0].request
         finally:
