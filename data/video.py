@@ -18,6 +18,7 @@ are `index / fps` (that is what transformers and vLLM compute), which equals the
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import urllib.parse
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -268,6 +270,20 @@ def _download(url: str, max_bytes: int = MAX_DOWNLOAD_BYTES) -> str:
     return tmp
 
 
+@contextlib.contextmanager
+def local_file(source: str) -> Iterator[str]:
+    """A local path to read `source` from: its own, or an http(s) URL fetched to a temporary file, deleted after."""
+    path = _local_path(source)
+    if path is not None:
+        yield path
+        return
+    tmp = _download(source)
+    try:
+        yield tmp
+    finally:
+        os.unlink(tmp)
+
+
 # PyAV before 18 leaves a frame-threaded decoder (`thread_type = "AUTO"`, below) in a reference cycle after its
 # container closes, its FFmpeg threads alive until the garbage collector frees it. A process forked before then (a
 # DataLoader worker) frees it in the child, where those threads do not exist, and waits for them for ever: found on
@@ -320,16 +336,8 @@ def _stream_info(container, source: str) -> VideoInfo:
 def probe_video(source: str | os.PathLike) -> VideoInfo:
     """Duration, fps, frame count and size without decoding frames."""
     source = str(source)
-    path = _local_path(source)
-    tmp = None
-    if path is None:
-        path = tmp = _download(source)
-    try:
-        with _open_container(path, source) as c:
-            return _stream_info(c, source)
-    finally:
-        if tmp:
-            os.unlink(tmp)
+    with local_file(source) as path, _open_container(path, source) as c:
+        return _stream_info(c, source)
 
 
 # ---------------------------------------------------------------- sampling (pure)
@@ -555,14 +563,8 @@ def read_video(
     the budget's limit it would exceed (checked before decoding)."""
     source = str(source)
     sampling = sampling or FrameSampling()
-    path = _local_path(source)
-    if path is not None:
+    with local_file(source) as path:
         return _read_local(path, source, sampling, budget)
-    tmp = _download(source)
-    try:
-        return _read_local(tmp, source, sampling, budget)
-    finally:
-        os.unlink(tmp)
 
 
 # ---------------------------------------------------------------- decode-once cache

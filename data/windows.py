@@ -28,12 +28,11 @@ from vtg.data.video import (
     VideoError,
     VideoInfo,
     VideoMetadata,
-    _download,
-    _local_path,
     _open_container,
     _resized,
     _stream_info,
     frame_size,
+    local_file,
     sample_plan,
 )
 from vtg.errors import UserError
@@ -139,15 +138,8 @@ def read_windows(
     source = str(source)
     if any(b.start < a.start for a, b in zip(windows, windows[1:])):
         raise ValueError("read_windows: windows must be sorted by start")
-    path = _local_path(source)
-    tmp = None
-    if path is None:
-        path = tmp = _download(source)
-    try:
+    with local_file(source) as path:
         yield from _read(path, source, list(windows), sampling, budget, seek_min_gap_s, stats)
-    finally:
-        if tmp:
-            os.unlink(tmp)
 
 
 def _read(path, source, windows, sampling, budget, seek_min_gap_s, stats) -> Iterator[DecodedVideo]:
