@@ -94,11 +94,10 @@ def by_video_length(scores: Sequence[QueryScore], conv: Conventions) -> dict[str
     from vtg.eval.metrics import aggregate
 
     edges = VIDEO_LENGTH_BINS_MIN
-    out = {}
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = [s for s in scores if length_bin(s.duration) == _length_label(lo, hi)]
-        out[_length_label(lo, hi)] = {"n": len(sel), **(aggregate(sel, conv)["metrics"] if sel else {})}
-    return out
+    bins: dict[str, list[QueryScore]] = {_length_label(lo, hi): [] for lo, hi in zip(edges[:-1], edges[1:])}
+    for s in scores:
+        bins[length_bin(s.duration)].append(s)
+    return {label: {"n": len(sel), **(aggregate(sel, conv)["metrics"] if sel else {})} for label, sel in bins.items()}
 
 
 def _tertile_edges(values: Sequence[float]) -> list[float]:
