@@ -84,7 +84,7 @@ class _Tracker:
             m.grounding_running.labels(ask.stage).inc()
         m.grounding_calls.labels(ask.stage).inc(len(ask.calls))
         if ask.stage != "direct":
-            done = ask.done + len(ask.calls)
+            done = ask.done + ask.windows
             m.grounding_progress.labels(self.rid, ask.stage).set(min(1.0, done / max(ask.total, 1)))
             log.info("grounding %s (%s): %s pass, windows %d-%d of %d", self.rid, self.video, ask.stage,
                      ask.done + 1, min(done, ask.total), ask.total)  # fmt: skip

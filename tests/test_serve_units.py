@@ -286,3 +286,18 @@ def test_limiter_queue_and_429():
 
     text = asyncio.run(scenario())
     assert "vtg_requests_rejected_total 1.0" in text and "vtg_requests_in_flight 0.0" in text
+
+
+def test_grounding_progress_counts_windows_not_calls():
+    """`agreement` asks two calls a window: progress and its log still count windows."""
+    from vtg.grounding import Ask
+    from vtg.serve.metrics import GroundingProgress, Metrics
+
+    m = Metrics()
+    tracker = GroundingProgress(m).tracker("long.mp4")
+    tracker.ask(Ask([None] * 8, "coarse", done=0, windows=4, total=16))  # 4 windows, 2 calls each
+    text = m.render().decode()
+    assert 'vtg_grounding_progress{request="g1",stage="coarse"} 0.25' in text
+    assert 'vtg_grounding_calls_total{stage="coarse"} 8.0' in text
+    tracker.done()
+    assert "vtg_grounding_progress{" not in m.render().decode()

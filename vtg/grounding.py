@@ -130,6 +130,7 @@ class Ask:
     calls: list[Call]
     stage: str  # "direct" | "coarse" | "fine"
     done: int = 0  # windows of this stage answered before this ask
+    windows: int = 1  # windows this ask covers (`agreement` makes two calls a window)
     total: int = 1  # windows of this stage in all
 
 
@@ -263,7 +264,7 @@ def coarse_to_fine(
     for start in range(0, len(windows), settings.batch_windows):
         batch = [next(frames) for _ in windows[start : start + settings.batch_windows]]
         calls = _coarse_calls(asking, source, query, batch, settings)
-        answers = yield Ask(calls, "coarse", done=start, total=len(windows))
+        answers = yield Ask(calls, "coarse", done=start, windows=len(batch), total=len(windows))
         stats.add(answers)
         found += scorer.moments(batch, answers)
         del batch
@@ -366,7 +367,7 @@ def _fine_pass(asking, source, query, duration, candidates, settings, stats) -> 
     videos = dict(zip(order, read_windows(source, [plans[k][2] for k in order], asking.sampling, _budget(asking))))
     calls = [Call(asking.grounding(source, query, float(videos[k].metadata.duration), video=videos[k]), n=1,
                   temperature=0.0) for k in range(len(plans))]  # fmt: skip
-    answers = yield Ask(calls, "fine", done=0, total=len(plans))
+    answers = yield Ask(calls, "fine", done=0, windows=len(plans), total=len(plans))
     stats.add(answers)
     refined = [dataclasses.replace(c) for c in candidates]
     for k, (i, part, _) in enumerate(plans):
