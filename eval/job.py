@@ -195,8 +195,9 @@ def _batches(cfg: EvalConfig, todo: list[Record], settings) -> list[list[Record]
     them run together (memory holds every running question's windows)."""
     from vtg.grounding import choose
 
-    windowed = [r for r in todo if choose(cfg.strategy, r.duration, settings) != "direct"]
-    plain = [r for r in todo if choose(cfg.strategy, r.duration, settings) == "direct"]
+    plain, windowed = [], []
+    for r in todo:
+        (plain if choose(cfg.strategy, r.duration, settings) == "direct" else windowed).append(r)
     return _chunks(plain, cfg.batch_size) + _chunks(windowed, max(1, cfg.batch_size // settings.batch_windows))
 
 
