@@ -60,6 +60,9 @@ def fetch(
     """Download `url` to `dest` (written whole or not at all); returns its size in bytes."""
     import httpx
 
+    from vtg import cancel
+
+    cancelled = cancel.token()  # the request's, when a server fetches for one: checked every chunk
     check_host(url, allow_private)
     part = f"{dest}.part"
     try:
@@ -71,6 +74,7 @@ def fetch(
             size = 0
             with open(part, "wb") as f:
                 for chunk in resp.iter_bytes():
+                    cancel.check(cancelled)
                     size += len(chunk)
                     if size > max_bytes:
                         raise FetchError("too_large", f"{url} is over the {max_bytes}-byte limit")

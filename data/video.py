@@ -147,9 +147,11 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class DecodeBudget:
-    """What decoding one video may cost, checked from the stream's header before any frame is decoded, and again on
-    every decoded frame (a stream can change size): pixels per frame, and pixels decoded in all (frames are decoded
-    in order up to the last sampled one). None: no limit. `names` say what each limit is called where it is set."""
+    """What decoding one video may cost: pixels per frame, and pixels decoded in all (frames are decoded in order up
+    to the last sampled one). Checked from the stream's header before any frame is decoded, and again while it
+    decodes, since a stream can change size after its header: the decoder itself refuses to build a frame over the
+    per-frame limit (FFmpeg's `max_pixels`), and a frame larger than any before re-checks the whole plan at that
+    size. None: no limit. `names` say what each limit is called where it is set."""
 
     max_frame_pixels: int | None = None
     max_decoded_pixels: int | None = None
@@ -162,16 +164,28 @@ class DecodeBudget:
                 f"of {self.max_frame_pixels:,} ({self.names[0]})"
             )
 
-    def check_plan(self, info: VideoInfo, frames_decoded: int, source: str) -> None:
-        self.check_frame(info.width, info.height, source)
-        total = info.width * info.height * frames_decoded
+    def check_pixels(self, width: int, height: int, frames: int, source: str, why: str = "") -> None:
+        total = width * height * frames
         if self.max_decoded_pixels is not None and total > self.max_decoded_pixels:
             raise VideoTooLarge(
-                f"{source}: sampling it decodes {frames_decoded} frames of {info.width}x{info.height} "
+                f"{source}: sampling it decodes {frames} frames of {width}x{height}{why} "
                 f"({total:,} pixels), over the limit of {self.max_decoded_pixels:,} ({self.names[1]})"
             )
 
+    def check_plan(self, info: VideoInfo, frames_decoded: int, source: str) -> None:
+        self.check_frame(info.width, info.height, source)
+        self.check_pixels(info.width, info.height, frames_decoded, source)
 
+    def decoder_options(self) -> dict[str, str]:
+        """FFmpeg codec options that make the decoder refuse, before allocating it, a frame over the per-frame
+        limit. FFmpeg checks the width padded to its stride alignment (up to 64), hence the slack: a frame just
+        over the limit is still caught by `check_frame`, one far over it is never built."""
+        if self.max_frame_pixels is None:
+            return {}
+        return {"max_pixels": str(self.max_frame_pixels + FFMPEG_ALIGN_SLACK)}
+
+
+FFMPEG_ALIGN_SLACK = 64 * 16384  # stride padding (<= 64 columns) times the tallest frame a decoder accepts
 NO_BUDGET = DecodeBudget()
 
 
@@ -395,13 +409,25 @@ class FrameCursor:
     """
 
     def __init__(
-        self, container, fps: float, budget: DecodeBudget, source: str, seek_min_gap_s: float = SEEK_MIN_GAP_S
+        self,
+        container,
+        fps: float,
+        budget: DecodeBudget,
+        source: str,
+        seek_min_gap_s: float = SEEK_MIN_GAP_S,
+        planned_frames: int = 0,
     ):
         from av.video.reformatter import VideoReformatter
+
+        from vtg import cancel
 
         self.container, self.fps, self.budget, self.source = container, fps, budget, source
         self.stream = container.streams.video[0]
         self.stream.thread_type = "AUTO"
+        self.stream.codec_context.options = budget.decoder_options()  # read when the decoder opens, on first use
+        # the budget's plan, re-checked whenever a frame is larger than any before (the header can lie)
+        self.planned_frames, self.largest = planned_frames, self.stream.width * self.stream.height
+        self.cancelled = cancel.token()  # the request's, when a server decodes for one (checked every frame)
         # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
         # which made small videos ~3x slower to decode (bench/video/run.py).
         self.rgb = VideoReformatter()
@@ -437,9 +463,22 @@ class FrameCursor:
             return self.get(index)
 
     def _advance(self) -> None:
-        frame = next(self._frames)
+        import av
+
+        from vtg import cancel
+
+        cancel.check(self.cancelled)
+        try:
+            frame = next(self._frames)
+        except av.FFmpegError:
+            self._check_refused_size()
+            raise
         self.decoded += 1
         self.budget.check_frame(frame.width, frame.height, self.source)
+        if frame.width * frame.height > self.largest:
+            self.largest = frame.width * frame.height
+            why = f" (it grows from the header's {self.stream.width}x{self.stream.height} at frame {self.index + 1})"
+            self.budget.check_pixels(frame.width, frame.height, self.planned_frames, self.source, why)
         self.frame, self.time = frame, frame.time
         if self.t0 is None:
             self.t0 = self.time if self.time is not None else 0.0
@@ -448,6 +487,16 @@ class FrameCursor:
             if self._last_key is not None and self.index > self._last_key:
                 self._gop = max(self._gop, self.index - self._last_key)
             self._last_key = self.index
+
+    def _check_refused_size(self) -> None:
+        """A decoder error on a frame the decoder refused to build for its size (`decoder_options`) is the budget's."""
+        ctx = self.stream.codec_context
+        if self.budget.max_frame_pixels is not None and ctx.width * ctx.height > self.budget.max_frame_pixels:
+            raise VideoTooLarge(
+                f"{self.source}: its frames change to {ctx.width}x{ctx.height} ({ctx.width * ctx.height:,} pixels) "
+                f"part-way, over the limit of {self.budget.max_frame_pixels:,} ({self.budget.names[0]}); "
+                "the decoder refused to build them"
+            )
 
     def _index_of(self, t: float | None) -> int:
         if t is None:
@@ -487,7 +536,7 @@ def _decode_indices(container, wanted: list[int], size: tuple[int, int], budget:
     holds one full-size frame at a time; returns (frames [T, C, h, w] uint8, pts seconds, frames decoded)."""
     import av
 
-    cursor = FrameCursor(container, fps, budget, source)
+    cursor = FrameCursor(container, fps, budget, source, planned_frames=wanted[-1] + 1 if wanted else 0)
     frames, times = [], []
     try:
         for i in wanted:

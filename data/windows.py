@@ -143,6 +143,8 @@ def read_windows(
 
 
 def _read(path, source, windows, sampling, budget, seek_min_gap_s, stats) -> Iterator[DecodedVideo]:
+    import av
+
     with _open_container(path, source) as container:
         info = _stream_info(container, source)
         plans = [_plan(info, w, sampling, source) for w in windows]
@@ -152,7 +154,7 @@ def _read(path, source, windows, sampling, budget, seek_min_gap_s, stats) -> Ite
         for k, p in enumerate(plans):
             for i in p.indices:
                 users.setdefault(i, []).append(k)
-        cursor = FrameCursor(container, info.fps, budget, source, seek_min_gap_s)
+        cursor = FrameCursor(container, info.fps, budget, source, seek_min_gap_s, max(p.count for p in plans))
         held: dict[int, dict[tuple[int, int], object]] = {}  # frame -> {size: resized frame}
         times: dict[int, float] = {}
         done = most = 0
@@ -173,6 +175,8 @@ def _read(path, source, windows, sampling, budget, seek_min_gap_s, stats) -> Ite
                     )
                     done += 1
                     _release(held, times, users, done)
+        except av.FFmpegError as e:
+            raise VideoError(f"{source}: corrupt video, decoding failed near frame {cursor.index + 1} ({e})") from None
         finally:
             if stats is not None:
                 stats["frames_decoded"] = stats.get("frames_decoded", 0) + cursor.decoded
