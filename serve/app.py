@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from vtg.data.video import VIDEO_EXTS
 from vtg.serve import errors as E
 from vtg.serve.config import ServeConfig
-from vtg.serve.guard import BodyGuard, RequestCounter, mark_stream_failed, redact_access_log
+from vtg.serve.guard import BodyGuard, CancelOnDisconnect, RequestCounter, mark_stream_failed, redact_access_log
 from vtg.serve.media import media_signature_ok, sign_media
 from vtg.serve.metrics import CONTENT_TYPE, Metrics
 from vtg.serve.protocol import (
@@ -66,7 +66,7 @@ def build_app(cfg: ServeConfig) -> FastAPI:
         from vtg.serve.model import ServedModel
         from vtg.serve.serving import Serving
 
-        redact_access_log()  # here: uvicorn has configured its loggers by now
+        redact_access_log(cfg.api_key)  # here: uvicorn has configured its loggers by now
         served = ServedModel(cfg).start()
         app.state.serving = Serving(cfg, served, metrics)
         try:
@@ -92,6 +92,7 @@ def build_app(cfg: ServeConfig) -> FastAPI:
         timeout_s=limits.body_timeout_s,
         streamed_paths=("/v1/uploads",),
     )
+    app.add_middleware(CancelOnDisconnect)  # outside the guard: it listens once the guard has read the body
     app.add_middleware(RequestCounter, metrics=metrics)  # outermost: counts what the guard refuses too
     return app
 
@@ -127,9 +128,13 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
 
     @app.get("/health")
     async def health(request: Request):
-        if _serving(request).served.dead:
-            raise E.unavailable("the engine has stopped")
-        return {"status": "ok"}
+        """Liveness of the server and of its engine (the engine core process answering, checked without waiting
+        for a slot), and how busy it is; 503 once the engine has stopped."""
+        serving = _serving(request)
+        engine = await serving.served.engine_alive()
+        if not engine["alive"]:
+            raise E.unavailable(f"the engine has stopped: {engine['detail']}")
+        return {"status": "ok", "engine": engine, **serving.limiter.load()}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request):
@@ -150,8 +155,8 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     async def chat(body: ChatCompletionRequest, request: Request):
         serving = _serving(request)
         if body.stream:
-            events = await serving.chat_stream(body, on_failure=lambda: mark_stream_failed(request.scope))
-            return StreamingResponse(events, media_type="text/event-stream")
+            failed = partial(mark_stream_failed, request.scope)
+            return EventStreamResponse(await serving.chat_stream(body, on_failure=failed))
         return await serving.chat(body)
 
     @app.post("/v1/grounding", dependencies=auth, response_model=GroundingResponse, responses=ERRORS)
@@ -161,7 +166,7 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     @app.get("/v1/videos", dependencies=auth, response_model=VideoList, responses=ERRORS)
     async def videos(request: Request):
         link = partial(sign_media, key=cfg.api_key, ttl_s=cfg.limits.media_url_ttl_s)
-        return VideoList(data=_serving(request).media.list_videos(link))
+        return VideoList(data=await asyncio.to_thread(_serving(request).media.list_videos, link))
 
     @app.get("/v1/media", dependencies=auth, responses=ERRORS)
     async def media(url: str, request: Request):
@@ -170,6 +175,21 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     @app.post("/v1/uploads", dependencies=auth, responses=ERRORS)
     async def upload(filename: str, request: Request):
         return await _save_upload(cfg, filename, request)
+
+
+class EventStreamResponse(StreamingResponse):
+    """Server-sent events whose clean-up (`stream.close()`: the engine request aborted, its slot released) runs
+    however the response ends: read to the end, the connection reset, a send that fails, or never read at all."""
+
+    def __init__(self, stream):
+        super().__init__(stream.events, media_type="text/event-stream")
+        self.stream = stream
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.stream.close()
 
 
 async def _save_upload(cfg: ServeConfig, filename: str, request: Request) -> dict:

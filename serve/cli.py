@@ -137,6 +137,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from vtg.serve.app import build_app
+    from vtg.serve.guard import guarded_http_protocol
 
     cfg = config_from_args(args)
     print(
@@ -144,5 +145,8 @@ def _serve(args: argparse.Namespace) -> int:
         f"(media roots: {cfg.media_roots() or 'none'}; auth: {'on' if cfg.api_key else 'off'})",
         flush=True,
     )
-    uvicorn.run(build_app(cfg), host=cfg.host, port=cfg.port, log_level=args.log_level, timeout_graceful_shutdown=5)
+    http = guarded_http_protocol(cfg.limits.max_header_bytes, cfg.limits.header_timeout_s)
+    uvicorn.run(
+        build_app(cfg), host=cfg.host, port=cfg.port, http=http, log_level=args.log_level, timeout_graceful_shutdown=5
+    )
     return 0

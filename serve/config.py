@@ -40,6 +40,8 @@ class Limits:
     max_frame_pixels: int = 3840 * 2160  # a video's frames: at most this many pixels each (4K UHD)
     max_decoded_pixels: int = 20_000_000_000  # pixels decoded to sample one video (~5 min of 1080p at 30 fps)
     body_timeout_s: float = 30.0  # a client sending a request body may pause this long between chunks
+    header_timeout_s: float = 10.0  # a request's line and headers must all arrive within this
+    max_header_bytes: int = 16384  # a request's line and headers together (431 beyond)
     media_url_ttl_s: float = 3600.0  # how long a signed /v1/media URL stays valid
     max_fetch_cache_bytes: int = 2 * 1024**3  # fetched videos kept on disk (least recently used go first)
 

@@ -6,22 +6,28 @@
 - `RequestCounter`: `vtg_requests{route,status}` and latency for every request, and `vtg_request_failures{route,kind}`
   for client errors, server errors and streams that failed after their 200 (the route marks those, see
   `mark_stream_failed`).
-- `redact_access_log`: no secret in the access log: the values of `api_key`, `sig` and similar query parameters are
-  replaced before uvicorn writes a request line.
+- `CancelOnDisconnect`: a request whose client goes away is cancelled at once, whatever it is doing: its task
+  (engine requests aborted, engine slot released) and the threads it started (decoding, fetching: `vtg.cancel`).
+- `redact_access_log`: no secret in the access log: every query value of a request line is masked (`?url=***`), and
+  the API key itself wherever it appears (a path, a message).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
 
+from vtg import cancel
 from vtg.serve import errors as E
 
-STREAM_FAILED = "vtg_stream_failed"  # scope["state"] key a streaming route sets when its stream ends in an error
-SECRET_PARAMS = re.compile(r"((?:api_key|apikey|key|token|sig|signature|access_token)=)[^&\s\"]*", re.I)
+STREAM_FAILED = "vtg_stream_failed"  # scope["state"] key: the status of the error a stream ended in after its 200
+CLIENT_GONE = "vtg_client_gone"  # scope["state"] key: the client went away before its response was complete
+CLIENT_CLOSED_STATUS = 499  # what a request whose client left is counted as (nginx's "client closed request")
+QUERY_VALUE = re.compile(r"(?<=[?&])([^=&\s\"]*=)[^&\s\"]*")
 
 
 async def _send_error(send, err: E.APIError) -> None:
@@ -128,7 +134,9 @@ def _replay(body: bytes, receive):
 
 
 class RequestCounter:
-    """Counts every request by route and status, and its failures, in the server's metrics."""
+    """Counts every request by route and status, and its failures, in the server's metrics. A stream that failed
+    after its 200 counts as the status of the error it ended in; a request whose client left before its response was
+    complete counts as 499."""
 
     def __init__(self, app, metrics):
         self.app, self.metrics = app, metrics
@@ -137,7 +145,7 @@ class RequestCounter:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         t0, status = time.perf_counter(), 500  # an exception escaping the app still counts, as the 500 it becomes
-        scope.setdefault("state", {})
+        state = scope.setdefault("state", {})
 
         async def sending(message):
             nonlocal status
@@ -149,36 +157,198 @@ class RequestCounter:
             await self.app(scope, receive, sending)
         finally:
             route = getattr(scope.get("route"), "path", "other")
+            if state.get(CLIENT_GONE):
+                status, kind = CLIENT_CLOSED_STATUS, "client_gone"
+            elif state.get(STREAM_FAILED):
+                status, kind = state[STREAM_FAILED], "stream_error"
+            else:
+                kind = "server_error" if status >= 500 else "client_error" if status >= 400 else None
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - t0)
-            kind = (
-                "server_error"
-                if status >= 500
-                else "client_error"
-                if status >= 400
-                else "stream_error"
-                if scope["state"].get(STREAM_FAILED)
-                else None
-            )
             if kind:
                 self.metrics.failures.labels(route, kind).inc()
 
 
-def mark_stream_failed(scope) -> None:
-    scope.setdefault("state", {})[STREAM_FAILED] = True
+def mark_stream_failed(scope, status: int) -> None:
+    scope.setdefault("state", {})[STREAM_FAILED] = status
+
+
+NO_BODY = ("GET", "HEAD", "OPTIONS", "DELETE")
+
+
+class CancelOnDisconnect:
+    """Cancels a request at once when its client goes away (see the module docstring).
+
+    The app runs in a task of its own; once the request body is read, a watcher waits on the server's `receive()`,
+    which returns only when the client disconnects or the response is complete. The app itself is handed a
+    `receive()` that gives it the body and then waits for that disconnect, so only the watcher reads the socket."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        body_read, gone = asyncio.Event(), asyncio.Event()
+        complete = False
+
+        async def receiving():
+            if body_read.is_set():
+                await gone.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+            elif not message.get("more_body"):
+                body_read.set()
+            return message
+
+        async def sending(message):
+            nonlocal complete
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
+
+        async def watch():
+            await body_read.wait()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        if scope["method"] in NO_BODY:
+            body_read.set()
+        with cancel.scope() as cancelled:  # the task copies this context: threads it starts see the event
+            work = asyncio.ensure_future(self.app(scope, receiving, sending))
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done() and not complete:  # the client left first: stop everything done for it
+                scope.setdefault("state", {})[CLIENT_GONE] = True
+                cancelled.set()
+                gone.set()
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                return None
+            return await work
+        finally:
+            watcher.cancel()
+            if not work.done():  # this middleware itself was cancelled (server shutdown)
+                cancelled.set()
+                work.cancel()
 
 
 class _Redact(logging.Filter):
+    def __init__(self, key: str | None):
+        super().__init__()
+        self.key = key
+
+    def _clean(self, text: str) -> str:
+        if self.key:
+            from urllib.parse import quote
+
+            for form in {self.key, quote(self.key, safe=""), quote(self.key)}:
+                text = text.replace(form, "***")
+        return QUERY_VALUE.sub(r"\1***", text)
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args:
-            record.args = tuple(SECRET_PARAMS.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
-        record.msg = SECRET_PARAMS.sub(r"\1***", str(record.msg))
+            record.args = tuple(self._clean(a) if isinstance(a, str) else a for a in record.args)
+        record.msg = self._clean(str(record.msg))
         return True
 
 
-def redact_access_log() -> None:
-    """Mask secret query parameters in uvicorn's access and error logs (idempotent)."""
+def redact_access_log(key: str | None) -> None:
+    """Mask every query value, and the API key wherever it appears, in uvicorn's access and error logs (idempotent:
+    a second call replaces the first's filter)."""
     for name in ("uvicorn.access", "uvicorn.error"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _Redact) for f in logger.filters):
-            logger.addFilter(_Redact())
+        for f in [f for f in logger.filters if isinstance(f, _Redact)]:
+            logger.removeFilter(f)
+        logger.addFilter(_Redact(key))
+
+
+def guarded_http_protocol(max_header_bytes: int, header_timeout_s: float):
+    """uvicorn's httptools protocol with the two limits it lacks: a request's line and headers at most
+    `max_header_bytes` in all (431), and all of them within `header_timeout_s` of the request's first byte, or of
+    the connection for a client that sends nothing (408). Slow or endless headers otherwise hold a connection, and
+    its buffer, for ever. (Bodies are the BodyGuard's; idle keep-alive connections uvicorn's `timeout_keep_alive`.)"""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class _HeaderLimit(Exception):
+        """Stops the parser: the request was refused."""
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._header_bytes, self._deadline, self._refused = 0, None, False
+            self._arm()
+
+        def _arm(self) -> None:
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(header_timeout_s, self._headers_too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _refuse(self, status: int, reason: str, message: str) -> None:
+            self._refused = True
+            self._disarm()
+            if not self.transport.is_closing():
+                body = json.dumps(E.APIError(status, message, type="invalid_request_error").envelope()).encode()
+                self.transport.write(
+                    f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+                    + body
+                )
+                self.transport.close()
+
+        def _headers_too_slow(self) -> None:
+            self._deadline = None
+            self._refuse(
+                408,
+                "Request Timeout",
+                f"the request's headers did not arrive within {header_timeout_s:g} s (limits.header_timeout_s)",
+            )
+
+        def _count(self, n: int) -> None:
+            self._header_bytes += n
+            if self._header_bytes > max_header_bytes:
+                self._refuse(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"the request line and headers are over {max_header_bytes} bytes (limits.max_header_bytes)",
+                )
+                raise _HeaderLimit
+
+        def data_received(self, data: bytes) -> None:
+            if not self._refused:
+                super().data_received(data)
+
+        def send_400_response(self, msg: str) -> None:
+            if not self._refused:  # the parser's error after a refusal: the answer is already sent
+                super().send_400_response(msg)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._header_bytes = 0
+            self._arm()
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return GuardedHttpToolsProtocol

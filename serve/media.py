@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -103,8 +104,11 @@ class MediaPolicy:
         return real
 
     def list_videos(self, link, limit: int = 500) -> list[VideoEntry]:
-        """Video files under the allowed roots (symlinks leading outside are skipped); `link(url)` says where the page
-        loads each from."""
+        """Video files under the allowed roots: a video extension and a readable video stream, what `/v1/media`
+        serves (symlinks leading outside are skipped); `link(url)` says where the page loads each from. Reads each
+        file's header: call it from a thread."""
+        from vtg.data.video import VideoError, probe_video
+
         out: list[VideoEntry] = []
         for root in self.roots:
             for dirpath, dirnames, filenames in os.walk(root):
@@ -117,6 +121,10 @@ class MediaPolicy:
                         or not os.path.isfile(real)
                     ):
                         continue
+                    try:
+                        probe_video(real)
+                    except VideoError:
+                        continue  # named like a video, but not one
                     url = Path(real).as_uri()
                     rel = os.path.relpath(os.path.join(dirpath, name), root)
                     out.append(
@@ -261,8 +269,14 @@ def sign_media(url: str, key: str | None, ttl_s: float, now: float | None = None
     return f"{link}&exp={exp}&sig={_signature(url, exp, key)}"
 
 
+EXPIRY = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes '²' and '١', and int() of
+SIGNATURE = re.compile(r"[0-9a-f]{64}")  # thousands of digits raises; compare_digest raises on non-ASCII text
+
+
 def media_signature_ok(url: str, exp: str | None, sig: str | None, key: str) -> bool:
-    if not exp or not sig or not exp.isdigit() or int(exp) < time.time():
+    """Whether `sig` signs `url` until `exp` with `key`, still valid now. Any malformed value is simply not a valid
+    signature (the caller answers 401), never an error."""
+    if not exp or not sig or not EXPIRY.fullmatch(exp) or not SIGNATURE.fullmatch(sig) or int(exp) < time.time():
         return False
     return hmac.compare_digest(sig, _signature(url, int(exp), key))
 

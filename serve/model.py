@@ -142,6 +142,20 @@ class ServedModel:
     def dead(self) -> bool:
         return bool(self.llm.errored)
 
+    async def engine_alive(self) -> dict:
+        """Whether the engine can serve: vLLM's own health check (its output loop running, the core not reported
+        dead) and every engine core process alive. Reads state only: no request, no wait for a slot."""
+        try:
+            await self.llm.check_health()
+        except Exception as e:
+            return {"alive": False, "detail": f"{type(e).__name__}: {e}"}
+        manager = getattr(self.llm.engine_core.resources, "engine_manager", None)
+        procs = list(getattr(manager, "processes", []) or [])
+        stopped = [p.pid for p in procs if not p.is_alive()]
+        if stopped:
+            return {"alive": False, "detail": f"engine core process(es) {stopped} exited"}
+        return {"alive": True, "core_processes": len(procs)}
+
     def shutdown(self) -> None:
         if self.llm is not None:
             self.llm.shutdown()

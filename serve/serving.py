@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,9 +49,10 @@ class Limiter:
 
     def __init__(self, concurrency: int, max_queue: int, metrics: Metrics):
         self._sem = asyncio.Semaphore(concurrency)
-        self._max_queue, self._waiting, self._metrics = max_queue, 0, metrics
+        self._concurrency, self._max_queue, self._waiting, self._metrics = concurrency, max_queue, 0, metrics
+        self._held = 0
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> Slot:
         if self._sem.locked() and self._waiting >= self._max_queue:
             self._metrics.rejected.inc()
             raise E.overloaded(f"server busy: {self._waiting} requests already waiting (limits.max_queue); retry later")
@@ -62,11 +63,37 @@ class Limiter:
         finally:
             self._waiting -= 1
             self._metrics.waiting.dec()
+        self._held += 1
         self._metrics.in_flight.inc()
+        return Slot(self)
 
-    def release(self) -> None:
+    def _release(self) -> None:
+        self._held -= 1
         self._sem.release()
         self._metrics.in_flight.dec()
+
+    def load(self) -> dict[str, int]:
+        return {"slots_in_use": self._held, "slots": self._concurrency, "waiting": self._waiting}
+
+
+class Slot:
+    """One engine slot held by one request, released exactly once: by whichever clean-up gets there first."""
+
+    def __init__(self, limiter: Limiter):
+        self._limiter: Limiter | None = limiter
+
+    def release(self) -> None:
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter._release()
+
+
+@dataclass
+class EventStream:
+    """A streamed answer: its server-sent events, and the clean-up that must run however the response ends."""
+
+    events: AsyncIterator[str]
+    close: Callable[[], Awaitable[None]]
 
 
 class Serving:
@@ -102,7 +129,7 @@ class Serving:
         try:
             return probe_video(path)
         except VideoError as e:
-            raise E.bad_request(f"{param}: cannot read video {ref!r}: {e}", param) from None
+            raise video_error(e, path, ref, param) from None
 
     def _decode(self, path: str, ref: str, param: str):
         """The whole video sampled for one call, within the one-call duration limit."""
@@ -118,10 +145,8 @@ class Serving:
             )
         try:
             return self.served.requests.video(path)
-        except VideoTooLarge as e:
-            raise E.too_large(f"{param}: video {ref!r} costs too much to decode: {e}", param) from None
-        except VideoError as e:
-            raise E.bad_request(f"{param}: cannot read video {ref!r}: {e}", param) from None
+        except (VideoError, VideoTooLarge) as e:
+            raise video_error(e, path, ref, param) from None
 
     def _token_budget(self, asked: int | None, param: str = "max_tokens") -> int:
         if asked is not None and asked > self.lim.max_tokens:
@@ -234,13 +259,13 @@ class Serving:
             return await self._chat_grounded(req)
         lora, max_tokens = self._chat_checks(req)
         params = self._sampling_params(req, max_tokens)
-        await self.limiter.acquire()
+        slot = await self.limiter.acquire()
         try:
             async with self._deadline():
                 request = await self._chat_request(req)
-                out = await self._final(request.vllm_input(), params, lora)
+                out = await self._final(await asyncio.to_thread(request.vllm_input), params, lora)
         finally:
-            self.limiter.release()
+            slot.release()
         texts = [c.text for c in sorted(out.outputs, key=lambda c: c.index)]
         scored = _choice_moments(texts, request.duration if req.clamp_moments else None)
         choices = []
@@ -259,32 +284,44 @@ class Serving:
         usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
         return ChatCompletionResponse(model=req.model, choices=choices, usage=usage)
 
-    async def chat_stream(self, req: ChatCompletionRequest, on_failure=lambda: None) -> AsyncIterator[str]:
+    async def chat_stream(self, req: ChatCompletionRequest, on_failure=lambda status: None) -> EventStream:
         """Everything that can fail before the first token — checks, the engine slot, the video, the engine's own
         validation of the request — fails here, as a plain HTTP error; the returned events then stream. A failure
-        after that is sent as an `error` event, then `[DONE]`, and reported through `on_failure`."""
+        after that is sent as an `error` event, then `[DONE]`, and reported through `on_failure(status)`. The
+        stream's `close()` must be awaited however the response ends (app.EventStreamResponse does): it aborts the
+        engine request and releases the slot, once, even when no event was ever read."""
         from vllm.sampling_params import RequestOutputKind
 
         if req.grounding is not None:  # the answer is known only once every window is asked: one content chunk
-            return _grounded_events(req, await self._chat_grounded(req))
+            events = _grounded_events(req, await self._chat_grounded(req))
+            return EventStream(events, events.aclose)
         lora, max_tokens = self._chat_checks(req)
         params = self._sampling_params(req, max_tokens)
         params.output_kind = RequestOutputKind.DELTA
-        await self.limiter.acquire()
+        slot = await self.limiter.acquire()
         outputs = None
         try:
             async with self._deadline():
                 request = await self._chat_request(req)
-                outputs = self._generate(request.vllm_input(), params, lora)
+                outputs = self._generate(await asyncio.to_thread(request.vllm_input), params, lora)
                 first = await anext(outputs, None)
         except BaseException:
             if outputs is not None:
                 await outputs.aclose()
-            self.limiter.release()
+            slot.release()
             raise
-        return self._stream_events(req, request, first, outputs, on_failure)
+        events = self._stream_events(req, request, first, outputs, on_failure, slot)
 
-    async def _stream_events(self, req, request, first, outputs, on_failure) -> AsyncIterator[str]:
+        async def close() -> None:
+            try:
+                await events.aclose()  # a stream never started has nothing to run: the next two still do
+                await outputs.aclose()
+            finally:
+                slot.release()
+
+        return EventStream(events, close)
+
+    async def _stream_events(self, req, request, first, outputs, on_failure, slot: Slot) -> AsyncIterator[str]:
         rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
         def chunk(choices, usage=None) -> str:
@@ -331,16 +368,18 @@ class Serving:
             if req.stream_options and req.stream_options.include_usage:
                 yield chunk([], usage)
         except Exception as e:  # after the 200: the error as an event, the stream still closed properly
-            on_failure()
             err = (
                 e
                 if isinstance(e, E.APIError)
                 else E.APIError(500, f"internal error: {type(e).__name__}: {e}", type="internal_error")
             )
+            on_failure(err.status)
             yield _sse_raw(err.envelope())
         finally:
-            await outputs.aclose()
-            self.limiter.release()
+            try:
+                await outputs.aclose()
+            finally:
+                slot.release()
         yield "data: [DONE]\n\n"
 
     async def _chat_grounded(self, req: ChatCompletionRequest) -> ChatCompletionResponse:
@@ -418,7 +457,7 @@ class Serving:
         max_tokens = self._token_budget(q.max_tokens)
         settings = self._windows(q.windows)
         budget_s, budget_name = self._time_budget(q.time_budget_s)
-        await self.limiter.acquire()
+        slot = await self.limiter.acquire()
         try:
             async with self.media.opened(q.video, q.param) as path:
                 info = await asyncio.to_thread(self._probe, path, q.video, q.param)
@@ -430,21 +469,21 @@ class Serving:
                         duration = float(video.metadata.duration)
                         params = self._direct_params(q, max_tokens, duration)
                         strategy = self._direct(q, video)
-                        return await self._run(strategy, params, lora, q), duration
+                        return await self._run(strategy, params, lora, q, path), duration
                 params = sampling_params(max_tokens=max_tokens, temperature=0.0, seed=q.seed)
                 strategy = grounding.coarse_to_fine(
                     self._asking(q), path, q.query, info.duration, settings, top_k=q.top_k
                 )
                 try:
                     async with asyncio.timeout(budget_s):
-                        return await self._run(strategy, params, lora, q), info.duration
+                        return await self._run(strategy, params, lora, q, path), info.duration
                 except TimeoutError:
                     raise E.timed_out(
                         f"grounding {q.video!r} by windows took longer than its time budget of {budget_s:g} s "
                         f"({budget_name})"
                     ) from None
         finally:
-            self.limiter.release()
+            slot.release()
 
     def _think(self, q: _Question) -> bool:
         return self.cfg.default_think if q.think is None else q.think
@@ -476,7 +515,7 @@ class Serving:
             **({"top_p": q.top_p} if q.top_p is not None else {}),
         )
 
-    async def _run(self, strategy, params, lora, q: _Question):
+    async def _run(self, strategy, params, lora, q: _Question, path: str):
         """Run a strategy on the engine; a video that turns out unreadable or too costly mid-way is the client's."""
         from vtg.data.video import VideoError, VideoTooLarge
         from vtg.grounding import arun
@@ -484,10 +523,8 @@ class Serving:
         progress = self.progress.tracker(q.video)
         try:
             return await arun(strategy, lambda inputs, p: self._final(inputs, p, lora), params, on_ask=progress.ask)
-        except VideoTooLarge as e:
-            raise E.too_large(f"{q.param}: video {q.video!r} costs too much to decode: {e}", q.param) from None
-        except VideoError as e:
-            raise E.bad_request(f"{q.param}: cannot read video {q.video!r}: {e}", q.param) from None
+        except (VideoError, VideoTooLarge) as e:
+            raise video_error(e, path, q.video, q.param) from None
         finally:
             progress.done()
 
@@ -602,6 +639,17 @@ class _Question:
     n: int = 1
     top_k: int = 5
     constrained: bool = False
+
+
+def video_error(e: Exception, path: str, ref: str, param: str) -> E.APIError:
+    """A video that cannot be read (400) or costs too much to decode (413), named as the client named it: never the
+    server's own path to it (a fetched copy in a temporary folder, the real path under a media root)."""
+    from vtg.data.video import VideoTooLarge
+
+    message = str(e).replace(path, ref)
+    if isinstance(e, VideoTooLarge):
+        return E.too_large(f"{param}: video {ref!r} costs too much to decode: {message}", param)
+    return E.bad_request(f"{param}: cannot read video {ref!r}: {message}", param)
 
 
 def sampling_params(**kw):

@@ -255,15 +255,17 @@ def test_a_stream_that_fails_after_its_200_ends_with_an_error_event_and_done(tin
     failures = []
 
     async def run():
-        await serving.limiter.acquire()  # as chat_stream does before handing the events over
+        slot = await serving.limiter.acquire()  # as chat_stream does before handing the events over
         req = ChatCompletionRequest(**_chat("hello", stream=True))
         request = type("R", (), {"duration": None})()
         outputs = failing()
         first = await anext(outputs)
-        return [e async for e in serving._stream_events(req, request, first, outputs, lambda: failures.append(1))]
+        events = serving._stream_events(req, request, first, outputs, failures.append, slot)
+        return [e async for e in events], serving.limiter.load()["slots_in_use"]
 
-    events = asyncio.run(run())
-    assert failures == [1] and '"internal_error"' in events[-2] and events[-1] == "data: [DONE]\n\n"
+    events, in_use = asyncio.run(run())
+    assert failures == [500] and '"internal_error"' in events[-2] and events[-1] == "data: [DONE]\n\n"
+    assert in_use == 0
 
 
 # ---- 5. only videos are served ----------------------------------------------------------------------------------

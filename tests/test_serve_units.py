@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -100,8 +101,18 @@ def test_media_allows_files_under_root(media):
     assert pol.resolve_local(f"file://{root}/sub/a.mp4") == real
     assert pol.resolve_local(str(root / "sub" / "a.mp4")) == real
     assert pol.resolve_local("sub/a.mp4") == real  # relative to a root
+
+
+def test_media_lists_only_real_videos_under_root(media):
+    """The listing is what /v1/media serves: a video extension and a readable video stream, inside the roots."""
+    from vtg.data.synth import encode_mp4
+
+    pol, root, outside = media
+    encode_mp4(np.zeros((2, 16, 16, 3), np.uint8), root / "sub" / "real.mp4", 2.0)
+    encode_mp4(np.zeros((2, 16, 16, 3), np.uint8), outside.with_name("secret_real.mp4"), 2.0)
+    os.symlink(outside.with_name("secret_real.mp4"), root / "escape_real.mp4")
     names = [v.name for v in pol.list_videos(link=str)]
-    assert "sub/a.mp4" in names and "escape.mp4" not in names
+    assert names == ["sub/real.mp4"]  # not sub/a.mp4 (bytes named .mp4), nor the links leading outside
 
 
 def test_media_refuses_escapes(media):
@@ -273,15 +284,18 @@ def test_limiter_queue_and_429():
     async def scenario():
         m = Metrics()
         lim = Limiter(1, 1, m)
-        await lim.acquire()  # running
+        running = await lim.acquire()
         waiter = asyncio.create_task(lim.acquire())  # queued
         await asyncio.sleep(0)
         with pytest.raises(APIError) as e:
             await lim.acquire()  # queue full
         assert e.value.status == 429 and "max_queue" in e.value.message
-        lim.release()
-        await asyncio.wait_for(waiter, 1)  # the queued one gets the slot
-        lim.release()
+        running.release()
+        running.release()  # a second release of the same slot frees nothing more
+        queued = await asyncio.wait_for(waiter, 1)  # the queued one gets the slot
+        assert lim.load() == {"slots_in_use": 1, "slots": 1, "waiting": 0}
+        queued.release()
+        assert lim.load()["slots_in_use"] == 0
         return m.render().decode()
 
     text = asyncio.run(scenario())

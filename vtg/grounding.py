@@ -585,26 +585,31 @@ async def arun(
     on_ask: Callable[[Ask], None] | None = None,
 ) -> Grounding:
     """Run one strategy on an async engine: `generate(inputs, params)` is an awaitable for one request's final
-    output. Steps (which decode video) run in a worker thread; a round's calls run concurrently, and the next round
-    is only asked once they are done, so a long question shares the engine with other requests between rounds."""
+    output. Steps (which decode video) run in a worker thread, and so does building the engine inputs of their
+    calls (copying a round's frames takes tens of ms: on the event loop it would stall every other request); a
+    round's calls run concurrently, and the next round is only asked once they are done, so a long question shares
+    the engine with other requests between rounds."""
     import asyncio
 
-    def advance(answers):  # StopIteration cannot cross a thread's future: hand the result back instead
+    def advance(answers, spent=()):  # StopIteration cannot cross a thread's future: hand the result back instead
+        if spent:
+            spent.clear()  # the last round's frames are freed here too, not on the event loop
         try:
-            return strategy.send(answers), None
+            ask = strategy.send(answers)
         except StopIteration as done:
-            return None, done.value
+            return None, [], done.value
+        return ask, [c.request.vllm_input() for c in ask.calls], None
 
     try:
-        ask, result = await asyncio.to_thread(advance, None)
+        ask, inputs, result = await asyncio.to_thread(advance, None)
         while ask is not None:
             if on_ask:
                 on_ask(ask)
-            outs = await asyncio.gather(
-                *(generate(c.request.vllm_input(), engine_params(base_params, c)) for c in ask.calls)
-            )
+            calls = zip(inputs, ask.calls)
+            outs = await asyncio.gather(*(generate(i, engine_params(base_params, c)) for i, c in calls))
             answers = [_completions(o, engine_params(base_params, c).n) for c, o in zip(ask.calls, outs)]
-            ask, result = await asyncio.to_thread(advance, answers)
+            del outs
+            ask, inputs, result = await asyncio.to_thread(advance, answers, inputs)
         return result
     finally:
         try:
