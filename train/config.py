@@ -168,16 +168,15 @@ class VideoFields:
         from vtg.data.video import FrameSampling
         from vtg.errors import UserError
 
-        base: dict[str, Any] = {}
+        base = FrameSampling()
         if self.model and (Path(self.model) / "config.json").is_file():
             from vtg.model_folder import read_sampling
 
-            base = read_sampling(self.model).to_dict()  # the model's own recipe (or its family's default)
-            base.pop("nframes" if "fps" in self.sampling else "fps", None)
+            base = read_sampling(self.model)  # the model's own recipe (or its family's default)
         try:
-            return FrameSampling.from_dict({**base, **self.sampling}, where="sampling")
+            return base.updated(self.sampling, where="sampling")
         except UserError as e:
-            raise RecipeError(f"sampling: {e}") from None
+            raise RecipeError(str(e)) from None
 
     def resolved_prompt_style(self) -> str:
         """The grounding prompt style to train with: the recipe's, else the one the model was trained with."""
