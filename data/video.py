@@ -124,7 +124,26 @@ class FrameSampling:
         return cls(**{k: v for k, v in d.items() if not (k == "fps" and v is None)})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as saved (`vtg_sampling.json`): `fps` is None when `nframes` replaces it, so that the dict
+        reads back through `from_dict`."""
+        d = asdict(self)
+        if self.nframes is not None:
+            d["fps"] = None
+        return d
+
+    def updated(self, overrides: dict[str, Any] | None, where: str = "sampling") -> FrameSampling:
+        """These settings (a model's saved sampling) with `overrides` (FrameSampling keys) on top: the one rule
+        training, eval and serving apply. `fps` and `nframes` are one choice (how many frames): an override giving
+        either replaces the saved one, an override giving neither keeps it, one giving both is refused (as is an
+        unknown key, by name)."""
+        if overrides is None:
+            return self
+        if not isinstance(overrides, dict):
+            raise UserError(f"{where}: expected a mapping of sampling keys, got {type(overrides).__name__}")
+        base = self.to_dict()
+        if any(overrides.get(k) is not None for k in ("fps", "nframes")):
+            del base["fps"], base["nframes"]
+        return FrameSampling.from_dict({**base, **overrides}, where)
 
     def qwen_ele(self) -> dict[str, Any]:
         """The same settings as a qwen-vl-utils video element (without the 'video' key)."""

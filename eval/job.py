@@ -151,16 +151,11 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
 
 def requests_for(cfg: EvalConfig, model: str):
     """The model's requests, worded and sampled as configured (sampling keys override the model's own)."""
-    from vtg.data.video import FrameSampling
     from vtg.model_folder import ModelFolder
     from vtg.request import Requests
 
     folder = ModelFolder.read(model)
-    sampling = (
-        FrameSampling.from_dict({**folder.sampling.to_dict(), **cfg.sampling}, "config sampling")
-        if cfg.sampling
-        else folder.sampling
-    )
+    sampling = folder.sampling.updated(cfg.sampling, "config sampling")
     return Requests.for_model(folder, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style, sampling=sampling)
 
 

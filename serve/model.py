@@ -16,10 +16,16 @@ from vtg.serve.errors import not_found
 
 
 def capped_sampling(sampling, max_frames: int):
-    """The model's training-time FrameSampling, with max_frames capped by the server limit."""
+    """The model's training-time FrameSampling with its frame count capped by the server limit: `max_frames` for
+    fps sampling (the time scale stays the recipe's fps up to the cap), `nframes` (kept even) for a fixed count."""
+    from vtg.data.video import FRAME_FACTOR
+
+    cap: dict = {}
     if sampling.max_frames > max_frames:
-        return dataclasses.replace(sampling, max_frames=max_frames, min_frames=min(sampling.min_frames, max_frames))
-    return sampling
+        cap = {"max_frames": max_frames, "min_frames": min(sampling.min_frames, max_frames)}
+    if sampling.nframes is not None and sampling.nframes > max_frames:
+        cap["nframes"] = max_frames - max_frames % FRAME_FACTOR
+    return sampling.updated(cap, "limits.max_frames")
 
 
 def decode_budget(limits):

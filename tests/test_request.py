@@ -4,6 +4,7 @@ next to the weights, and one record giving the same prompt and video through eve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -102,6 +103,35 @@ def test_sampling_for_model_round_trip(tiny, tmp_path):
         model_folder.family_of(model)
     with pytest.raises(UserError, match="config.json"):
         model_folder.read_sampling(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("saved", [{"nframes": 16}, {"fps": 1.0}])
+def test_train_eval_and_serve_put_overrides_on_the_saved_sampling_alike(saved, tiny_qwen25, tmp_path):
+    """Training (`sampling:`), eval (`sampling:`) and serving (`limits.max_frames`) all apply their overrides through
+    `FrameSampling.updated`: for one model folder and one cap they sample alike, keeping the saved fps or nframes.
+    A model saved with nframes once failed in eval ("give either 'fps' or 'nframes'") and in reading it back."""
+    from vtg.eval.config import EvalConfig
+    from vtg.eval.job import requests_for
+    from vtg.serve.config import load_config
+    from vtg.serve.model import ServedModel
+    from vtg.train.config import VideoSFTConfig
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_qwen25, model)
+    trained = model_folder.read_sampling(model).updated(saved)
+    model_folder.save_sampling(model, trained)
+    expected = dataclasses.replace(trained, max_frames=32)
+    assert (expected.fps, expected.nframes) == (saved.get("fps", 2.0), saved.get("nframes"))
+    assert model_folder.read_sampling(model) == trained
+    ev = EvalConfig(benchmark="synthetic", records="unused.jsonl", sampling={"max_frames": 32})
+    served = ServedModel(load_config(None, {"model": str(model), "limits": {"max_frames": 32}}))
+    train = VideoSFTConfig(model=str(model), sampling={"max_frames": 32}, output_dir=str(tmp_path / "run"))
+    got = {
+        "eval": requests_for(ev, str(model)).sampling,
+        "serve": served.requests.sampling,
+        "train": train.frame_sampling(),
+    }
+    assert got == dict.fromkeys(got, expected)
 
 
 def test_prompt_style_travels_with_the_model(tiny, tmp_path):

@@ -215,6 +215,23 @@ def test_config_rejects_bad_settings(tmp_path):
     assert (cfg.port, cfg.limits.max_frames, cfg.limits.max_tokens, cfg.model_name) == (9001, 8, 7, "tiny")
 
 
+def test_frame_cap_lowers_max_frames_or_a_fixed_nframes():
+    """`limits.max_frames` caps what a request decodes: max_frames for fps sampling (the fps kept), nframes (kept
+    even) for a model trained on a fixed count, which the max_frames cap alone does not limit."""
+    from vtg.data.video import FrameSampling
+    from vtg.serve.model import capped_sampling
+
+    assert capped_sampling(FrameSampling(fps=1.0, min_frames=8), 32) == FrameSampling(
+        fps=1.0, min_frames=8, max_frames=32
+    )
+    assert capped_sampling(FrameSampling(fps=1.0, min_frames=8), 6) == FrameSampling(
+        fps=1.0, min_frames=6, max_frames=6
+    )
+    assert capped_sampling(FrameSampling(nframes=64), 31) == FrameSampling(nframes=30, max_frames=31)
+    assert capped_sampling(FrameSampling(nframes=16), 32) == FrameSampling(nframes=16, max_frames=32)
+    assert capped_sampling(FrameSampling(nframes=16, max_frames=20), 32) == FrameSampling(nframes=16, max_frames=20)
+
+
 def test_vllm_scale_out_settings_and_engine_args_reach_the_engine(tiny_qwen25):
     """`vtg serve --tensor-parallel-size 2 --data-parallel-size 3 --engine-arg KEY=VALUE`: vLLM's own parallelism and
     any engine argument by name (checked here on the arguments the engine is built from; a CPU runs neither)."""

@@ -1,6 +1,7 @@
 """Recipe loading: unknown keys with close matches, overrides, impossible arithmetic caught at start, and every
 TRL/transformers training argument reaching the trainer."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,45 @@ def test_unknown_reward_and_bad_values():
         GRPORecipe(rewards={"tiou_2": 1.0}, sampling=TINY, num_generations=2)
     with pytest.raises(RecipeError, match="tuning"):
         SFTRecipe(tuning="qlora", sampling=TINY)
+
+
+GRPO_OK = {"num_generations": 2, "per_device_train_batch_size": 2}
+
+
+@pytest.mark.parametrize(
+    ("cls", "key", "value", "fix"),
+    [
+        (SFTRecipe, "use_liger_kernel", True, "Set use_liger_kernel: false"),
+        (GRPORecipe, "use_liger_kernel", True, "Set use_liger_kernel: false"),
+        (SFTRecipe, "model_init_kwargs", {"dtype": "bfloat16"}, "precision"),
+        (GRPORecipe, "model_init_kwargs", {"dtype": "bfloat16"}, "precision"),
+        (SFTRecipe, "pad_to_multiple_of", 8, "pads to the batch's longest record"),
+        (GRPORecipe, "top_k", 50, "temperature, top_p and max_completion_length only. Drop top_k"),
+        (GRPORecipe, "min_p", 0.1, "Drop min_p"),
+        (GRPORecipe, "repetition_penalty", 1.1, "Drop repetition_penalty"),
+        (GRPORecipe, "generation_kwargs", {"top_k": 5}, "Drop generation_kwargs"),
+        (GRPORecipe, "cache_implementation", "static", "Drop cache_implementation"),
+        (GRPORecipe, "use_transformers_paged", True, "rollout_engine"),
+        (GRPORecipe, "use_transformers_continuous_batching", True, "rollout_engine"),
+        (GRPORecipe, "chat_template_kwargs", {"enable_thinking": True}, "vtg.request"),
+        (GRPORecipe, "vllm_mode", "server", "colocated"),
+        (GRPORecipe, "vllm_tensor_parallel_size", 2, "its process's own device"),
+        (GRPORecipe, "vllm_enable_sleep_mode", True, "does not sleep"),
+        (GRPORecipe, "vllm_model_impl", "transformers", "vLLM's own model"),
+        (GRPORecipe, "vllm_structured_outputs_regex", "starts.*", "do not constrain decoding"),
+        (GRPORecipe, "vllm_importance_sampling_correction", True, "no sampling log-probs"),
+        (GRPORecipe, "ds3_gather_for_generation", False, "always gather"),
+    ],
+)
+def test_trl_options_the_video_trainers_cannot_honour_are_refused_by_name(cls, key, value, fix):
+    """TRL options that vtg's video trainers would silently ignore (its own rollouts, collator and model loading
+    replace TRL's) or that break its video path are refused when the recipe loads, naming the key and the fix."""
+    extra = GRPO_OK if cls is GRPORecipe else {}
+    cls(sampling=TINY, **extra)  # vtg's defaults pass (vllm_importance_sampling_correction is false by default)
+    with pytest.raises(RecipeError, match=rf"^{key}: {re.escape(repr(value))} is not supported on video: .*"):
+        cls(sampling=TINY, **extra, **{key: value})
+    with pytest.raises(RecipeError, match=re.escape(fix)):
+        load_recipe(cls, None, {"sampling": TINY, **extra, key: value})
 
 
 def test_generation_batch_must_hold_whole_groups(monkeypatch):

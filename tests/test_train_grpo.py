@@ -113,3 +113,59 @@ def test_grpo_hf_generate_fallback_qwen3_video_in_loss(tiny_qwen3, synth_world, 
     trainer.train()
     assert probe.grad_forwards == 1
     assert probe.before and sorted(probe.changed) == sorted(probe.before)
+
+
+def test_grpo_log_probs_are_at_the_sampling_temperature_as_trl_computes_them(tiny_qwen25, synth_world, tmp_path):
+    """Rollouts sample at `temperature`, so every log-prob pass (old, reference, the loss's) must score at it too, as
+    TRL's GRPOTrainer does: TRL divides the logits by it in the fused LM head it puts on the policy and the
+    reference model; vtg's video pass must go through that head. At 0.7, on one batch with its video, vtg's per-token
+    log-probs equal TRL's `selective_log_softmax(logits, ids, temperature)` on the model's own logits, and on a
+    text-only batch they equal TRL's own `_get_per_token_logps_and_entropies`."""
+    from trl import GRPOTrainer
+    from trl.trainer.utils import selective_log_softmax
+
+    from vtg.train.grpo import WithVideo, build_grpo_trainer
+    from vtg.train.rollout import build_groups
+
+    temperature = 0.7
+    trainer = build_grpo_trainer(
+        _recipe(tiny_qwen25, synth_world, tmp_path / "grpo", rollout_engine="transformers", temperature=temperature)
+    )
+    prompt = trainer.train_dataset[0]["prompt"]
+    (group,) = build_groups([prompt, prompt], trainer.requests)
+    tok = trainer.processing_class.tokenizer
+    answers = [tok(a)["input_ids"] for a in ("starts at 1.0s, ends at 4.0s", "not present; starts at 9.5s, ends")]
+    n = max(map(len, answers))
+    completions = torch.tensor([a + [tok.pad_token_id] * (n - len(a)) for a in answers])
+    ids = torch.cat([torch.tensor([group.prompt_ids] * 2), completions], dim=1)
+    mask = torch.cat([torch.ones(2, len(group.prompt_ids), dtype=torch.long), (completions != tok.pad_token_id)], 1)
+    video = [group.video_inputs] * 2
+    model = trainer.model
+    with torch.no_grad():
+        logits = model(**trainer._video_batch(model, ids, mask, video)).logits[:, -n - 1 : -1].float()
+        trl_logps = selective_log_softmax(logits, completions, temperature=temperature)
+        untempered = selective_log_softmax(logits, completions)
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(model, ids, mask, n, video_inputs=video)
+        loss_pass, _, _ = trainer._get_per_token_logps_and_entropies(WithVideo(model, video), ids, mask, n)
+        batch = {
+            "prompt_ids": ids[:, :-n],
+            "prompt_mask": mask[:, :-n],
+            "completion_ids": completions,
+            "completion_mask": mask[:, -n:],
+            "video_inputs": video,
+        }
+        trainer._score_with_video(batch, ["old_per_token_logps", "ref_per_token_logps"])
+        # text only (no video rows): TRL's own implementation on the same model
+        text, text_mask = ids[:, -n - 8 :], mask[:, -n - 8 :]
+        trl_text, _, _ = GRPOTrainer._get_per_token_logps_and_entropies(trainer, model, text, text_mask, n)
+        vtg_text, _, _ = trainer._get_per_token_logps_and_entropies(model, text, text_mask, n, video_inputs=[{}] * 2)
+    valid = mask[:, -n:].bool()
+    assert (trl_logps - untempered)[valid].abs().max() > 1e-2  # the temperature matters on this batch
+    for name, got in {
+        "vtg's pass": logps,
+        "the loss pass": loss_pass,
+        "old_per_token_logps": batch["old_per_token_logps"],
+        "ref_per_token_logps": batch["ref_per_token_logps"],  # LoRA just initialised: the reference is the policy
+    }.items():
+        assert (got - trl_logps)[valid].abs().max() < 1e-5, name
+    assert (vtg_text - trl_text)[valid].abs().max() < 1e-6

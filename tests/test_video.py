@@ -252,6 +252,45 @@ def test_frame_sampling_config_errors():
             FrameSampling(**bad)
 
 
+SAVED_NFRAMES = FrameSampling(nframes=16, min_pixels=3136, max_pixels=3136)
+SAVED_FPS = FrameSampling(fps=1.0, max_frames=64, min_pixels=3136, max_pixels=3136)
+
+
+def test_sampling_saved_with_nframes_reads_back():
+    """A model trained with `nframes` saves a vtg_sampling.json that reads back (its dict gave both fps and nframes,
+    which reading refuses)."""
+    assert FrameSampling.from_dict(SAVED_NFRAMES.to_dict()) == SAVED_NFRAMES
+    assert FrameSampling.from_dict(SAVED_FPS.to_dict()) == SAVED_FPS
+
+
+def test_overrides_naming_neither_fps_nor_nframes_keep_the_saved_choice():
+    # the combination that failed in eval: a model saved with nframes, a config capping max_frames
+    assert SAVED_NFRAMES.updated({"max_frames": 32}) == FrameSampling(
+        nframes=16, max_frames=32, min_pixels=3136, max_pixels=3136
+    )
+    # and a saved fps is kept too (training once reset it to the default 2.0)
+    assert SAVED_FPS.updated({"max_frames": 32}) == FrameSampling(
+        fps=1.0, max_frames=32, min_pixels=3136, max_pixels=3136
+    )
+    assert SAVED_FPS.updated({}) == SAVED_FPS and SAVED_FPS.updated(None) == SAVED_FPS
+
+
+def test_an_override_naming_fps_or_nframes_replaces_the_saved_one():
+    assert SAVED_NFRAMES.updated({"fps": 4.0}) == FrameSampling(fps=4.0, min_pixels=3136, max_pixels=3136)
+    assert SAVED_FPS.updated({"nframes": 8}) == FrameSampling(
+        nframes=8, max_frames=64, min_pixels=3136, max_pixels=3136
+    )
+
+
+def test_overrides_giving_both_or_an_unknown_key_are_refused_by_name():
+    with pytest.raises(UserError, match="config sampling: give either 'fps' or 'nframes'"):
+        SAVED_FPS.updated({"fps": 2.0, "nframes": 8}, "config sampling")
+    with pytest.raises(UserError, match=r"config sampling: unknown key\(s\): max_frame \(did you mean max_frames"):
+        SAVED_NFRAMES.updated({"max_frame": 32}, "config sampling")
+    with pytest.raises(UserError, match="config sampling: expected a mapping"):
+        SAVED_NFRAMES.updated([("max_frames", 32)], "config sampling")
+
+
 def test_cache_hits_and_invalidation(tmp_path, monkeypatch):
     V.clear_cache()
     path = event_clip(tmp_path / "c.mp4", 2)

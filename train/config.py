@@ -36,6 +36,56 @@ class RecipeError(ConfigError):
     """A recipe that cannot run; the message names the key and how to fix it."""
 
 
+# TRL / transformers options vtg's video trainers cannot honour: key -> (the values that leave it off, why and what
+# to do). A recipe setting one otherwise is refused by name, instead of the option being silently ignored.
+ROLLOUTS_SAMPLE = "vtg's video rollouts sample with temperature, top_p and max_completion_length only"
+UNSUPPORTED_BOTH = {
+    "use_liger_kernel": (
+        (False,),
+        "Liger's kernels replace Qwen-VL modules at run time, and vtg's video path (positions after the video, the "
+        "vision feature cache, TRL's fused log-prob head) is checked against transformers' own; Liger is not "
+        "installed either. Set use_liger_kernel: false",
+    ),
+    "model_init_kwargs": (
+        (None, {}),
+        "vtg loads the model itself, from `model` with the dtype `precision` picks. Drop model_init_kwargs",
+    ),
+}
+UNSUPPORTED_SFT = {
+    "pad_to_multiple_of": (("auto", None), "vtg's video collator pads to the batch's longest record. Drop it")
+}
+UNSUPPORTED_GRPO = {
+    "top_k": ((0, None), f"{ROLLOUTS_SAMPLE}. Drop top_k"),
+    "min_p": ((None,), f"{ROLLOUTS_SAMPLE}. Drop min_p"),
+    "repetition_penalty": ((1.0,), f"{ROLLOUTS_SAMPLE}. Drop repetition_penalty"),
+    "generation_kwargs": ((None, {}), f"{ROLLOUTS_SAMPLE}. Drop generation_kwargs"),
+    "cache_implementation": ((None,), f"{ROLLOUTS_SAMPLE}. Drop cache_implementation"),
+    "use_transformers_paged": ((False,), "rollouts run on rollout_engine: vllm or transformers (plain generate)"),
+    "use_transformers_continuous_batching": (
+        (False,),
+        "rollouts run on rollout_engine: vllm or transformers (plain generate)",
+    ),
+    "transformers_continuous_batching_config": ((None, {}), "rollouts run on rollout_engine: vllm or transformers"),
+    "chat_template_kwargs": (
+        (None, {}),
+        "vtg renders every prompt with the model's chat template as eval and serving do (vtg.request). Drop it",
+    ),
+    "vllm_mode": (("colocate",), "vtg's vLLM engine runs colocated in each training process (rollout_engine: vllm)"),
+    "vllm_tensor_parallel_size": ((1,), "vtg's colocated vLLM engine runs on its process's own device. Drop it"),
+    "vllm_enable_sleep_mode": ((False,), "vtg's colocated vLLM engine does not sleep. Drop it"),
+    "vllm_model_impl": (("vllm",), "vtg's colocated vLLM engine uses vLLM's own model. Drop it"),
+    "vllm_structured_outputs_regex": ((None,), "vtg's video rollouts do not constrain decoding. Drop it"),
+    "vllm_importance_sampling_correction": (
+        (False,),
+        "vtg's rollouts return no sampling log-probs, so TRL's correction cannot run. Leave it false (vtg's default)",
+    ),
+    "ds3_gather_for_generation": (
+        (True,),
+        "vtg's rollouts always gather ZeRO-3 weights, to sync its vLLM engine or to generate. Drop it",
+    ),
+}
+
+
 @dataclass
 class LoraSection:
     r: int = 16
@@ -130,8 +180,14 @@ class VideoFields:
             raise RecipeError(f"sampling must be a mapping of frame-sampling keys, got {self.sampling!r}")
         self.frame_sampling()  # unknown sampling keys fail here, at load time
 
+    UNSUPPORTED = UNSUPPORTED_BOTH  # per trainer: TRL options its video path cannot honour
+
     def check_trainer_fields(self) -> None:
         """TrainingArguments fields that vtg sets itself, or that its trainers cannot honour."""
+        for key, (off, why) in self.UNSUPPORTED.items():
+            value = getattr(self, key)
+            if value not in off:
+                raise RecipeError(f"{key}: {value!r} is not supported on video: {why}")
         if self.learning_rate <= 0:
             raise RecipeError(f"learning_rate must be > 0, got {self.learning_rate}")
         for key in (
@@ -168,16 +224,15 @@ class VideoFields:
         from vtg.data.video import FrameSampling
         from vtg.errors import UserError
 
-        base: dict[str, Any] = {}
+        base = FrameSampling()
         if self.model and (Path(self.model) / "config.json").is_file():
             from vtg.model_folder import read_sampling
 
-            base = read_sampling(self.model).to_dict()  # the model's own recipe (or its family's default)
-            base.pop("nframes" if "fps" in self.sampling else "fps", None)
+            base = read_sampling(self.model)  # the model's own recipe (or its family's default)
         try:
-            return FrameSampling.from_dict({**base, **self.sampling}, where="sampling")
+            return base.updated(self.sampling, where="sampling")
         except UserError as e:
-            raise RecipeError(f"sampling: {e}") from None
+            raise RecipeError(str(e)) from None
 
     def resolved_prompt_style(self) -> str:
         """The grounding prompt style to train with: the recipe's, else the one the model was trained with."""
@@ -266,6 +321,7 @@ class VideoSFTConfig(VideoFields, SFTConfig):
     seed: int = 0
     max_length: int | None = 4096
     remove_unused_columns: bool = False  # the video collator needs the raw record columns
+    UNSUPPORTED = {**UNSUPPORTED_BOTH, **UNSUPPORTED_SFT}
 
     def __post_init__(self) -> None:
         if self.completion_only_loss is False:
@@ -301,6 +357,8 @@ class VideoGRPOConfig(VideoFields, GRPOConfig):
     loss_type: str = "grpo"
     rewards: dict[str, float] = field(default_factory=lambda: {"tiou_v2": 1.0, "format": 1.0})
     rollout_engine: str = "vllm"
+    vllm_importance_sampling_correction: bool = False  # TRL's needs rollouts' log-probs, which vtg's do not return
+    UNSUPPORTED = {**UNSUPPORTED_BOTH, **UNSUPPORTED_GRPO}
 
     def __post_init__(self) -> None:
         from vtg.train.rewards import REWARDS

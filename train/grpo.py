@@ -196,6 +196,8 @@ class VideoGRPOTrainer(VideoTrainerMixin, GRPOTrainer):
             ids, mask = model_inputs["input_ids"], model_inputs["attention_mask"]
             labels = ids.masked_fill(mask == 0, -100)
             labels[:, :-logits_to_keep] = -100
+            # TRL's fused LM head (added by GRPOTrainer.__init__ to the policy and the reference) divides the logits
+            # by `temperature`: log-probs of the distribution the rollouts sampled from, as in TRL's own pass
             with self.accelerator.autocast():
                 outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
             all_logps.append(outputs.log_probs[:, -logits_to_keep:])
