@@ -66,6 +66,7 @@ class ServeConfig:
     max_model_len: int = 8192
     gpu_memory_utilization: float | None = None  # None: vtg.vllm_engine's device default
     default_think: bool = True
+    profile: str | None = None  # vtg.profiles: how the model is asked and read; None: its folder's (vtg_prompt.json)
     grounding_samples: int = 8  # candidates sampled for /v1/grounding when mode=multi or top_k > 1
     grounding_temperature: float = 1.0
     nms_iou: float = 0.5
@@ -94,6 +95,17 @@ class ServeConfig:
         if self.grounding_temperature < 0:
             raise ServeConfigError(f"grounding_temperature must be >= 0, got {self.grounding_temperature}")
         from vtg.grounding import STRATEGIES, WindowSettings
+        from vtg.profiles import DEFAULT_PROFILE, check_profile
+
+        try:
+            check_profile(self.profile)
+        except UserError as e:
+            raise ServeConfigError(str(e)) from None
+        if self.profile not in (None, DEFAULT_PROFILE) and self.grounding_strategy == "coarse_to_fine":
+            raise ServeConfigError(
+                f"profile {self.profile!r} asks one question about the whole video: set grounding_strategy to "
+                f"direct or auto (windows need the {DEFAULT_PROFILE} profile)"
+            )
 
         if self.grounding_strategy not in STRATEGIES:
             raise ServeConfigError(
