@@ -57,6 +57,11 @@ def run_job(
         raise UserError("give exactly one of --model DIR or --endpoint URL")
     if model is not None and not Path(model).is_dir():
         raise UserError(f"--model {model}: not a folder with model weights")
+    if endpoint is not None and _prompt(cfg).suffix():
+        raise UserError(
+            f"profile {cfg.profile!r} with think: false continues the prompt after the generation prompt, which a "
+            "chat API cannot send: run it offline (--model) or set think: true"
+        )
     served = _connect(cfg, endpoint) if endpoint is not None else None
     if cfg.prompt_style is None:  # word the question as the model was trained to read it (run.json records it)
         from vtg.model_folder import read_prompt_style
@@ -66,11 +71,6 @@ def run_job(
         from vtg.model_folder import read_profile
 
         cfg = replace(cfg, profile=read_profile(model) if model else "vtg")
-    if endpoint is not None and _prompt(cfg).suffix():
-        raise UserError(
-            f"profile {cfg.profile!r} with think: false continues the prompt after the generation prompt, which a "
-            "chat API cannot send: run it offline (--model) or set think: true"
-        )
     records_path = cfg.records_path
     if not records_path.exists():
         raise UserError(

@@ -228,3 +228,52 @@ def test_eval_and_serve_take_the_folders_profile(tiny_qwen25, tmp_path):
     assert served.requests.prompt.profile == "time-r1" and served.requests.sampling.min_pixels == 16 * 28 * 28
     assert served.requests.sampling.max_frames == 256  # the server's frame cap still applies
     assert ServedModel(ServeConfig(model=str(folder), profile="timelens")).requests.prompt.profile == "timelens"
+
+
+def test_endpoint_refuses_what_a_chat_api_cannot_send():
+    from vtg.eval.job import run_job
+
+    cfg = EvalConfig(benchmark="b", records="r.jsonl", profile="time-r1", think=False)
+    with pytest.raises(UserError, match="chat API cannot send.*set think: true"):
+        run_job(cfg, out="unused", endpoint="http://127.0.0.1:9/v1")
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_eval_run_asks_and_scores_with_the_folders_profile(synth_world, tiny_qwen25, tmp_path):
+    """`vtg eval run` on a folder whose vtg_prompt.json names time-r1, through the vLLM CPU engine: run.json records
+    the profile, every line names its parser, and the metrics are those of the lines read by that parser."""
+    import shutil
+    import subprocess
+    import sys
+
+    from vtg.data.records import write_jsonl
+    from vtg.eval.job import first_request, requests_for
+    from vtg.eval.metrics import Conventions
+    from vtg.eval.score import score_records_file
+
+    folder = tmp_path / "released"
+    shutil.copytree(tiny_qwen25, folder)
+    model_folder.save_profile(folder, "time-r1")
+    recs = load_records(synth_world / "test.jsonl")[:3]
+    write_jsonl(
+        [dict(r.to_dict(), video=str(Path(r.video_path(synth_world)).resolve())) for r in recs], tmp_path / "r.jsonl"
+    )
+    (tmp_path / "eval.yaml").write_text(
+        f"benchmark: synthetic\nrecords: {tmp_path / 'r.jsonl'}\nmode: single\nmax_new_tokens: 12\n"
+        "temperature: 1.0\nseed: 3\nbatch_size: 2\n"
+    )
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "vtg", "eval", "run", "--config", str(tmp_path / "eval.yaml"), "--model", str(folder)]
+    subprocess.run([*cmd, "--out", str(out)], check=True, capture_output=True, timeout=800)
+    assert json.loads((out / "run.json").read_text())["config"]["profile"] == "time-r1"
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(x["parser"] == "time-r1" and x["text"] is not None for x in lines)
+    cfg = EvalConfig(benchmark="synthetic", records=str(tmp_path / "r.jsonl"), profile="time-r1")
+    prompt = first_request(cfg, recs[0], synth_world, requests_for(cfg, str(folder))).prompt
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n</think>\n") and "You are a helpful assistant." in prompt
+    for x in lines:
+        assert x["moments"] == [list(m) for m in parse_with("time-r1", x["text"]).moments]
+    metrics = json.loads((out / "metrics.json").read_text())
+    _, rescored = score_records_file(out / "predictions.jsonl", tmp_path / "r.jsonl", Conventions())
+    assert metrics["metrics"] == rescored["metrics"]
