@@ -101,11 +101,8 @@ class ServeConfig:
             check_profile(self.profile)
         except UserError as e:
             raise ServeConfigError(str(e)) from None
-        if self.profile not in (None, DEFAULT_PROFILE) and self.grounding_strategy == "coarse_to_fine":
-            raise ServeConfigError(
-                f"profile {self.profile!r} asks one question about the whole video: set grounding_strategy to "
-                f"direct or auto (windows need the {DEFAULT_PROFILE} profile)"
-            )
+        if self.profile not in (None, DEFAULT_PROFILE):
+            check_direct(self.profile, self.grounding_strategy)
 
         if self.grounding_strategy not in STRATEGIES:
             raise ServeConfigError(
@@ -141,6 +138,15 @@ class ServeConfig:
         if self.upload_dir:
             roots.append(self.upload_dir)
         return [os.path.realpath(r) for r in roots]
+
+
+def check_direct(profile: str, strategy: str) -> None:
+    """A profile other than vtg asks one question about the whole video: windows need vtg's "not present"."""
+    if profile != "vtg" and strategy != "direct":
+        raise ServeConfigError(
+            f"profile {profile!r} asks one question about the whole video: serve it with --grounding-strategy "
+            f"direct (windowed strategies need the vtg profile), not {strategy!r}"
+        )
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> ServeConfig:

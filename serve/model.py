@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from vtg.serve.config import ServeConfig
+from vtg.serve.config import ServeConfig, check_direct
 from vtg.serve.errors import not_found
 
 
@@ -106,6 +106,7 @@ class ServedModel:
         self.cfg = cfg
         folder = ModelFolder.read(cfg.model)
         profile = cfg.profile or folder.profile  # vtg.profiles: a released checkpoint asked as its authors asked it
+        check_direct(profile, cfg.grounding_strategy)
         sampling = capped_sampling(sampling_for(folder, profile), cfg.limits.max_frames)
         # the grounding endpoint words the question as in training; the rest of the prompt is per request
         self.requests = dataclasses.replace(

@@ -183,6 +183,8 @@ def test_unknown_profile_is_refused_naming_the_known_ones(tmp_path):
 
     with pytest.raises(ServeConfigError, match=known):
         ServeConfig(profile="time-r2")
+    with pytest.raises(ServeConfigError, match="--grounding-strategy direct"):
+        ServeConfig(profile="timelens")
     with pytest.raises(UserError, match="set strategy: direct"):
         EvalConfig(benchmark="b", records="r.jsonl", profile="timelens", strategy="auto")
     assert set(PROFILES) >= {"vtg", *OFFICIAL}
@@ -213,7 +215,7 @@ def test_eval_and_serve_take_the_folders_profile(tiny_qwen25, tmp_path):
     import shutil
 
     from vtg.eval.job import requests_for
-    from vtg.serve.config import ServeConfig
+    from vtg.serve.config import ServeConfig, ServeConfigError
 
     folder = tmp_path / "released"
     shutil.copytree(tiny_qwen25, folder)
@@ -224,10 +226,13 @@ def test_eval_and_serve_take_the_folders_profile(tiny_qwen25, tmp_path):
     assert (requests.sampling.fps, requests.sampling.total_pixels) == (1.0, 3584 * 28 * 28)  # config keys on top
     from vtg.serve.model import ServedModel
 
-    served = ServedModel(ServeConfig(model=str(folder)))  # the engine is not started
+    with pytest.raises(ServeConfigError, match="profile 'time-r1'.*--grounding-strategy direct"):
+        ServedModel(ServeConfig(model=str(folder)))  # the folder's profile, the default strategy (auto)
+    served = ServedModel(ServeConfig(model=str(folder), grounding_strategy="direct"))  # the engine is not started
     assert served.requests.prompt.profile == "time-r1" and served.requests.sampling.min_pixels == 16 * 28 * 28
     assert served.requests.sampling.max_frames == 256  # the server's frame cap still applies
-    assert ServedModel(ServeConfig(model=str(folder), profile="timelens")).requests.prompt.profile == "timelens"
+    timelens = ServeConfig(model=str(folder), profile="timelens", grounding_strategy="direct")
+    assert ServedModel(timelens).requests.prompt.profile == "timelens"
 
 
 def test_endpoint_refuses_what_a_chat_api_cannot_send():
