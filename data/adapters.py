@@ -305,6 +305,40 @@ def convert_activitynet(files: list[Path], opts: ConvertOptions, report: Convers
                 )
 
 
+# ---------------------------------------------------------------- timelens-bench
+
+_TIMELENS_EXPECTED = 'TimeLens-Bench JSON {"video_id": {"duration", "spans": [[s, e], ...], "queries": [...]}}'
+
+
+def convert_timelens(files: list[Path], opts: ConvertOptions, report: ConversionReport) -> Iterator[Raw]:
+    """charades-timelens.json, activitynet-timelens.json, qvhighlights-timelens.json (TencentARC/TimeLens-Bench):
+    the i-th query of a video pairs with its i-th span, one span each; the file's name is the benchmark."""
+    for path in files:
+        data = _expect_dict_of(path, _load_json(path, _TIMELENS_EXPECTED), ("spans", "queries"), _TIMELENS_EXPECTED)
+        bench, split = path.stem.lower(), opts.split or "test"
+        for vid, entry in data.items():
+            where = f"{path} key {vid!r}"
+            problem = _mismatch(entry, "spans", "queries") if isinstance(entry, dict) else "not an object"
+            if problem:
+                yield Raw(where, None, problem=problem)
+                continue
+            for i, (span, query) in enumerate(zip(entry["spans"], entry["queries"])):
+                yield Raw(
+                    f"{where} query {i}",
+                    None,
+                    {
+                        "id": f"{bench}/{vid}/{i}",
+                        "video": _video(opts, vid),
+                        "duration": entry.get("duration"),
+                        "query": str(query).strip(),
+                        "moments": [span],
+                        "source": bench,
+                        "split": split,
+                        "vid": vid,
+                    },
+                )
+
+
 # ---------------------------------------------------------------- tacos
 
 _TACOS_EXPECTED = 'the 2D-TAN TACoS JSON {"s13-d21.avi": {"timestamps" (frames), "sentences", "fps", "num_frames"}}'
@@ -808,6 +842,7 @@ FORMATS: dict[str, FormatSpec] = {
     "didemo": FormatSpec("{train,val,test}_data.json; --didemo-consensus mode|all", convert_didemo),
     "qvhighlights": FormatSpec("highlight_{train,val,test}_release.jsonl", convert_qvhighlights),
     "timerft": FormatSpec("Time-R1 TimeRFT train JSON / TVGBench JSON", convert_timerft),
+    "timelens-bench": FormatSpec("TimeLens-Bench {charades,activitynet,qvhighlights}-timelens.json", convert_timelens),
     "ego4d-nlq": FormatSpec("Ego4D nlq_{train,val,test_unannotated}.json (v1/v2), per clip", convert_ego4d_nlq),
     "mad": FormatSpec("MAD_{train,val,test}.json; videos are <movie><ext> (MAD ships features only)", convert_mad),
     "vue-tr": FormatSpec("VUE-TR / VUE-TR-V2 ground truth JSON, several spans per query", convert_vue_tr),

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from vtg.errors import UserError
+
 NOT_PRESENT = "not present"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
@@ -199,6 +201,83 @@ def parse_answer(text: str | None) -> ParsedAnswer:
     out.ok = bool(out.moments) or out.not_present
     out.strict = out.ok and _STRICT_RE.match(text.strip()) is not None
     return out
+
+
+# ---- the parsers of released checkpoints (vtg.profiles) --------------------------------------------------------------
+# Each reads a model's answers by the rules of that model's own evaluation code (docs/eval.md#model-profiles), so a
+# published number is scored as its authors scored it. They fill the same `ParsedAnswer`: moments as the official
+# code extracts them, `ok` when it extracts any, reasoning split off for people (the rules read the whole text).
+# None of these models has a "not present" answer, and none has vtg's canonical form: `strict` stays False.
+
+_UNSIGNED = r"\d+(?:\.\d*)?"  # Time-R1's and TimeLens's number: digits, optionally a point and more digits
+_TIME_R1_PAIR = re.compile(rf"({_UNSIGNED}) (?:to|and) ({_UNSIGNED})")
+_CLOCK = re.compile(r"\b(\d{1,2}:\d{2}:\d{2}(?:\.\d+)?|\d{1,2}:\d{2}(?:\.\d+)?)\b")
+_TIMELENS_PAIRS = [
+    re.compile(rf"({_UNSIGNED})\s*-\s*({_UNSIGNED})"),
+    re.compile(rf"({_UNSIGNED})\s+to\s+({_UNSIGNED})"),
+]
+_BARE_NUMBER = re.compile(r"\b(\d+\.\d+|\d+)\b")
+
+
+def _profile_answer(text: str | None, moments: list[Moment]) -> ParsedAnswer:
+    think, answer = split_reasoning(text or "")
+    return ParsedAnswer(
+        moments=moments,
+        think=think,
+        answer=answer,
+        ok=bool(moments),
+        reversed_pairs=sum(1 for s, e in moments if s > e),
+    )
+
+
+def parse_time_r1(text: str | None) -> ParsedAnswer:
+    """Time-R1's reading: the last `A to B` or `A and B` (one space each side, unsigned numbers) anywhere in the
+    text, reasoning included; nothing else counts. One moment at most."""
+    pairs = _TIME_R1_PAIR.findall(text or "")
+    return _profile_answer(text, [(float(pairs[-1][0]), float(pairs[-1][1]))] if pairs else [])
+
+
+def _seconds(clock: str) -> float:
+    *hm, s = clock.split(":")
+    return sum(int(x) * 60 ** (len(hm) - i) for i, x in enumerate(hm)) + float(s)
+
+
+def _paired(values: list[float]) -> list[Moment]:
+    return [(values[i], values[i + 1]) for i in range(0, len(values) - 1, 2)]
+
+
+def parse_timestamps(text: str | None) -> ParsedAnswer:
+    """TimeLens's reading of a free-form answer (lower-cased first), every pair in order: clock times (`M:SS`,
+    `H:MM:SS`, fractions allowed) taken two by two; else every `A - B` pair, else every `A to B` pair; else every
+    number in the text taken two by two. An odd one out is dropped."""
+    low = (text or "").lower()
+    moments = _paired([_seconds(c) for c in _CLOCK.findall(low)])
+    for pattern in _TIMELENS_PAIRS:
+        if moments:
+            break
+        moments = [(float(a), float(b)) for a, b in pattern.findall(low)]
+    if not moments:
+        moments = _paired([float(x) for x in _BARE_NUMBER.findall(low)])
+    return _profile_answer(text, moments)
+
+
+def parse_timelens(text: str | None) -> ParsedAnswer:
+    """TimeLens's evaluation: `parse_timestamps`, each time then rounded to whole seconds (Python's `round`, half to
+    even), as its eval script stores predictions. Its metric scores the first pair; vtg's R@1 does too."""
+    parsed = parse_timestamps(text)
+    parsed.moments = [(float(round(s)), float(round(e))) for s, e in parsed.moments]
+    parsed.reversed_pairs = sum(1 for s, e in parsed.moments if s > e)
+    return parsed
+
+
+PARSERS = {"vtg": parse_answer, "time-r1": parse_time_r1, "timelens": parse_timelens, "timestamps": parse_timestamps}
+
+
+def parse_with(parser: str, text: str | None) -> ParsedAnswer:
+    """`text` read by the named parser (`PARSERS`); "vtg" is `parse_answer`."""
+    if parser not in PARSERS:
+        raise UserError(f"unknown answer parser {parser!r}; known: {', '.join(PARSERS)}")
+    return PARSERS[parser](text)
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:

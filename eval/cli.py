@@ -8,6 +8,8 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from vtg.profiles import PROFILES
+
     p = sub.add_parser(
         "eval",
         help="offline evaluation: run a model on a benchmark, score, merge shards, report",
@@ -31,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=("direct", "coarse_to_fine", "auto"),
         help="override the config's grounding strategy (vtg.grounding; docs/long-videos.md)",
     )
+    r.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="how the checkpoint is asked and read (vtg.profiles; default: the config's, else the folder's)",
+    )
+    r.add_argument("--max-new-tokens", type=int, help="override the config's generation budget (max_new_tokens)")
     r.set_defaults(func=_run)
 
     sc = s.add_parser("score", help="score predictions against ground truth; conventions printed with the numbers")
@@ -80,7 +88,14 @@ def _run(args: argparse.Namespace) -> int:
     from vtg.eval.job import run_job
     from vtg.eval.predictions import parse_shard
 
-    cfg = EvalConfig.load(args.config, split=args.split, records=args.records, strategy=args.strategy)
+    cfg = EvalConfig.load(
+        args.config,
+        split=args.split,
+        records=args.records,
+        strategy=args.strategy,
+        profile=args.profile,
+        max_new_tokens=args.max_new_tokens,
+    )
     summary = run_job(
         cfg,
         out=args.out,

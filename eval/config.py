@@ -52,6 +52,8 @@ class EvalConfig:
     think: bool = False
     prompt_style: str | None = None  # grammar.grounding_prompt style; None: the model's own (vtg_prompt.json), or
     # "full" against an endpoint (set it to what the served model was trained with)
+    profile: str | None = None  # vtg.profiles: how the checkpoint is asked and read (vtg, time-r1, timelens, ...);
+    # None: the model's own (vtg_prompt.json), or "vtg" against an endpoint
     max_new_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None  # per-request sampling seed: sampled (temperature > 0) runs repeat exactly, resumes too
@@ -80,6 +82,14 @@ class EvalConfig:
             raise UserError(
                 f"prompt_style must be one of {list(PROMPT_STYLES)} or null (the model's own), got "
                 f"{self.prompt_style!r}"
+            )
+        from vtg.profiles import DEFAULT_PROFILE, check_profile
+
+        check_profile(self.profile)
+        if self.profile not in (None, DEFAULT_PROFILE) and self.strategy != "direct":
+            raise UserError(
+                f"profile {self.profile!r} asks one question about the whole video: set strategy: direct "
+                f"(windowed strategies need the {DEFAULT_PROFILE} profile)"
             )
         if self.max_new_tokens < 1 or self.batch_size < 1 or self.decode_workers < 1:
             raise UserError("max_new_tokens, batch_size and decode_workers must be >= 1")

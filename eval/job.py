@@ -57,11 +57,20 @@ def run_job(
         raise UserError("give exactly one of --model DIR or --endpoint URL")
     if model is not None and not Path(model).is_dir():
         raise UserError(f"--model {model}: not a folder with model weights")
+    if endpoint is not None and _prompt(cfg).suffix():
+        raise UserError(
+            f"profile {cfg.profile!r} with think: false continues the prompt after the generation prompt, which a "
+            "chat API cannot send: run it offline (--model) or set think: true"
+        )
     served = _connect(cfg, endpoint) if endpoint is not None else None
     if cfg.prompt_style is None:  # word the question as the model was trained to read it (run.json records it)
         from vtg.model_folder import read_prompt_style
 
         cfg = replace(cfg, prompt_style=read_prompt_style(model) if model else served.prompt_style)
+    if cfg.profile is None:  # ask and read the checkpoint as its folder says (run.json records it)
+        from vtg.model_folder import read_profile
+
+        cfg = replace(cfg, profile=read_profile(model) if model else "vtg")
     records_path = cfg.records_path
     if not records_path.exists():
         raise UserError(
@@ -152,11 +161,22 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
 def requests_for(cfg: EvalConfig, model: str):
     """The model's requests, worded and sampled as configured (sampling keys override the model's own)."""
     from vtg.model_folder import ModelFolder
+    from vtg.profiles import sampling_for
     from vtg.request import Requests
 
     folder = ModelFolder.read(model)
-    sampling = folder.sampling.updated(cfg.sampling, "config sampling")
-    return Requests.for_model(folder, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style, sampling=sampling)
+    base = sampling_for(folder, cfg.profile)  # the folder's own, or the profile's official sampling
+    sampling = base.updated(cfg.sampling, "config sampling")
+    return Requests.for_model(
+        folder, mode=cfg.mode, think=cfg.think, style=cfg.prompt_style, sampling=sampling, profile=cfg.profile
+    )
+
+
+def _prompt(cfg: EvalConfig):
+    """The grounding prompt the config asks with (mode, think, style, profile)."""
+    from vtg.request import GroundingPrompt
+
+    return GroundingPrompt(cfg.mode, cfg.think, cfg.prompt_style or "full", cfg.profile or "vtg")
 
 
 def windows_for(cfg: EvalConfig, model: str):
@@ -196,7 +216,7 @@ def _batches(cfg: EvalConfig, todo: list[Record], settings) -> list[list[Record]
     return _chunks(plain, cfg.batch_size) + _chunks(windowed, max(1, cfg.batch_size // settings.batch_windows))
 
 
-def _line(rec: Record, outcome) -> dict[str, Any]:
+def _line(rec: Record, outcome, parser: str = "vtg") -> dict[str, Any]:
     g = outcome.grounding
     extra = {**_extra(rec), "completion_tokens": g.completion_tokens if g else 0}
     if g is not None and g.strategy != "direct":
@@ -206,6 +226,7 @@ def _line(rec: Record, outcome) -> dict[str, Any]:
         g.text if g else None,
         error=outcome.error,
         extra=extra,
+        parser=parser,
         latency_s=outcome.engine_s,
         decode_s=outcome.decode_s,
     )
@@ -216,10 +237,12 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
     from vllm import SamplingParams
 
     from vtg.grounding import StrategyRunner
+    from vtg.profiles import get_profile
     from vtg.request import request_seed
     from vtg.vllm_engine import make_llm
 
     requests = requests_for(cfg, model)
+    parser = get_profile(cfg.profile).parser
     settings = windows_for(cfg, model)
     llm = make_llm(model, **cfg.vllm)
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
@@ -243,7 +266,7 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
             if k + 1 < len(batches):
                 pending = start(batches[k + 1])  # decode the next batch while the engine runs this one
             outcomes = runner.finish(current)
-            lines = [_line(r, outcomes[r.id]) for r in batch]
+            lines = [_line(r, outcomes[r.id], parser) for r in batch]
             app.write(lines)
             if progress:
                 progress(
@@ -259,10 +282,8 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
 
 def endpoint_messages(rec: Record, root: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
     """A record's question in OpenAI's chat form, its video as a file:// URL (or the record's own URL)."""
-    from vtg.request import GroundingPrompt
-
     url = rec.video if "://" in rec.video else Path(rec.video_path(root)).resolve().as_uri()
-    return GroundingPrompt(cfg.mode, cfg.think, cfg.prompt_style).openai_messages(rec.query, rec.duration, url)
+    return _prompt(cfg).openai_messages(rec.query, rec.duration, url)
 
 
 def grounding_extension(rec: Record, cfg: EvalConfig) -> dict[str, Any]:
@@ -276,6 +297,7 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
     import openai
 
     from vtg.data.grammar import join_reasoning
+    from vtg.profiles import get_profile
     from vtg.request import request_seed
 
     messages = endpoint_messages(rec, root, cfg)
@@ -294,7 +316,8 @@ def _ask(client, model_name: str, rec: Record, root: Path, cfg: EvalConfig) -> d
         text, err = join_reasoning(getattr(msg, "reasoning_content", None) or None, msg.content or ""), None
     except openai.APIStatusError as e:  # the server refused this request (e.g. 404 video): a failure line
         text, err = None, f"HTTP {e.status_code}: {e.message}"
-    return make_line(rec.id, text, error=err, extra=_extra(rec), latency_s=time.perf_counter() - t0)
+    parser = get_profile(cfg.profile).parser
+    return make_line(rec.id, text, error=err, extra=_extra(rec), parser=parser, latency_s=time.perf_counter() - t0)
 
 
 @dataclass

@@ -4,8 +4,8 @@ Parsing and IoU come from `vtg.data.grammar` (the one owner); this module only d
 
 Definitions (docs/rewards-and-metrics.md#eval-metrics; every convention is in `Conventions` and printed with the
 results):
-- A prediction is a model text (parsed with `grammar.parse_answer`) or a list of moments. Its moments are ranked in
-  the order written; top-K = the first K.
+- A prediction is a model text (parsed with `grammar.parse_answer`, or the profile parser its line names) or a list
+  of moments. Its moments are ranked in the order written; top-K = the first K.
 - Queries with a true moment ("present"): top-1 IoU = IoU of the first predicted moment with the best-matching true
   moment (max over the truths; for single-moment sets that is the truth). R@K,θ = share of present queries where any
   of the first K predicted moments reaches θ with any true moment. mIoU = mean top-1 IoU over present queries.
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vtg.data.grammar import ParsedAnswer, clamp_moment, iou, moment_f1, parse_answer
+from vtg.data.grammar import ParsedAnswer, clamp_moment, iou, moment_f1, parse_with
 from vtg.errors import UserError
 from vtg.eval import multispan
 
@@ -152,11 +152,12 @@ def score_query(
 
 def prediction_from_line(line: dict[str, Any]) -> tuple[ParsedAnswer | None, bool]:
     """(parsed answer, error flag) from a predictions line: the raw `text` is re-parsed with the grammar when
-    present (so scoring never trusts a stored parse); a line with only `moments` is taken as those moments."""
+    present (so scoring never trusts a stored parse), by the profile parser the line names if any; a line with only
+    `moments` is taken as those moments."""
     if line.get("error"):
         return None, True
     if line.get("text") is not None:
-        return parse_answer(line["text"]), False
+        return parse_with(line.get("parser", "vtg"), line["text"]), False
     if "moments" in line and isinstance(line["moments"], list):
         ms = [(float(m[0]), float(m[1])) for m in line["moments"]]
         return ParsedAnswer(

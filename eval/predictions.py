@@ -2,7 +2,8 @@
 
 Line: {"id", "qid"? (QVHighlights), "text" (raw model output, null on failure), "moments" (parsed, as written),
 "parse": "strict" | "lenient" | "not_present" | "failed" | "error", "error" (message or null),
-"latency_s", "decode_s"}. Scoring re-parses `text` with the grammar; `moments`/`parse` are for people reading it.
+"latency_s", "decode_s", and "parser" when the model's profile reads answers with its own parser}. Scoring re-parses
+`text` with the grammar (that parser, if named); `moments`/`parse` are for people reading it.
 
 A kill can leave a half-written last line: readers ignore it (and say so) and `repair_tail` cuts it off before the
 job appends again. Any other malformed line is an error naming the file and line.
@@ -16,14 +17,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vtg.data.grammar import moments_as_lists, parse_answer
+from vtg.data.grammar import moments_as_lists, parse_with
 from vtg.errors import UserError
 
 
-def parse_status(text: str | None, error: str | None = None) -> str:
+def parse_status(text: str | None, error: str | None = None, parser: str = "vtg") -> str:
     if error:
         return "error"
-    p = parse_answer(text)
+    p = parse_with(parser, text)
     if not p.ok:
         return "failed"
     if p.strict:
@@ -32,16 +33,25 @@ def parse_status(text: str | None, error: str | None = None) -> str:
 
 
 def make_line(
-    rid: str, text: str | None, *, error: str | None = None, extra: dict[str, Any] | None = None, **timing: float
+    rid: str,
+    text: str | None,
+    *,
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+    parser: str = "vtg",
+    **timing: float,
 ) -> dict[str, Any]:
-    p = parse_answer(text)
+    """A predictions line; `parser` (grammar.PARSERS, the profile's) is recorded when it is not vtg's, so scoring
+    reads the text as the model's own evaluation does."""
+    p = parse_with(parser, text)
     line = {
         "id": rid,
         **(extra or {}),
         "text": text,
         "moments": moments_as_lists(p.moments),
-        "parse": parse_status(text, error),
+        "parse": parse_status(text, error, parser),
         "error": error,
+        **({"parser": parser} if parser != "vtg" else {}),
     }
     line.update({k: round(v, 4) for k, v in timing.items()})
     return line

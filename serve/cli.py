@@ -8,6 +8,8 @@ from vtg.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from vtg.profiles import PROFILES
+
     p = sub.add_parser(
         "serve",
         help="serve a model: OpenAI-compatible API + /v1/grounding + a web page, on vLLM",
@@ -56,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--grounding-strategy",
         choices=["direct", "coarse_to_fine", "auto"],
         help="/v1/grounding's default strategy (default auto: windows above the model's direct_max_s)",
+    )
+    p.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="how the checkpoint is asked and read (vtg.profiles; default: the folder's vtg_prompt.json, else vtg)",
     )
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--gpu-memory-utilization", type=float)
@@ -121,6 +128,7 @@ def config_from_args(args: argparse.Namespace):
             "data_parallel_size": args.data_parallel_size,
             "engine_args": _engine_args(args.engine_arg),
             "grounding_strategy": args.grounding_strategy,
+            "profile": args.profile,
             "limits": limits,
         },
     )

@@ -68,6 +68,7 @@ class ServeConfig:
     max_model_len: int = 8192
     gpu_memory_utilization: float | None = None  # None: vtg.vllm_engine's device default
     default_think: bool = True
+    profile: str | None = None  # vtg.profiles: how the model is asked and read; None: its folder's (vtg_prompt.json)
     grounding_samples: int = 8  # candidates sampled for /v1/grounding when mode=multi or top_k > 1
     grounding_temperature: float = 1.0
     nms_iou: float = 0.5
@@ -96,6 +97,14 @@ class ServeConfig:
         if self.grounding_temperature < 0:
             raise ServeConfigError(f"grounding_temperature must be >= 0, got {self.grounding_temperature}")
         from vtg.grounding import STRATEGIES, WindowSettings
+        from vtg.profiles import DEFAULT_PROFILE, check_profile
+
+        try:
+            check_profile(self.profile)
+        except UserError as e:
+            raise ServeConfigError(str(e)) from None
+        if self.profile not in (None, DEFAULT_PROFILE):
+            check_direct(self.profile, self.grounding_strategy)
 
         if self.grounding_strategy not in STRATEGIES:
             raise ServeConfigError(
@@ -131,6 +140,15 @@ class ServeConfig:
         if self.upload_dir:
             roots.append(self.upload_dir)
         return [os.path.realpath(r) for r in roots]
+
+
+def check_direct(profile: str, strategy: str) -> None:
+    """A profile other than vtg asks one question about the whole video: windows need vtg's "not present"."""
+    if profile != "vtg" and strategy != "direct":
+        raise ServeConfigError(
+            f"profile {profile!r} asks one question about the whole video: serve it with --grounding-strategy "
+            f"direct (windowed strategies need the vtg profile), not {strategy!r}"
+        )
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> ServeConfig:

@@ -1,7 +1,9 @@
 """The served model: vLLM's `AsyncLLM` on the model folder, the model's requests (`vtg.request`), LoRA adapters.
 
 Frame sampling is the one the model was trained with (its `vtg_sampling.json`), capped at `limits.max_frames`, so
-the time scale at serving equals training's; the grounding prompt is worded in the model's own style.
+the time scale at serving equals training's; the grounding prompt is worded in the model's own style. A released
+checkpoint served with a profile (`profile:`, or its folder's; vtg.profiles) is asked, sampled and read as its
+authors' code does.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from vtg.serve.config import ServeConfig
+from vtg.serve.config import ServeConfig, check_direct
 from vtg.serve.errors import not_found
 
 
@@ -104,14 +106,17 @@ class ServedModel:
         from vllm.lora.request import LoRARequest
 
         from vtg.model_folder import ModelFolder
+        from vtg.profiles import sampling_for
         from vtg.request import Requests
 
         self.cfg = cfg
         folder = ModelFolder.read(cfg.model)
+        profile = cfg.profile or folder.profile  # vtg.profiles: a released checkpoint asked as its authors asked it
+        check_direct(profile, cfg.grounding_strategy)
+        sampling = capped_sampling(sampling_for(folder, profile), cfg.limits.max_frames)
         # the grounding endpoint words the question as in training; the rest of the prompt is per request
         self.requests = dataclasses.replace(
-            Requests.for_model(folder, sampling=capped_sampling(folder.sampling, cfg.limits.max_frames)),
-            budget=decode_budget(cfg.limits),
+            Requests.for_model(folder, sampling=sampling, profile=profile), budget=decode_budget(cfg.limits)
         )
         self.windows = folder.windows.updated(cfg.windows, "serve windows")  # how long videos are windowed
         self.loras = {

@@ -127,6 +127,20 @@ def test_qvhighlights_multi_windows_saliency_and_unlabelled_test():
     assert "2 record(s) have no labels" in report.summary()
 
 
+def test_timelens_bench_pairs_queries_with_spans():
+    recs, report = convert_files(
+        "timelens-bench", [REL / "timelens" / "charades-timelens.json"], video_dir="/data/tl/videos/charades"
+    )
+    recs = by_id(recs)
+    assert sorted(recs) == ["charades-timelens/3MSZA/0", "charades-timelens/3MSZA/1", "charades-timelens/KVVE2/0"]
+    r = recs["charades-timelens/3MSZA/1"]
+    assert (r.query, r.moments, r.duration) == ("a person is putting a book on a shelf", [[0.0, 6.9]], 30.96)
+    assert (r.video, r.split, r.source) == ("/data/tl/videos/charades/3MSZA.mp4", "test", "charades-timelens")
+    assert len(report.errors) == 1 and "1 spans but 2 queries" in report.summary()
+    with pytest.raises(UserError, match="expected TimeLens-Bench JSON"):
+        convert_files("timelens-bench", [REL / "activitynet" / "val_2.json"])
+
+
 def test_timerft_and_tvgbench_answer_string():
     t = REL / "timerft"
     recs, _ = clean("timerft", [t / "train_2k5.json", t / "tvgbench.json"], video_dir="vids")
@@ -334,6 +348,7 @@ def test_round_trip_write_read_hf(tmp_path):
 
 def test_every_format_has_help_and_a_fixture():
     assert set(FORMATS) == {"charades-sta", "activitynet", "tacos", "didemo", "qvhighlights", "timerft", "jsonl"} | {
+        "timelens-bench",
         "ego4d-nlq",  # the long-video ones: tests/test_adapters_long.py
         "mad",
         "vue-tr",

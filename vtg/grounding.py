@@ -212,7 +212,7 @@ def direct(
     (completions,) = yield Ask([Call(request, n=samples)], "direct")
     duration = float(video.metadata.duration)
     texts = [c.text for c in completions]
-    per_sample = [_moments_of(t, duration, requests.prompt.mode) for t in texts]
+    per_sample = [_moments_of(t, duration, requests.prompt.mode, requests.prompt.parse) for t in texts]
     merged = merge_samples(per_sample, top_k=top_k, iou_threshold=nms_iou)
     best = merged[0].sample if merged else 0
     return Grounding(
@@ -228,9 +228,10 @@ def direct(
     )
 
 
-def _moments_of(text: str, duration: float, mode: str) -> list[tuple[float, float]]:
-    """A text's moments, clamped to the video (emptied ones dropped); single mode keeps the first."""
-    out = [c for c in (clamp_moment(m, duration) for m in parse_answer(text).normalized()) if c is not None]
+def _moments_of(text: str, duration: float, mode: str, parse=parse_answer) -> list[tuple[float, float]]:
+    """A text's moments (read by `parse`: the profile's parser), clamped to the video (emptied ones dropped); single
+    mode keeps the first."""
+    out = [c for c in (clamp_moment(m, duration) for m in parse(text).normalized()) if c is not None]
     return out[:1] if mode == "single" else out
 
 
@@ -249,6 +250,11 @@ def coarse_to_fine(
 ) -> Strategy:
     """See the module docstring. `duration` is the video's, from its header. Every window is asked in `multi` mode
     (so "not present" is an answer it may give); the question's own mode decides how many moments are returned."""
+    if requests.prompt.profile != "vtg":  # windows are judged by "not present" answers: only vtg's prompt offers them
+        raise UserError(
+            f"profile {requests.prompt.profile!r}: windowed grounding (coarse_to_fine) needs the vtg profile; "
+            "ground this video with strategy `direct`"
+        )
     from vtg.data.windows import coarse_sampling, plan_windows, read_windows
 
     mode = requests.prompt.mode

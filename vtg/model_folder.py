@@ -1,10 +1,11 @@
 """A model folder and the sidecar files vtg keeps next to the weights, read once.
 
 `vtg train` writes `vtg_sampling.json` (the frame sampling the model was trained with, and under `windows` how to
-window videos longer than its clips: vtg.grounding.WindowSettings) and `vtg_prompt.json` (the
-grounding prompt's style) into every model folder it exports, so that eval, serving and curation sample frames and
-word the question exactly as training did. A folder without them (a released checkpoint) gets its family's default
-sampling and the `full` prompt. See docs/architecture.md#model-folders.
+window videos longer than its clips: vtg.grounding.WindowSettings) and `vtg_prompt.json` (the grounding prompt's
+style) into every model folder it exports, so that eval, serving and curation sample frames and word the question
+exactly as training did. A folder without them (a released checkpoint) gets its family's default sampling and the
+`full` prompt; its `vtg_prompt.json` may name a profile (vtg.profiles: how eval and serving ask and read that
+checkpoint family). See docs/architecture.md#model-folders.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from vtg.grounding import WindowSettings
 
 SAMPLING_FILE = "vtg_sampling.json"
-PROMPT_FILE = "vtg_prompt.json"  # {"style": "short"}
+PROMPT_FILE = "vtg_prompt.json"  # {"style": "short"}, and/or {"profile": "time-r1"} (vtg.profiles)
 FAMILY_OF_MODEL_TYPE = {"qwen2_5_vl": "qwen2.5-vl", "qwen3_vl": "qwen3-vl", "qwen3_vl_moe": "qwen3-vl"}
 IMAGE_FACTOR = {"qwen2.5-vl": 28, "qwen3-vl": 32}  # patch 14 x merge 2, patch 16 x merge 2
 
@@ -102,18 +103,34 @@ def read_windows(model_dir: str | Path) -> WindowSettings:
         raise UserError(f"{path}: {e}") from None
 
 
+def _read_prompt_file(model_dir: str | Path) -> tuple[Path, dict]:
+    path = Path(model_dir) / PROMPT_FILE
+    data = _read_json(path) if path.is_file() else {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object with 'style' and/or 'profile', got {type(data).__name__}")
+    return path, data
+
+
 def read_prompt_style(model_dir: str | Path) -> str:
-    """The grounding prompt style a model was trained with (vtg_prompt.json), "full" when it has none."""
+    """The grounding prompt style a model was trained with (vtg_prompt.json), "full" when it has none (a file that
+    only names a profile counts as none)."""
     from vtg.data.grammar import PROMPT_STYLES
 
-    path = Path(model_dir) / PROMPT_FILE
-    if not path.is_file():
+    path, data = _read_prompt_file(model_dir)
+    if not data or ("style" not in data and "profile" in data):
         return "full"
-    data = _read_json(path)
-    style = data.get("style") if isinstance(data, dict) else None
+    style = data.get("style")
     if style not in PROMPT_STYLES:
         raise UserError(f"{path}: 'style' must be one of {list(PROMPT_STYLES)}, got {style!r}")
     return style
+
+
+def read_profile(model_dir: str | Path) -> str:
+    """The profile a model is asked and read with (vtg_prompt.json's `profile`, vtg.profiles), "vtg" when none."""
+    from vtg.profiles import DEFAULT_PROFILE, get_profile
+
+    path, data = _read_prompt_file(model_dir)
+    return get_profile(data.get("profile", DEFAULT_PROFILE), f"{path}: 'profile'").name
 
 
 def save_sampling(model_dir: str | Path, sampling: FrameSampling, windows: dict | None = None) -> Path:
@@ -131,6 +148,16 @@ def save_sampling(model_dir: str | Path, sampling: FrameSampling, windows: dict 
     return path
 
 
+def save_profile(model_dir: str | Path, profile: str) -> Path:
+    """Record the profile a released checkpoint is asked and read with (kept beside the prompt style, if any)."""
+    from vtg.profiles import get_profile
+
+    get_profile(profile)
+    path, data = _read_prompt_file(model_dir)
+    path.write_text(json.dumps({**data, "profile": profile}) + "\n")
+    return path
+
+
 def save_prompt_style(model_dir: str | Path, style: str) -> Path:
     """Record the grounding prompt style a model is trained with."""
     from vtg.data.grammar import PROMPT_STYLES
@@ -145,13 +172,14 @@ def save_prompt_style(model_dir: str | Path, style: str) -> Path:
 
 @dataclass(frozen=True)
 class ModelFolder:
-    """A model folder with its family, frame sampling and prompt style, each read once."""
+    """A model folder with its family, frame sampling, prompt style and profile, each read once."""
 
     path: Path
     family: str
     sampling: FrameSampling
     prompt_style: str
     windows: WindowSettings
+    profile: str = "vtg"  # vtg.profiles: how a released checkpoint is asked and read (vtg_prompt.json)
 
     @classmethod
     def read(cls, model_dir: str | Path) -> ModelFolder:
@@ -162,6 +190,7 @@ class ModelFolder:
             sampling=read_sampling(path),
             prompt_style=read_prompt_style(path),
             windows=read_windows(path),
+            profile=read_profile(path),
         )
 
     def processor(self):

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vtg.data.grammar import MODES, PROMPT_STYLES, grounding_prompt
+from vtg.data.grammar import MODES, PROMPT_STYLES, ParsedAnswer, grounding_prompt, parse_with
 from vtg.errors import UserError
+from vtg.profiles import DEFAULT_PROFILE, Profile, get_profile, sampling_for
 
 if TYPE_CHECKING:
     from vtg.data.records import Record
@@ -35,44 +36,55 @@ VIDEO_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
 
 @dataclass(frozen=True)
 class GroundingPrompt:
-    """How a grounding question is worded: `mode` (single | multi), `think`, and the prompt `style` (full | short)."""
+    """How a grounding question is worded and its answer read: `mode` (single | multi), `think`, the prompt `style`
+    (full | short) and the `profile` (vtg.profiles: `vtg`, or a released model family's own wording and parser;
+    other profiles word a single-moment question of their own, so `mode` and `style` do not change their text)."""
 
     mode: str = "multi"
     think: bool = False
     style: str = "full"
+    profile: str | None = DEFAULT_PROFILE  # None: the default
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise UserError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
         if self.style not in PROMPT_STYLES:
             raise UserError(f"prompt style must be one of {list(PROMPT_STYLES)}, got {self.style!r}")
+        object.__setattr__(self, "profile", get_profile(self.profile).name)  # None: the default, `vtg`
+
+    @property
+    def _profile(self) -> Profile:
+        return get_profile(self.profile)
 
     def text(self, query: str, duration: float) -> str:
-        return grounding_prompt(query, duration, mode=self.mode, think=self.think, style=self.style)
+        if self.profile == DEFAULT_PROFILE:
+            return grounding_prompt(query, duration, mode=self.mode, think=self.think, style=self.style)
+        return self._profile.question(query, duration)
+
+    def suffix(self) -> str:
+        """Text the profile puts after the chat template's generation prompt (Time-R1 without thinking)."""
+        return self._profile.suffix(self.think)
+
+    def parse(self, text: str | None) -> ParsedAnswer:
+        """A completion read by the profile's parser (`vtg`: `grammar.parse_answer`)."""
+        return parse_with(self._profile.parser, text)
+
+    def _turns(self, video_part: dict, text: str) -> list[dict]:
+        parts = [{"type": "text", "text": text}]
+        parts = [*parts, video_part] if self._profile.text_first else [video_part, *parts]
+        system = self._profile.system
+        return ([{"role": "system", "content": system}] if system is not None else []) + [
+            {"role": "user", "content": parts}
+        ]
 
     def messages(self, query: str, duration: float, video: str) -> list[dict]:
-        """vtg's chat messages: one user turn, the video (`video`: its path or URL) then the question."""
-        return [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "video", "video": str(video)},
-                    {"type": "text", "text": self.text(query, duration)},
-                ],
-            }
-        ]
+        """vtg's chat messages: one user turn, the video (`video`: its path or URL) then the question (the profile
+        may add a system turn, or put the question first)."""
+        return self._turns({"type": "video", "video": str(video)}, self.text(query, duration))
 
     def openai_messages(self, query: str, duration: float, video_url: str) -> list[dict]:
-        """The same turn in OpenAI's chat-completions form (what `vtg eval --endpoint` sends to a server)."""
-        return [
-            {
-                "role": "user",
-                "content": [
-                    {"type": "video_url", "video_url": {"url": video_url}},
-                    {"type": "text", "text": self.text(query, duration)},
-                ],
-            }
-        ]
+        """The same turns in OpenAI's chat-completions form (what `vtg eval --endpoint` sends to a server)."""
+        return self._turns({"type": "video_url", "video_url": {"url": video_url}}, self.text(query, duration))
 
 
 def from_openai(messages: Sequence[dict]) -> tuple[list[dict], list[str]]:
@@ -159,19 +171,21 @@ class Requests:
         style: str | None = None,
         sampling: FrameSampling | None = None,
         processor: Any = None,
+        profile: str | None = DEFAULT_PROFILE,
     ) -> Requests:
-        """Requests for a model folder: its processor, its sampling and prompt style unless given."""
+        """Requests for a model folder: its processor, its sampling and prompt style unless given. A `profile` other
+        than `vtg` (vtg.profiles) words the question and samples frames as that model family's own code does."""
         from vtg.model_folder import ModelFolder
 
         folder = model if isinstance(model, ModelFolder) else ModelFolder.read(model)
         return cls(
             processor=processor if processor is not None else folder.processor(),
-            sampling=sampling or folder.sampling,
-            prompt=GroundingPrompt(mode=mode, think=think, style=style or folder.prompt_style),
+            sampling=sampling or sampling_for(folder, profile),
+            prompt=GroundingPrompt(mode=mode, think=think, style=style or folder.prompt_style, profile=profile),
         )
 
     def asking(self, **prompt_fields: Any) -> Requests:
-        """The same requests with other prompt settings (`mode`, `think`, `style`)."""
+        """The same requests with other prompt settings (`mode`, `think`, `style`, `profile`)."""
         return dataclasses.replace(self, prompt=dataclasses.replace(self.prompt, **prompt_fields))
 
     # ---- building ----------------------------------------------------------------------------------------------
@@ -186,10 +200,11 @@ class Requests:
         """The prompt text from the model's own chat template, ready for the assistant's answer."""
         return self.processor.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
-    def build(self, messages: Sequence[dict], videos: Sequence[DecodedVideo]) -> ModelRequest:
-        """A request for chat messages whose video parts are `videos`, in order."""
+    def build(self, messages: Sequence[dict], videos: Sequence[DecodedVideo], suffix: str = "") -> ModelRequest:
+        """A request for chat messages whose video parts are `videos`, in order (`suffix`: text after the generation
+        prompt, which the answer continues)."""
         messages = [_without_nulls(m) for m in messages]
-        prompt = self.render(messages)
+        prompt = self.render(messages) + suffix
         n = prompt.count(VIDEO_PLACEHOLDER)
         if n != len(videos):
             raise ValueError(
@@ -205,7 +220,7 @@ class Requests:
     def grounding(self, source: str, query: str, duration: float, video: DecodedVideo | None = None) -> ModelRequest:
         """The grounding question about the video at `source` (`video`: its frames, when already decoded)."""
         video = video if video is not None else self.video(source)
-        return self.build(self.prompt.messages(query, duration, source), [video])
+        return self.build(self.prompt.messages(query, duration, source), [video], self.prompt.suffix())
 
     def record(
         self, record: Record | dict, root: str | Path | None = None, video: DecodedVideo | None = None
