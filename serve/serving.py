@@ -525,6 +525,8 @@ class Serving:
             return await arun(strategy, lambda inputs, p: self._final(inputs, p, lora), params, on_ask=progress.ask)
         except (VideoError, VideoTooLarge) as e:
             raise video_error(e, path, q.video, q.param) from None
+        except UserError as e:  # what the strategy refuses about the question (e.g. windows for a non-vtg profile)
+            raise E.bad_request(str(e), "strategy") from None
         finally:
             progress.done()
 
