@@ -445,7 +445,8 @@ class FrameCursor:
         self.stream.thread_type = "AUTO"
         self.stream.codec_context.options = budget.decoder_options()  # read when the decoder opens, on first use
         # the budget's plan, re-checked whenever a frame is larger than any before (the header can lie)
-        self.planned_frames, self.largest = planned_frames, self.stream.width * self.stream.height
+        self.header = (self.stream.width, self.stream.height)  # the codec context's: it follows the stream later
+        self.planned_frames, self.largest = planned_frames, self.header[0] * self.header[1]
         self.cancelled = cancel.token()  # the request's, when a server decodes for one (checked every frame)
         # One reformatter for the whole stream: frame.to_ndarray(format=...) builds a new swscale context per frame,
         # which made small videos ~3x slower to decode (bench/video/run.py).
@@ -496,7 +497,7 @@ class FrameCursor:
         self.budget.check_frame(frame.width, frame.height, self.source)
         if frame.width * frame.height > self.largest:
             self.largest = frame.width * frame.height
-            why = f" (it grows from the header's {self.stream.width}x{self.stream.height} at frame {self.index + 1})"
+            why = f" (it grows from the header's {self.header[0]}x{self.header[1]} at frame {self.index + 1})"
             self.budget.check_pixels(frame.width, frame.height, self.planned_frames, self.source, why)
         self.frame, self.time = frame, frame.time
         if self.t0 is None:

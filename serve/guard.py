@@ -197,7 +197,8 @@ class CancelOnDisconnect:
                 await gone.wait()
                 return {"type": "http.disconnect"}
             message = await receive()
-            if message["type"] == "http.disconnect":
+            if message["type"] == "http.disconnect":  # while the body was read: the request never was whole
+                scope.setdefault("state", {})[CLIENT_GONE] = True
                 gone.set()
             elif not message.get("more_body"):
                 body_read.set()

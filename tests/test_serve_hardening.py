@@ -10,6 +10,7 @@ import asyncio
 import http.server
 import json
 import socket
+import tempfile
 import threading
 import time
 from functools import partial
@@ -20,7 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
+from support.hostile import size_switching_mp4
 from support.server import start_server
+from support.videos import grey_video
 
 pytestmark = pytest.mark.integration
 KEY = "hardening-secret-key-0123456789"
@@ -42,6 +45,7 @@ def files_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("fetchable")
     for i in range(4):
         _video(root / f"clip{i}.mp4", 8, (64, 64))
+    (root / "notes.mp4").write_text("not a video, whatever its name says")
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -58,13 +62,17 @@ def srv(tiny_qwen25, synth_world, files_server, tmp_path_factory):
     _video(media / "many_frames.mp4", 2400, (64, 64), fps=24.0)  # 9.8 Mpx decoded to sample it: over 5 Mpx
     (media / "answers.jsonl").write_text((synth_world / "test.jsonl").read_text())  # a data set's answers
     (media / "notes.mp4").write_text("not a video, whatever its name says")
+    # the header says 64x64; then 640x480 frames (each under the 0.5 Mpx frame limit, 12 Mpx decoded in all)
+    size_switching_mp4(media / "grows.mp4", [(2, 64, 64), (40, 480, 640)])
+    size_switching_mp4(media / "giant_frame.mp4", [(2, 64, 64), (2, 16000, 16000)])  # 256 Mpx: ~1 GB if built
+    grey_video(media / "four_hours.mp4", 4 * 3600)
     sizes = sorted(p.stat().st_size for p in files_server[1].glob("*.mp4"))
     budget = sizes[-1] + sizes[-2] + 10  # room for two fetched clips of the four
     recipe = tmp / "serve.yaml"
     recipe.write_text(
         "serve:\n  grounding_samples: 2\n  max_model_len: 1024\n  limits:\n    max_tokens: 32\n    max_frames: 16\n"
         "    max_frame_pixels: 500000\n    max_decoded_pixels: 5000000\n    body_timeout_s: 2\n"
-        f"    max_fetch_cache_bytes: {budget}\n    max_concurrency: 4\n    max_queue: 64\n"
+        f"    header_timeout_s: 2\n    max_fetch_cache_bytes: {budget}\n    max_concurrency: 4\n    max_queue: 64\n"
     )
     server = start_server(
         [
@@ -99,8 +107,8 @@ def srv(tiny_qwen25, synth_world, files_server, tmp_path_factory):
     server.stop()
 
 
-def _post(srv, path, body, **kw):
-    return httpx.post(srv["url"] + path, json=body, headers=AUTH, timeout=120, **kw)
+def _post(srv, path, body, timeout: float = 120, **kw):
+    return httpx.post(srv["url"] + path, json=body, headers=AUTH, timeout=timeout, **kw)
 
 
 def _grounding(srv, video, **extra):
@@ -274,7 +282,7 @@ def test_a_stream_that_fails_after_its_200_ends_with_an_error_event_and_done(tin
 def test_media_serves_videos_only_through_signed_urls(srv):
     listed = httpx.get(srv["url"] + "/v1/videos", headers=AUTH, timeout=30).json()["data"]
     names = {v["name"]: v for v in listed}
-    assert "answers.jsonl" not in names
+    assert "answers.jsonl" not in names and "notes.mp4" not in names  # listed: what /v1/media serves
     video = next(v for v in listed if v["name"].startswith("videos/"))
     assert KEY not in video["media_url"] and "sig=" in video["media_url"]
     assert httpx.get(srv["url"] + video["media_url"], timeout=30).status_code == 200
@@ -295,6 +303,8 @@ def test_the_api_key_never_reaches_the_log(srv):
     r = httpx.get(srv["url"] + "/v1/media", params={"url": url, "api_key": KEY}, timeout=30)
     assert r.status_code == 401  # a key in a URL is not accepted ...
     httpx.get(srv["url"] + "/v1/models", params={"api_key": KEY, "token": KEY}, headers=AUTH, timeout=30)
+    httpx.get(srv["url"] + "/v1/models", params={"x_custom_secret": KEY}, headers=AUTH, timeout=30)  # any name
+    assert httpx.get(srv["url"] + f"/v1/{KEY}", headers=AUTH, timeout=30).status_code == 404  # in the path
     time.sleep(0.5)
     log = srv["server"].log.read_text(errors="replace")
     assert "/v1/media?url=" in log and KEY not in log  # ... and where one was sent, the log masks it
@@ -352,6 +362,211 @@ def test_a_body_that_is_not_utf8_is_a_400_that_says_so(srv):
         timeout=30,
     )
     assert r.status_code == 400 and "not valid UTF-8" in r.json()["error"]["message"], r.text
+
+
+# ---- 10. the decode budget holds for what is decoded, not for what the header says ------------------------------
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_frames_that_grow_past_the_header_are_held_to_the_decode_budget(srv):
+    """The header says 64x64 (164 kpx to decode in all); the frames become 640x480, 12 Mpx in all: over 5 Mpx."""
+    r = _grounding(srv, "grows.mp4", samples=1)
+    message = r.json()["error"]["message"]
+    assert r.status_code == 413 and "limits.max_decoded_pixels" in message and "640x480" in message, r.text
+    assert "header's 64x64" in message
+
+
+def test_a_frame_far_over_the_limit_is_never_built(srv):
+    """A 16000x16000 frame after a 64x64 header: refused by the decoder before it allocates the frame (~1 GB as
+    decoded and converted), so the API server's peak memory barely moves (decoder tables only)."""
+    pid = srv["server"].proc.pid
+    before = _peak_rss_mb(pid)
+    r = _grounding(srv, "giant_frame.mp4", samples=1)
+    message = r.json()["error"]["message"]
+    assert r.status_code == 413 and "16000x16000" in message and "limits.max_frame_pixels" in message, r.text
+    assert _peak_rss_mb(pid) - before < 400, (before, _peak_rss_mb(pid))
+
+
+# ---- 11. a client that goes away takes its work with it --------------------------------------------------------
+
+
+def _slots_in_use(srv) -> int:
+    return httpx.get(srv["url"] + "/health", timeout=10).json()["slots_in_use"]
+
+
+def _freed_within(srv, seconds: float) -> float:
+    t0 = time.monotonic()
+    while _slots_in_use(srv):
+        assert time.monotonic() - t0 < seconds, f"slots still held {seconds} s after the clients left"
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def test_clients_that_vanish_free_their_slots_at_once(srv):
+    """Four windowed requests on a 4-hour video (tens of seconds of work each) fill the four slots; their clients
+    give up after 2 s. Every slot is free within 5 s, the grounding gauges drop, and a normal request runs at once."""
+
+    left = []
+
+    def abandon():
+        try:
+            _post(srv, "/v1/grounding", {"video": "four_hours.mp4", "query": "q", "max_tokens": 8}, timeout=2)
+        except httpx.ReadTimeout:
+            left.append(True)
+
+    threads = [threading.Thread(target=abandon) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    assert _slots_in_use(srv) == 4
+    for t in threads:
+        t.join()
+    assert len(left) == 4  # each client gave up before its answer
+    _freed_within(srv, 5.0)
+    assert _metric(srv, "vtg_grounding_running", stage="coarse") == 0
+    assert _metric(srv, "vtg_requests_total", route="/v1/grounding", status="499") >= 4
+    t0 = time.monotonic()
+    assert _grounding(srv, "videos/v00000.mp4", samples=1).status_code == 200
+    assert time.monotonic() - t0 < 30
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with an RST (SO_LINGER 0), as a client that crashed or a middlebox does."""
+    import struct
+
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def _stream_request(body: dict) -> bytes:
+    data = json.dumps(body).encode()
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+@pytest.mark.parametrize("pattern", ["pipelined_never_read", "reset_after_headers", "closed_mid_body"])
+def test_streams_release_their_slot_whatever_the_connection_does(srv, pattern):
+    """Streaming chats over raw sockets, then the connection dropped in three ways: several pipelined streams never
+    read then reset; reset once the response started; closed while the request body was half sent."""
+    host = urlsplit(srv["url"])
+    video = str(srv["world"] / "videos" / "v00000.mp4")
+    body = _chat("describe", stream=True, max_tokens=32)
+    body["messages"][0]["content"].append({"type": "video_url", "video_url": {"url": video}})
+    request = _stream_request(body)
+    socks = []
+    for _ in range(3):
+        sock = socket.create_connection((host.hostname, host.port), timeout=30)
+        if pattern == "pipelined_never_read":
+            sock.sendall(request * 4)
+        elif pattern == "reset_after_headers":
+            sock.sendall(request)
+            assert sock.recv(12).startswith(b"HTTP/1.1")
+        else:
+            sock.sendall(request[: len(request) - 20])
+        socks.append(sock)
+    time.sleep(0.5)
+    for sock in socks:
+        _reset(sock)
+    _freed_within(srv, 5.0)
+    assert httpx.get(srv["url"] + "/health", timeout=10).status_code == 200
+
+
+def test_a_stream_whose_send_fails_before_its_first_event_releases_its_slot(tiny_qwen25):
+    """A send that raises at the response's start (uvloop's 'TCPTransport closed' when the peer reset in between):
+    the event generator never starts, so only the response's own clean-up can release the slot. The response and
+    the serving logic are real; the engine's output stream is a stand-in (a GPU-free engine cannot be made to
+    reset mid-call on demand)."""
+    from vtg.serve.app import EventStreamResponse
+    from vtg.serve.config import load_config
+    from vtg.serve.metrics import Metrics
+    from vtg.serve.model import ServedModel
+    from vtg.serve.protocol import ChatCompletionRequest
+    from vtg.serve.serving import EventStream, Serving
+
+    closed = []
+
+    async def outputs():
+        try:
+            yield None
+        finally:
+            closed.append(True)
+
+    cfg = load_config(None, {"model": str(tiny_qwen25)})
+    serving = Serving(cfg, ServedModel(cfg), Metrics())
+
+    async def scenario():
+        slot = await serving.limiter.acquire()
+        gen = outputs()
+        await anext(gen)
+        req = ChatCompletionRequest(**_chat("hello", stream=True))
+        events = serving._stream_events(req, type("R", (), {"duration": None})(), None, gen, print, slot)
+
+        async def close():
+            try:
+                await events.aclose()
+                await gen.aclose()
+            finally:
+                slot.release()
+
+        async def send(message):
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+        async def receive():
+            await asyncio.sleep(3600)
+
+        response = EventStreamResponse(EventStream(events, close))
+        with pytest.raises(RuntimeError, match="TCPTransport closed"):
+            await response({"type": "http", "asgi": {"spec_version": "2.4"}}, receive, send)
+        return serving.limiter.load()["slots_in_use"]
+
+    assert asyncio.run(scenario()) == 0 and closed == [True]
+
+
+# ---- 12. malformed signatures, headers and what the server says about itself -----------------------------------
+
+
+@pytest.mark.parametrize(
+    "exp, sig",
+    [("²", "0" * 64), ("١٢٣٤٥٦٧٨٩٠", "0" * 64), ("9" * 5000, "0" * 64), ("9999999999", "é" * 64), ("9999999999", "Z")],
+)
+def test_malformed_media_signatures_are_401_not_500(srv, exp, sig):
+    url = str(srv["world"] / "videos" / "v00000.mp4")
+    r = httpx.get(srv["url"] + "/v1/media", params={"url": url, "exp": exp, "sig": sig}, timeout=30)
+    assert r.status_code == 401, r.text
+
+
+def test_headers_too_large_or_too_slow_are_refused(srv):
+    big = f"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * 100_000}\r\n\r\n".encode()
+    status, text = _raw(srv, big)
+    assert status == 431 and "limits.max_header_bytes" in text, text
+    t0 = time.monotonic()
+    status, text = _raw(srv, b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and the blank line never comes
+    assert status == 408 and "limits.header_timeout_s" in text and time.monotonic() - t0 < 10, text
+
+
+def test_health_reports_the_engine_and_the_slots(srv):
+    body = httpx.get(srv["url"] + "/health", timeout=10).json()
+    assert body["status"] == "ok" and body["engine"]["alive"] and body["engine"]["core_processes"] >= 1
+    assert body["slots"] == 4 and body["slots_in_use"] == 0
+
+
+def test_video_errors_do_not_reveal_the_servers_paths(srv):
+    """A fetched file that is not a video is read from the server's temporary fetch folder, a local one from the
+    real path under its root: the error names the video as the request did."""
+    bad = _grounding(srv, f"{srv['fetch_base']}/notes.mp4", samples=1)
+    assert bad.status_code == 400 and "notes.mp4" in bad.text, bad.text
+    assert "vtg-serve-fetch" not in bad.text and str(Path(tempfile.gettempdir())) not in bad.text, bad.text
+    local = _grounding(srv, "notes.mp4", samples=1)
+    assert local.status_code == 400 and str(srv["media"]) not in local.text, local.text
 
 
 def test_no_5xx_across_the_module(srv):

@@ -9,25 +9,16 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 
 from support.server import start_server
+from support.videos import grey_video
 
 pytestmark = pytest.mark.integration
 
 
 def _video(path, seconds: float, fps: float = 2.0):
-    from vtg.data.synth import encode_mp4_chunks
-
-    rng = np.random.default_rng(0)
-    n = int(seconds * fps)  # a grey level per frame: compresses to little, so an hour is written in seconds
-    chunks = (
-        np.broadcast_to(rng.integers(60, 120, (min(600, n - i), 1, 1, 1), dtype=np.uint8), (min(600, n - i), 56, 56, 3))
-        for i in range(0, n, 600)
-    )
-    encode_mp4_chunks(chunks, path, fps)
-    return path
+    return grey_video(path, seconds, fps)
 
 
 @pytest.fixture(scope="module")
