@@ -17,6 +17,8 @@ results):
 - Reversed pairs (end written before start): "swap" (default; read as the interval) or "fail" (that moment
   scores IoU 0).
 - Multi-moment queries additionally get F1@0.5 (`grammar.moment_f1`, one-to-one matching) averaged over all queries.
+- Records flagged `zero_length_window` (a true window of no length, kept by `vtg data convert ego4d-nlq` for the
+  official table, `vtg.eval.official`) are left out and counted (`zero_length_excluded`).
 - Absent queries (truth `[]`): scored by "absent accuracy" = share where the answer is exactly "not present"
   (parsed, no moments); they are not in R@K/mIoU. "false absent" = share of present queries answered "not present".
 - A run with a query of several true spans also gets the set-level metrics of `vtg.eval.multispan` (VUE-TR's

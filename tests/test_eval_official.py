@@ -145,8 +145,25 @@ def test_vtg_metrics_leave_zero_length_windows_out_and_say_so():
 def test_mad_float32_and_nms_rules():
     cands = np.array([[0, 10], [0.5, 10.5], [20, 30]], dtype=np.float32)
     assert official.mad_nms(cands).tolist() == [[0, 10], [20, 30]]  # IoU 0.905 > 0.3: suppressed
-    tenth = official.mad_iou(np.array([[0.0, 1.0]], dtype=np.float32), np.array([0.0, 10.0], dtype=np.float32))
-    assert tenth.dtype == np.float32 and bool(tenth[0] >= np.float32(0.1))
+    # float32 decides: in float64 this IoU is just under 0.1, in the script's float32 just over
+    truth = np.array([2500.25, 2503.75], dtype=np.float32)
+    tenth = official.mad_iou(np.array([[2500.25, 2500.6]], dtype=np.float32), truth)
+    assert tenth.dtype == np.float32 and bool(tenth[0] >= np.float32(0.1)) and (2500.6 - 2500.25) / 3.5 < 0.1
+    assert np.isnan(official.mad_iou(np.array([[5.0, 5.0]], dtype=np.float32), np.array([5.0, 5.0], np.float32)))[0]
+
+
+def test_score_cli_prints_the_labelled_official_table(capsys, tmp_path):
+    from vtg.cli import main
+
+    gt, pred = FIX / "vue_tr_v2/VUE-TRv2_ground_truth.json", FIX / "vue_tr_v2/results_vtg.json"
+    assert main(["eval", "score", "--official", "vue_tr_v2", "--pred", str(pred), "--gt", str(gt)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("official (VUE_TR_V2/qa_eval.py) [bytedance/vidi VUE_TR_V2/qa_eval.py @ fc30c87]")
+    assert out[1].split() == ["Precision:", "58.40"]
+    short = tmp_path / "gt.json"  # a ground truth without some submitted query: the script's KeyError
+    short.write_text(json.dumps(json.loads(gt.read_text())[:3]))
+    assert main(["eval", "score", "--official", "vue_tr_v2", "--pred", str(pred), "--gt", str(short)]) != 0
+    assert "query_id 3 is not in the ground truth" in capsys.readouterr().err
 
 
 def test_config_turns_the_official_table_on_and_refuses_unknown_names():
@@ -198,3 +215,15 @@ def test_report_shows_the_official_table_first(tmp_path):
     want = golden("ego4d_nlq", "from_run.json")["values"]["Rank@1 mIoU@0.3"]
     assert f"| Rank@1 mIoU@0.3 | {want:.2f} |" in text
     assert report["runs"][0]["counts"]["zero_length_excluded"] == 2
+
+
+def test_mad_release_file_keeps_the_loaders_stale_moment(tmp_path):
+    """lib/data/datasets/mad.py:147-148: an entry with start >= end gets the previous entry's moment."""
+    entry = {"movie": "m", "sentence": "s", "movie_duration": 100.0}
+    data = {"1": {**entry, "ext_timestamps": [-3.0, 120.0]}, "2": {**entry, "ext_timestamps": [50.0, 40.0]}}
+    (tmp_path / "MAD_test.json").write_text(json.dumps(data))
+    gt = official.mad_gt_from_file(tmp_path / "MAD_test.json")["moments"]
+    assert gt["1"].tolist() == gt["2"].tolist() == [0.0, 100.0] and gt["2"].dtype == np.float32
+    (tmp_path / "bad.json").write_text(json.dumps({"2": data["2"]}))
+    with pytest.raises(UserError, match="first query"):
+        official.mad_gt_from_file(tmp_path / "bad.json")
