@@ -175,6 +175,14 @@ def markdown(report: dict[str, Any]) -> str:
     runs = report["runs"]
     head = "| metric | " + " | ".join(r["label"] for r in runs) + " |\n|---|" + "---|" * len(runs)
     lines = ["# Evaluation report", ""]
+    officials = [r["official"] for r in runs if r.get("official")]
+    if officials:  # the benchmark's own table first, titled with its evaluator; vtg's conventions do not apply
+        lines += [f"## {officials[0]['label']}", "", f"`{officials[0]['source']}`; values in %.", "", head]
+        for k in officials[0]["metrics"]:
+            lines.append(_row(k, [(r.get("official") or {}).get("metrics", {}).get(k) for r in runs]))
+        for k in officials[0]["counts"]:
+            lines.append(_row(k, [(r.get("official") or {}).get("counts", {}).get(k) for r in runs]))
+        lines += ["", "## vtg metrics", ""]
     if not report["same_conventions"]:
         lines += ["**Warning: the runs were scored with different conventions; numbers are not comparable.**", ""]
     c = runs[0]["conventions"]
@@ -183,16 +191,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{c['reversed']}; parse failures score IoU 0 and stay in the denominator. Values in %.",
         "",
     ]
-    officials = [r["official"] for r in runs if r.get("official")]
-    if officials:  # the benchmark's own table first, titled with its evaluator
-        lines += [f"## {officials[0]['label']}", "", f"`{officials[0]['source']}`; values in %.", "", head]
-        for k in officials[0]["metrics"]:
-            lines.append(_row(k, [(r.get("official") or {}).get("metrics", {}).get(k) for r in runs]))
-        for k in officials[0]["counts"]:
-            lines.append(_row(k, [(r.get("official") or {}).get("counts", {}).get(k) for r in runs]))
-        lines += ["", "## vtg metrics (vtg's conventions above)", "", head]
-    else:
-        lines += ["## Metrics", "", head]
+    lines += ([] if officials else ["## Metrics", ""]) + [head]
     for k in runs[0]["metrics"]:
         lines.append(_row(k, [r["metrics"].get(k) for r in runs]))
     for k in runs[0]["counts"]:
