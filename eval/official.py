@@ -432,7 +432,11 @@ def score_run(name: str, records: Sequence[Any], preds: dict[str, dict]) -> tupl
 def score_files(name: str, pred: str | Path, gt: str | Path) -> dict[str, Any]:
     """The official table of a submission file against the release's ground-truth file, both read unchanged."""
     ev = get(name)
-    result = _result(ev, ev.table(ev.read_submission(Path(pred)), ev.gt_from_file(Path(gt))))
+    try:
+        entries, truth = ev.read_submission(Path(pred)), ev.gt_from_file(Path(gt))
+        result = _result(ev, ev.table(entries, truth))
+    except (KeyError, TypeError, ValueError) as e:  # what the script would crash on, named
+        raise UserError(f"--official {name}: {pred} or {gt} is not in the format its evaluator reads ({e!r})") from None
     result["files"] = {"pred": str(pred), "gt": str(gt)}
     return result
 
