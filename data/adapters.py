@@ -31,8 +31,11 @@ Formats and what each assumes:
   seconds from the clip's start (its `video_start_sec`/`video_end_sec` are the same window in full-video time, not
   used). Duration: the clip's `video_end_sec − video_start_sec`, as the official VSLNet and 2D-TAN code computes it
   (the clip-level `clip_start_sec`/`clip_end_sec` are absent from some releases). Rejected: a query without `query`
-  text (the official preparation skips those), a zero-length window (a known artifact, counted in a note). A file
-  whose name or `description` says "unannotated" gives `moments: []`, `has_labels: False` (unlabelled).
+  text (the official preparation skips those). A zero-length window (a known artifact, ~14 % of v1) is KEPT, flagged
+  `zero_length_window: true` and counted in a note: the official evaluator scores those queries (always a miss), so
+  the official table needs them; vtg's own metrics leave them out. `official_moments` keeps the window as the release
+  writes it (before clamping), the truth the official table scores. A file whose name or `description` says
+  "unannotated" gives `moments: []`, `has_labels: False` (unlabelled).
   Id `ego4d-nlq/<split>/<clip_uid>/<annotation_uid>/<query index>` (the official evaluator's key); `video_uid`,
   `clip_uid`, `annotation_uid`, `query_idx`, `template`, `nlq_version` kept, `clip_start`/`clip_end` = the clip's
   place in the full video.
@@ -43,8 +46,9 @@ Formats and what each assumes:
   `mad/<split>/<id>`.
 - vue-tr: VUE-TR and VUE-TR-V2 ground truth (same shape): a JSON list of `{"query_id", "video_id", "duration",
   "query", "gt": [[s, e], ...], "task", "duration_category", "query_format", "query_modality"}`; moments = `gt`
-  (several spans, seconds), the other keys kept. A file name containing `v2` is VUE-TR-V2 (source `vue-tr-v2`),
-  else source `vue-tr`; split `test` unless `--split`. Id `<source>/<split>/<query_id>`.
+  (several spans, seconds), the other keys kept, `gt` as written as `official_moments` (the official table's
+  truth). A file name containing `v2` is VUE-TR-V2 (source `vue-tr-v2`), else source `vue-tr`; split `test` unless
+  `--split`. Id `<source>/<split>/<query_id>`.
 - jsonl: records already in the vtg schema, validated.
 """
 
@@ -62,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vtg.data.records import Record, RecordError, ValidationReport, jsonl_lines, validate
+from vtg.data.records import ZERO_LENGTH_FLAG, Record, RecordError, ValidationReport, jsonl_lines, validate
 from vtg.data.video import VIDEO_EXTS
 from vtg.errors import UserError
 
@@ -618,11 +622,8 @@ _NLQ_EXPECTED = (
     'Ego4D NLQ nlq_{train,val,test_unannotated}.json: {"version", "videos": [{"video_uid", "clips": [{"clip_uid", '
     '"video_start_sec", "video_end_sec", "annotations": [{"annotation_uid", "language_queries": [...]}]}]}]}'
 )
-# The README of EGO4D/episodic-memory: ~14% of NLQ windows are (near) zero-length, an annotation artifact.
-_NLQ_ZERO = (
-    "zero-length response window (clip_start_sec == clip_end_sec), a known NLQ annotation artifact "
-    "(EGO4D/episodic-memory README): nothing to ground"
-)
+# The README of EGO4D/episodic-memory: ~14% of NLQ windows are (near) zero-length, an annotation artifact. The
+# official evaluator scores them (never a hit), so they are kept, flagged (records.ZERO_LENGTH_FLAG).
 
 
 def _nlq_videos(path: Path) -> tuple[dict, list]:
@@ -666,9 +667,11 @@ def _nlq_moment(q: dict) -> tuple[list | None, str | None]:
     s, e = q.get("clip_start_sec"), q.get("clip_end_sec")
     if s is None or e is None:
         return None, "no clip_start_sec/clip_end_sec: a query of a labelled file needs its response window"
-    if _number(s) is not None and _number(s) == _number(e):
-        return None, _NLQ_ZERO
     return [s, e], None
+
+
+def _is_zero_length(moment: list) -> bool:
+    return _number(moment[0]) is not None and _number(moment[0]) == _number(moment[1])
 
 
 def _nlq_record(ctx: tuple, split: str, labelled: bool, opts: ConvertOptions) -> tuple[dict | None, str | None]:
@@ -703,6 +706,10 @@ def _nlq_record(ctx: tuple, split: str, labelled: bool, opts: ConvertOptions) ->
         "clip_end": end,
         "has_labels": labelled,
     }
+    if moments:
+        rec["official_moments"] = [list(m) for m in moments]  # as written: the official table's truth
+        if _is_zero_length(moments[0]):
+            rec[ZERO_LENGTH_FLAG] = True
     rec.update({k: q[k] for k in ("template",) if q.get(k) is not None})
     return rec, None
 
@@ -719,9 +726,9 @@ def convert_ego4d_nlq(files: list[Path], opts: ConvertOptions, report: Conversio
             if ctx is not None:
                 rec, problem = _nlq_record(ctx, split, labelled, opts)
             if problem:
-                zero += problem == _NLQ_ZERO
                 yield Raw(where, None, problem=problem)
                 continue
+            zero += rec.get(ZERO_LENGTH_FLAG, False)
             if data.get("version") is not None:
                 rec["nlq_version"] = str(data["version"])
             unlabelled += not labelled
@@ -732,7 +739,11 @@ def convert_ego4d_nlq(files: list[Path], opts: ConvertOptions, report: Conversio
             "has_labels=False means unlabelled, not absent"
         )
     if zero:
-        report.notes.append(f"Ego4D-NLQ: {zero} zero-length response window(s) rejected (a known annotation artifact)")
+        report.notes.append(
+            f"Ego4D-NLQ: {zero} zero-length response window(s) kept, flagged {ZERO_LENGTH_FLAG}=true (a known "
+            "annotation artifact): the official table scores them, vtg's own metrics leave them out; do not train "
+            "on them"
+        )
 
 
 # ---------------------------------------------------------------- mad
@@ -812,6 +823,7 @@ def convert_vue_tr(files: list[Path], opts: ConvertOptions, report: ConversionRe
                 "moments": d["gt"],  # several spans, seconds; [] would mean "does not happen" (IoU 1 for no answer)
                 "source": source,
                 "split": split,
+                "official_moments": d["gt"],  # as written (no clamping): the official table's truth
             }
             rec.update({k: d[k] for k in _VUE_EXTRAS if d.get(k) is not None})
             yield Raw(where, None, rec)

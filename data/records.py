@@ -10,6 +10,9 @@ Validation rules (each problem is reported with the line and id, nothing is drop
   not a pair of finite numbers, reversed (start > end) or zero-length (start == end) moment, a moment that starts at
   or after the duration or ends at or before 0 (clamping would leave nothing), a missing video file (only when
   `check_video=True`).
+- flagged, kept: a zero-length moment in a record marked `"zero_length_window": true` (`ZERO_LENGTH_FLAG`): an
+  official evaluator scores such queries (Ego4D-NLQ), so they are kept for it; vtg's own metrics leave them out and
+  count them, and nothing should train on them.
 - fixes (the record is kept, the fix is counted): a moment ending past the duration is clamped to it; a start below
   0 is clamped to 0; optionally (`fix_reversed=True`) a reversed pair is swapped.
 """
@@ -29,6 +32,7 @@ from vtg.data.grammar import clamp_moment
 from vtg.errors import UserError
 
 REQUIRED = ("id", "video", "duration", "query", "moments")
+ZERO_LENGTH_FLAG = "zero_length_window"  # a record whose true window has no length, kept for the official scorer
 CORE_FIELDS = REQUIRED + ("source", "split")
 
 
@@ -168,11 +172,11 @@ def validate(
                 )
             s, e = e, s
             report.add_fix("swapped reversed moment", where)
-        if s == e:
+        if s == e and d.get(ZERO_LENGTH_FLAG) is not True:
             raise RecordError(f"{where}: moment {k} {m!r} has zero length")
         if s >= duration:
             raise RecordError(f"{where}: moment {k} {m!r} starts at or after the duration {duration:g}s")
-        if clamp_moment((s, e), duration) is None:
+        if (clamp_moment((s, e), duration) is None) if s < e else s < 0:
             raise RecordError(f"{where}: moment {k} {m!r} ends at or before 0 s: nothing of it is in the video")
         if s < 0:
             s = 0.0

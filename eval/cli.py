@@ -61,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     sc.add_argument("--allow-missing", action="store_true", help="score queries without a prediction as failures")
     sc.add_argument(
+        "--official",
+        choices=("ego4d_nlq", "mad", "vue_tr", "vue_tr_v2"),
+        help="the benchmark's official table instead: --pred is the file its evaluator reads (Ego4D challenge JSON, "
+        "MAD ranked moments or vtg predictions.jsonl, VUE-TR results), --gt the release's ground truth, unchanged",
+    )
+    sc.add_argument(
         "--reference-compat",
         action="store_true",
         help="QVHighlights: drop queries with no predicted window, as Moment-DETR's eval.py silently does",
@@ -114,6 +120,12 @@ def _score(args: argparse.Namespace) -> int:
     from vtg.eval.qvhighlights import format_brief
     from vtg.eval.score import score_qvhighlights_file, score_records_file
 
+    if args.official:
+        from vtg.eval.official import format_official, score_files
+
+        result = score_files(args.official, args.pred, args.gt)
+        print(json.dumps(result, indent=1) if args.json else format_official(result))
+        return 0
     if args.format == "qvhighlights":
         result = score_qvhighlights_file(args.pred, args.gt, reference_compat=args.reference_compat)
         print(json.dumps(result, indent=1) if args.json else format_brief(result))

@@ -22,6 +22,18 @@ class ScoringConfig:
     threshold_op: str = ">="
     clamp: bool = False
     reversed: str = "swap"
+    official: str | None = None  # also the benchmark's official table, shown first (vtg.eval.official: ego4d_nlq,
+    # mad, vue_tr, vue_tr_v2); the conventions above apply to vtg's own metrics only
+
+    def __post_init__(self):
+        if self.official is not None:
+            from vtg.eval.official import OFFICIAL
+
+            if self.official not in OFFICIAL:
+                raise UserError(
+                    f"scoring.official must be one of {list(OFFICIAL)} or null (no official table), got "
+                    f"{self.official!r}"
+                )
 
     def conventions(self):
         from vtg.eval.metrics import Conventions

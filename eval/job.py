@@ -143,6 +143,12 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
         )
         result["counts"]["unlabelled"] = len(selected) - len(labelled)
         result["by_video_length"] = by_video_length(scores, cfg.scoring.conventions())
+        if cfg.scoring.official:  # the benchmark's own table, first; the file it scored beside it
+            from vtg.eval.official import score_run
+
+            official, submission = score_run(cfg.scoring.official, labelled, preds)
+            (out / f"official_{cfg.scoring.official}_input.json").write_text(json.dumps(submission))
+            result = {"official": official, **result}
     if cfg.format == "qvhighlights":
         sub = qv.submission_from_predictions([preds[r.id] for r in selected if r.id in preds])
         (out / "submission.jsonl").write_text("".join(json.dumps(d) + "\n" for d in sub))
@@ -152,7 +158,14 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
             if len(gt_lines) == len(sub):  # a --limit run cannot be scored the reference way (qids must match)
                 result["qvhighlights"] = qv.eval_submission(sub, gt_lines)["brief"]
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
-    return {**result["metrics"], **({"qvhighlights": result["qvhighlights"]} if "qvhighlights" in result else {})}
+    official = (
+        {"official": {result["official"]["label"]: result["official"]["metrics"]}} if "official" in result else {}
+    )
+    return {
+        **official,
+        **({"vtg": result["metrics"]} if official else result["metrics"]),
+        **({"qvhighlights": result["qvhighlights"]} if "qvhighlights" in result else {}),
+    }
 
 
 # ---- offline vLLM ----------------------------------------------------------------------------------------------

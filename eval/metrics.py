@@ -17,6 +17,8 @@ results):
 - Reversed pairs (end written before start): "swap" (default; read as the interval) or "fail" (that moment
   scores IoU 0).
 - Multi-moment queries additionally get F1@0.5 (`grammar.moment_f1`, one-to-one matching) averaged over all queries.
+- Records flagged `zero_length_window` (a true window of no length, kept by `vtg data convert ego4d-nlq` for the
+  official table, `vtg.eval.official`) are left out and counted (`zero_length_excluded`).
 - Absent queries (truth `[]`): scored by "absent accuracy" = share where the answer is exactly "not present"
   (parsed, no moments); they are not in R@K/mIoU. "false absent" = share of present queries answered "not present".
 - A run with a query of several true spans also gets the set-level metrics of `vtg.eval.multispan` (VUE-TR's
@@ -205,8 +207,12 @@ def score_predictions(
     """Score prediction lines (keyed by id) against records (`vtg.data.records.Record`).
 
     A record without a prediction is an error unless `allow_missing`, where it counts as a failure (IoU 0);
-    predictions for unknown ids are an error: both usually mean the wrong file was passed.
+    predictions for unknown ids are an error: both usually mean the wrong file was passed. Records flagged
+    `zero_length_window` (a true window of no length, kept for the official table) are left out of these metrics
+    and counted (`counts.zero_length_excluded`).
     """
+    from vtg.data.records import ZERO_LENGTH_FLAG
+
     records = list(records)
     ids = {r.id for r in records}
     unknown = sorted(set(predictions) - ids)
@@ -220,13 +226,16 @@ def score_predictions(
             f"{len(missing)} of {len(records)} queries have no prediction, e.g. {missing[:3]}; "
             "finish or merge the run, or pass --allow-missing to count them as failures"
         )
+    zero = [r for r in records if r.extra.get(ZERO_LENGTH_FLAG)]
     scores = []
-    for r in records:
+    for r in (r for r in records if not r.extra.get(ZERO_LENGTH_FLAG)):
         line = predictions.get(r.id)
         parsed, err = prediction_from_line(line) if line is not None else (None, True)
         scores.append(score_query(r.id, r.moments, r.duration, parsed, conv, error=err))
     result = aggregate(scores, conv)
     result["counts"]["missing"] = len(missing)
+    if zero:
+        result["counts"]["zero_length_excluded"] = len(zero)
     return scores, result
 
 

@@ -68,6 +68,10 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dic
     )
     if cfg.format == "qvhighlights" and shard is None and meta.get("limit") is None:
         result["qvhighlights"] = score_qvhighlights_file(pred, cfg.gt_path)["brief"]
+    if cfg.scoring.official:
+        from vtg.eval.official import score_run
+
+        result["official"] = score_run(cfg.scoring.official, records, preds)[0]
     return meta, scores, result
 
 
@@ -137,6 +141,7 @@ def run_summary(
         "conventions": result["conventions"],
         "metrics": result["metrics"],
         "counts": result["counts"],
+        "official": result.get("official"),
         "qvhighlights": result.get("qvhighlights"),
         "r1_curve": {f"{t:g}": pct(sum(s.hit(1, t, conv) for s in present), len(present)) for t in CURVE_THETAS},
         "iou_hist": {"edges": HIST_EDGES, "counts": hist},
@@ -170,6 +175,14 @@ def markdown(report: dict[str, Any]) -> str:
     runs = report["runs"]
     head = "| metric | " + " | ".join(r["label"] for r in runs) + " |\n|---|" + "---|" * len(runs)
     lines = ["# Evaluation report", ""]
+    officials = [r["official"] for r in runs if r.get("official")]
+    if officials:  # the benchmark's own table first, titled with its evaluator; vtg's conventions do not apply
+        lines += [f"## {officials[0]['label']}", "", f"`{officials[0]['source']}`; values in %.", "", head]
+        for k in officials[0]["metrics"]:
+            lines.append(_row(k, [(r.get("official") or {}).get("metrics", {}).get(k) for r in runs]))
+        for k in officials[0]["counts"]:
+            lines.append(_row(k, [(r.get("official") or {}).get("counts", {}).get(k) for r in runs]))
+        lines += ["", "## vtg metrics", ""]
     if not report["same_conventions"]:
         lines += ["**Warning: the runs were scored with different conventions; numbers are not comparable.**", ""]
     c = runs[0]["conventions"]
@@ -178,7 +191,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{c['reversed']}; parse failures score IoU 0 and stay in the denominator. Values in %.",
         "",
     ]
-    lines += ["## Metrics", "", head]
+    lines += ([] if officials else ["## Metrics", ""]) + [head]
     for k in runs[0]["metrics"]:
         lines.append(_row(k, [r["metrics"].get(k) for r in runs]))
     for k in runs[0]["counts"]:

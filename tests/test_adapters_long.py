@@ -46,7 +46,11 @@ def test_nlq_times_are_clip_relative_and_duration_is_the_clips():
     # the id keeps the query's index in its annotation, even with rejected queries before it
     assert recs[f"ego4d-nlq/val/{CLIP0}/{ANN1}/4"].moments == [[470.0, 480.0]]  # 486 s clamped to the clip
     assert recs[f"ego4d-nlq/val/{CLIP0}/{ANN2}/0"].moments == [[100.0, 104.5]]
-    assert len(recs) == 3 and report.fixes["clamped end to duration"] == 1
+    assert recs[f"ego4d-nlq/val/{CLIP0}/{ANN1}/4"].extra["official_moments"] == [[470.0, 486.0]]  # as written
+    # a zero-length window is kept for the official table, flagged (vtg's metrics leave it out)
+    zero = recs[f"ego4d-nlq/val/{CLIP0}/{ANN1}/3"]
+    assert zero.extra["zero_length_window"] is True and zero.moments[0][0] == zero.moments[0][1]
+    assert len(recs) == 4 and report.fixes["clamped end to duration"] == 1
 
 
 def test_nlq_rejects_named_by_json_path():
@@ -58,23 +62,22 @@ def test_nlq_rejects_named_by_json_path():
         "preparation skips these too)"
     )
     assert errs[1].startswith(f"{q0}[0].language_queries[2]: no 'query' text")  # "   "
-    assert errs[2].startswith(f"{q0}[0].language_queries[3]: zero-length response window")
-    assert errs[3].startswith(f"{q0}[1].language_queries[1]: id 'ego4d-nlq/val/{CLIP0}/{ANN2}/1': moment 0")
-    assert "reversed" in errs[3]
-    assert errs[4] == f"{q0}[1].language_queries[2]: no clip_start_sec/clip_end_sec: a query of a labelled file " + (
+    assert errs[2].startswith(f"{q0}[1].language_queries[1]: id 'ego4d-nlq/val/{CLIP0}/{ANN2}/1': moment 0")
+    assert "reversed" in errs[2]
+    assert errs[3] == f"{q0}[1].language_queries[2]: no clip_start_sec/clip_end_sec: a query of a labelled file " + (
         "needs its response window"
     )
-    assert errs[5] == (
+    assert errs[4] == (
         f"{f} videos[0].clips[1].annotations[0].language_queries[0]: the clip has no numeric "
         "video_start_sec/video_end_sec to take its duration from"
     )
-    assert errs[6] == f"{f} videos[0].clips[2]: expected an object with 'clip_uid' and an 'annotations' list"
-    assert errs[7] == (
+    assert errs[5] == f"{f} videos[0].clips[2]: expected an object with 'clip_uid' and an 'annotations' list"
+    assert errs[6] == (
         f"{f} videos[1].clips[0].annotations[0]: expected an object with 'annotation_uid' and a 'language_queries' list"
     )
-    assert errs[8] == f"{f} videos[2]: expected an object with 'video_uid' and a 'clips' list"
-    assert len(errs) == 9 and report.n_read == 12
-    assert "1 zero-length response window(s) rejected" in report.summary()
+    assert errs[7] == f"{f} videos[2]: expected an object with 'video_uid' and a 'clips' list"
+    assert len(errs) == 8 and report.n_read == 12
+    assert "1 zero-length response window(s) kept, flagged zero_length_window=true" in report.summary()
 
 
 def test_nlq_v2_shape_duration_from_video_times_not_clip_fields():

@@ -50,6 +50,17 @@ def test_bad_moments_rejected_with_line_and_id(moments, message):
         validate(rec(moments=moments), line=3)
 
 
+def test_flagged_zero_length_window_is_kept_for_the_official_table():
+    r = validate({**rec(moments=[[3.0, 3.0]]), "zero_length_window": True})
+    assert r.moments == [[3.0, 3.0]] and r.extra["zero_length_window"] is True
+    assert validate({**rec(moments=[[0.0, 0.0]]), "zero_length_window": True}).moments == [[0.0, 0.0]]
+    for bad in ([[-1.0, -1.0]], [[10.0, 10.0]], [[4.0, 3.0]]):  # before 0, at the end, reversed: still rejected
+        with pytest.raises(RecordError):
+            validate({**rec(moments=bad), "zero_length_window": True})
+    with pytest.raises(RecordError, match="zero length"):
+        validate({**rec(moments=[[3.0, 3.0]]), "zero_length_window": "yes"})  # only a true flag
+
+
 def test_reversed_swapped_only_when_asked():
     report = ValidationReport()
     assert validate(rec(moments=[[5.0, 4.0]]), report=report, fix_reversed=True).moments == [[4.0, 5.0]]
