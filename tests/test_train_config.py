@@ -232,3 +232,22 @@ def test_trl_and_transformers_fields_reach_the_trainer(tiny_qwen25, synth_world,
         load_recipe(SFTRecipe, None, {"bf16": True, "sampling": TINY})
     with pytest.raises(RecipeError, match="use_vllm: true is TRL's own vLLM path.*rollout_engine"):
         load_recipe(GRPORecipe, None, {"use_vllm": True, "sampling": TINY, "num_generations": 2})
+
+
+def test_records_flagged_zero_length_are_not_trained_on(synth_world, tmp_path):
+    """Ego4D-NLQ conversion keeps zero-length windows (flagged) for the official scorer; training skips them."""
+    import json
+
+    from vtg.train.dataset import load_training_records
+
+    lines = (synth_world / "train.jsonl").read_text().splitlines()[:3]
+    flagged = json.loads(lines[0])
+    s = flagged["moments"][0][0]
+    flagged.update(id="zero", moments=[[s, s]], zero_length_window=True)
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join([*lines, json.dumps(flagged)]) + "\n")
+    for video in (synth_world / "videos").iterdir():
+        (tmp_path / "videos").mkdir(exist_ok=True)
+        (tmp_path / "videos" / video.name).symlink_to(video)
+    ids = [r["id"] for r in load_training_records(str(path))]
+    assert len(ids) == 3 and "zero" not in ids

@@ -10,16 +10,17 @@ from vtg.errors import UserError
 
 def load_training_records(path: str) -> list[dict[str, Any]]:
     """Validated records as dicts with absolute video paths (the trainer runs from any working directory)."""
-    from vtg.data.records import load_records
+    from vtg.data.records import ZERO_LENGTH_FLAG, load_records
 
     if not path:
         raise UserError("train_file is not set: point it at a records JSONL (e.g. from `vtg data synth`)")
     if not Path(path).is_file():
         raise UserError(f"train_file not found: {path}")
     root = Path(path).resolve().parent
-    records = load_records(path, check_video=True)
+    # a true window of no length (kept by conversion for the official scorer) teaches nothing: not trained on
+    records = [r for r in load_records(path, check_video=True) if r.extra.get(ZERO_LENGTH_FLAG) is not True]
     if not records:
-        raise UserError(f"{path}: no records")
+        raise UserError(f"{path}: no records (records flagged {ZERO_LENGTH_FLAG} are not trained on)")
     rows = []
     for r in records:
         d = r.to_dict()
