@@ -175,6 +175,7 @@ class DecodeBudget:
     max_frame_pixels: int | None = None
     max_decoded_pixels: int | None = None
     names: tuple[str, str] = ("max_frame_pixels", "max_decoded_pixels")
+    max_threads: int | None = None  # decoder threads (None: FFmpeg's choice, about one per core)
 
     def check_frame(self, width: int, height: int, source: str) -> None:
         if self.max_frame_pixels is not None and width * height > self.max_frame_pixels:
@@ -444,6 +445,8 @@ class FrameCursor:
         self.stream = container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.stream.codec_context.options = budget.decoder_options()  # read when the decoder opens, on first use
+        if budget.max_threads is not None:
+            self.stream.codec_context.thread_count = budget.max_threads
         # the budget's plan, re-checked whenever a frame is larger than any before (the header can lie)
         self.header = (self.stream.width, self.stream.height)  # the codec context's: it follows the stream later
         self.planned_frames, self.largest = planned_frames, self.header[0] * self.header[1]

@@ -39,6 +39,9 @@ class Limits:
     max_queue: int = 64  # requests waiting for a slot; beyond this: 429
     max_frame_pixels: int = 3840 * 2160  # a video's frames: at most this many pixels each (4K UHD)
     max_decoded_pixels: int = 20_000_000_000  # pixels decoded to sample one video (~5 min of 1080p at 30 fps)
+    # threads one video's decoder may use: each holds its own tables for the stream's frame size, so a stream that
+    # announces huge frames costs this many copies before the decoder refuses its first frame
+    decode_threads: int = 4
     body_timeout_s: float = 30.0  # a client sending a request body may pause this long between chunks
     header_timeout_s: float = 10.0  # a request's line and headers must all arrive within this
     max_header_bytes: int = 16384  # a request's line and headers together (431 beyond)

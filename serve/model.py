@@ -31,13 +31,15 @@ def capped_sampling(sampling, max_frames: int):
 
 
 def decode_budget(limits):
-    """What decoding one request's video may cost (checked from its header before any frame is decoded)."""
+    """What decoding one request's video may cost (checked from its header before any frame is decoded, and on every
+    frame as decoded), and how many threads one decode may use."""
     from vtg.data.video import DecodeBudget
 
     return DecodeBudget(
         limits.max_frame_pixels,
         limits.max_decoded_pixels,
         names=("limits.max_frame_pixels", "limits.max_decoded_pixels"),
+        max_threads=limits.decode_threads,
     )
 
 
