@@ -480,6 +480,8 @@ class FrameCursor:
                 self._advance()
             return self.index == index
         except StopIteration:
+            # frame threads drop a refused frame at the end of the stream silently: cut by the limit, not truncated
+            self._check_refused_size()
             return False
         except NotConstantRate:
             self._restart()

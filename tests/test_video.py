@@ -519,3 +519,21 @@ def test_large_frames_are_resized_as_they_are_decoded(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     frames, grown_mb = (int(x) for x in out.stdout.split())
     assert frames == 48 and grown_mb < 60, grown_mb
+
+
+@pytest.mark.parametrize("threads", [None, 1])
+def test_frames_over_the_limit_are_refused_wherever_they_are(tmp_path, threads):
+    """Frames of 8000x8000 after a 64x64 header: refused by the decoder itself (never allocated), also when they end
+    the stream, where frame threads drop the refused frame silently (that is not a truncated video)."""
+    from vtg.data.video import DecodeBudget, VideoTooLarge, read_video
+
+    from support.hostile import size_switching_mp4
+
+    budget = DecodeBudget(500_000, None, max_threads=threads)
+    for name, segments in (
+        ("middle", [(2, 64, 64), (2, 8000, 8000), (4, 64, 64)]),
+        ("end", [(2, 64, 64), (2, 8000, 8000)]),
+    ):
+        path = size_switching_mp4(tmp_path / f"{name}.mp4", segments)
+        with pytest.raises(VideoTooLarge, match="8000x8000.*max_frame_pixels.*refused"):
+            read_video(path, FrameSampling(nframes=4), budget)
