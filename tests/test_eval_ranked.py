@@ -76,6 +76,14 @@ def test_official_tables_read_the_ranked_list_else_the_answer():
     m = table["metrics"]
     assert [len(e["moments"]) for e in submission] == [3, 2, 0]
     assert (m[R.format(k=1)], m[R.format(k=5)], m[R.format(k=100)]) == pytest.approx((0.0, 200 / 3, 200 / 3))
+    # Ego4D-NLQ's challenge file carries the list too: Rank@3 finds what Rank@1 misses
+    keys = {"clip_uid": "c", "annotation_uid": "a", "query_idx": 0}
+    nlq = [Record("nlq/val/a", "c.mp4", 480.0, "x", [[0.0, 10.0]], extra=keys)]
+    nlq_table, nlq_file = official.score_run(
+        "ego4d_nlq", nlq, {"nlq/val/a": {**preds["mad/test/q0"], "id": "nlq/val/a"}}
+    )
+    assert nlq_file["results"][0]["predicted_times"] == [[300.0, 310.0], [500.0, 510.0], [0.0, 10.0]]
+    assert (nlq_table["metrics"]["Rank@1 mIoU@0.5"], nlq_table["metrics"]["Rank@3 mIoU@0.5"]) == (0.0, 100.0)
     bad = {**preds, "mad/test/q0": {**preds["mad/test/q0"], "ranked": [[1, 2, 3]]}}
     with pytest.raises(UserError, match="q0.*ranked"):
         official.score_run("mad", records, bad)
