@@ -78,6 +78,9 @@ class EvalConfig:
     strategy: str = "direct"  # vtg.grounding: direct | coarse_to_fine | auto (coarse_to_fine above the model's
     # direct_max_s); long-video benchmarks set coarse_to_fine
     windows: dict[str, Any] = field(default_factory=dict)  # WindowSettings keys over the model's (vtg_sampling.json)
+    top_k: int | None = None  # windowed strategies: each line also keeps a ranked list of up to top_k moments for
+    # R@K tables (the official MAD and Ego4D-NLQ tables read it); None: the answer only
+    nms_iou: float = 0.5  # that list's NMS: a moment overlapping a better one at IoU >= nms_iou is dropped
 
     def __post_init__(self):
         from vtg.grounding import STRATEGIES
@@ -107,6 +110,10 @@ class EvalConfig:
             raise UserError("max_new_tokens, batch_size and decode_workers must be >= 1")
         if self.temperature < 0:
             raise UserError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise UserError(f"top_k must be an integer >= 1 (ranked moments per line) or null, got {self.top_k!r}")
+        if not 0 < self.nms_iou <= 1:
+            raise UserError(f"nms_iou must be in (0, 1] (1: only identical moments are dropped), got {self.nms_iou!r}")
         self.scoring.conventions()  # validate early
 
     @property

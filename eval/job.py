@@ -94,6 +94,11 @@ def run_job(
         if todo and model is not None:
             timing = _run_offline(cfg, model, todo, root, app, progress)
         elif todo:
+            if cfg.top_k is not None and progress:
+                progress(
+                    f"[vtg eval] top_k: {cfg.top_k}: a server returns its answer only, so R@K tables score that "
+                    "(run offline with --model for the ranked list)"
+                )
             _run_endpoint(cfg, served, todo, root, app, progress)
     wall = time.perf_counter() - t0
     summary = {
@@ -203,7 +208,16 @@ def _strategy(rec: Record, root: Path, requests, cfg: EvalConfig, settings):
     """A record's grounding strategy (vtg.grounding), created when the runner first steps it."""
     from vtg.grounding import ground
 
-    return lambda: ground(requests, rec.video_path(root), rec.query, rec.duration, cfg.strategy, settings)
+    return lambda: ground(
+        requests,
+        rec.video_path(root),
+        rec.query,
+        rec.duration,
+        cfg.strategy,
+        settings,
+        ranked=cfg.top_k,
+        nms_iou=cfg.nms_iou,
+    )
 
 
 def first_request(cfg: EvalConfig, rec: Record, root: Path, requests, settings=None):
@@ -234,6 +248,8 @@ def _line(rec: Record, outcome, parser: str = "vtg") -> dict[str, Any]:
     extra = {**_extra(rec), "completion_tokens": g.completion_tokens if g else 0}
     if g is not None and g.strategy != "direct":
         extra.update(strategy=g.strategy, calls=g.calls, windows=g.windows, scores=g.scores)
+    if g is not None and g.ranked is not None:  # the list R@K tables score; the text keeps the answer
+        extra.update(ranked=[list(m) for m in g.ranked], ranked_scores=g.ranked_scores)
     return make_line(
         rec.id,
         g.text if g else None,

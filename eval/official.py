@@ -58,6 +58,14 @@ def _answer(line: dict[str, Any] | None) -> list[Window] | None:
     return [[float(s), float(e)] for s, e in parsed.moments]
 
 
+def _ranked(line: dict[str, Any] | None) -> list[Window] | None:
+    """A prediction line's ranked list (`ranked`: written when the run asked for one, eval's `top_k`), else its
+    answer's moments (a run without one, an endpoint's, a failed line)."""
+    if line is None or line.get("error") or line.get("ranked") is None:
+        return _answer(line)
+    return _windows(line["ranked"], f"prediction {line.get('id')!r}: ranked")
+
+
 def _windows(x: Any, where: str) -> list[Window]:
     if not isinstance(x, list) or any(not isinstance(w, list) or len(w) != 2 for w in x):
         raise UserError(f"{where}: expected a list of [start, end] windows, got {x!r:.80}")
@@ -122,12 +130,13 @@ def nlq_gt_from_records(records: Sequence[Any]) -> dict:
 
 def nlq_submission_from_run(records: Sequence[Any], preds: dict[str, dict]) -> list[dict]:
     """The challenge's `results` entries: every record with a prediction line (a missing one is left out, as a
-    partial submission would be), its windows as written, a failed or empty answer as `NLQ_NO_ANSWER`."""
+    partial submission would be), its ranked list (else its windows as written), a failed or empty answer as
+    `NLQ_NO_ANSWER`."""
     out = []
     for r in records:
         if r.id not in preds:
             continue
-        answer = _answer(preds[r.id]) or [list(NLQ_NO_ANSWER)]
+        answer = _ranked(preds[r.id]) or [list(NLQ_NO_ANSWER)]
         out.append(
             {
                 "clip_uid": r.extra["clip_uid"],
@@ -244,9 +253,9 @@ def mad_gt_from_records(records: Sequence[Any]) -> dict:
 
 
 def mad_submission_from_run(records: Sequence[Any], preds: dict[str, dict]) -> list[dict]:
-    """One entry per record (the evaluator scores every query of the set): its moments in rank order; a missing,
-    failed or empty answer is no moment at all (padded with IoU 0: a miss)."""
-    return [{"id": r.id.rsplit("/", 1)[-1], "moments": _answer(preds.get(r.id)) or []} for r in records]
+    """One entry per record (the evaluator scores every query of the set): its ranked list (else its answer's
+    moments), in rank order; a missing, failed or empty answer is no moment at all (padded with IoU 0: a miss)."""
+    return [{"id": r.id.rsplit("/", 1)[-1], "moments": _ranked(preds.get(r.id)) or []} for r in records]
 
 
 def mad_read_submission(path: Path) -> list[dict]:
@@ -255,7 +264,7 @@ def mad_read_submission(path: Path) -> list[dict]:
 
     if Path(path).suffix == ".jsonl":
         return [
-            {"id": rid.rsplit("/", 1)[-1], "moments": _answer(line) or []}
+            {"id": rid.rsplit("/", 1)[-1], "moments": _ranked(line) or []}
             for rid, line in read_predictions(path).items()
         ]
     data = _load_json(path)

@@ -7,7 +7,8 @@
   (exp of its tokens' mean log-probability; it ranked best of the scores tried: experiments/long_scores). The fine
   pass re-asks, at the model's own sampling, windows centred on the best candidates (or on each border of a
   candidate longer than a window) and replaces the coarse borders with the fine ones. A query absent from every
-  window is "not present".
+  window is "not present". A caller that scores R@K (eval's `top_k`) asks for a `ranked` list of up to K moments:
+  every candidate, NMS-separated, the fine pass refining the best of them within its budget, the answer its head.
 - `auto`: `direct` up to `WindowSettings.direct_max_s` seconds, `coarse_to_fine` above.
 
 A strategy is a generator that does no engine I/O: it yields `Ask`s (model requests built by `vtg.request`, plus
@@ -50,7 +51,7 @@ class WindowSettings:
     window_s: float = 60.0  # a window's length: about the clip length the model was trained on
     stride_s: float | None = None  # between window starts; None: 3/4 of window_s (windows overlap by a quarter)
     coarse_fps: float | None = 1.0  # the coarse pass's frame rate; None: the model's own
-    candidates: int = 5  # moments kept after the coarse pass (single mode returns the best one)
+    candidates: int = 5  # moments a `multi` answer holds (single mode: the best one); a ranked list is not cut by it
     fine_windows: int = 8  # the fine pass's budget: model calls at most (0: no fine pass)
     direct_max_s: float | None = None  # `auto` grounds longer videos by windows; None: 1.5 x window_s
     batch_windows: int = 16  # windows decoded and asked at once: bounds memory, lets other requests in between
@@ -146,7 +147,9 @@ class Completion:
 
 @dataclass
 class Grounding:
-    """A strategy's answer: ranked moments in the video's seconds, their scores, and how it was reached."""
+    """A strategy's answer: ranked moments in the video's seconds, their scores, and how it was reached. `ranked`
+    (with `ranked_scores`) is the longer list a caller asked for to score R@K (`coarse_to_fine(ranked=K)`); the
+    answer (`moments`) is its head. None: not asked for, the answer is the whole list."""
 
     moments: list[tuple[float, float]]
     scores: list[float]
@@ -158,6 +161,8 @@ class Grounding:
     windows: int = 0  # coarse windows asked
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    ranked: list[tuple[float, float]] | None = None  # coarse_to_fine(ranked=K): up to K moments, best first
+    ranked_scores: list[float] | None = None  # their scores (the coarse pass's, on one scale)
 
     @property
     def not_present(self) -> bool:
@@ -179,8 +184,11 @@ def ground(
     samples: int = 1,
     top_k: int = 5,
     nms_iou: float = 0.5,
+    ranked: int | None = None,
 ) -> Strategy:
-    """The strategy generator for one question about a local video (`auto` resolved by `duration`)."""
+    """The strategy generator for one question about a local video (`auto` resolved by `duration`). `ranked`: the
+    windowed strategy also returns a ranked list of up to that many moments, NMS-separated at `nms_iou`
+    (`direct`'s answer, one call, is its own list)."""
     from vtg.data.video import probe_video
 
     settings = settings or WindowSettings()
@@ -188,7 +196,8 @@ def ground(
     if name == "direct":
         return direct(requests, source, query, video=video, samples=samples, top_k=top_k, nms_iou=nms_iou)
     # windows cover the video as its header gives it, not the duration a caller was told (a record's)
-    return coarse_to_fine(requests, source, query, probe_video(source).duration, settings, top_k=top_k)
+    duration = probe_video(source).duration
+    return coarse_to_fine(requests, source, query, duration, settings, top_k=top_k, ranked=ranked, nms_iou=nms_iou)
 
 
 # ---- direct ------------------------------------------------------------------------------------------------------
@@ -246,10 +255,26 @@ class Candidate:
 
 
 def coarse_to_fine(
-    requests: Requests, source: str, query: str, duration: float, settings: WindowSettings, *, top_k: int = 5
+    requests: Requests,
+    source: str,
+    query: str,
+    duration: float,
+    settings: WindowSettings,
+    *,
+    top_k: int = 5,
+    ranked: int | None = None,
+    nms_iou: float = 0.5,
 ) -> Strategy:
     """See the module docstring. `duration` is the video's, from its header. Every window is asked in `multi` mode
-    (so "not present" is an answer it may give); the question's own mode decides how many moments are returned."""
+    (so "not present" is an answer it may give); the question's own mode decides how many moments are answered
+    (`single`: the best; `multi`: up to `settings.candidates` and `top_k`).
+
+    `ranked=K` also returns the ranked list R@K tables score: every candidate, ranked by score, NMS at `nms_iou`
+    (higher-scored first), the first K; the fine pass refines its best within `fine_windows` calls and the rest
+    keep their coarse borders. The answer is then the list's head. Without it (the server's way) only the answer's
+    candidates are kept, refined and returned, and no NMS runs (the coarse pass's candidates never overlap)."""
+    if ranked is not None and not (isinstance(ranked, int) and ranked >= 1):
+        raise UserError(f"ranked must be an integer >= 1 (moments in the ranked list), got {ranked!r}")
     if requests.prompt.profile != "vtg":  # windows are judged by "not present" answers: only vtg's prompt offers them
         raise UserError(
             f"profile {requests.prompt.profile!r}: windowed grounding (coarse_to_fine) needs the vtg profile; "
@@ -278,20 +303,27 @@ def coarse_to_fine(
     join_gap = 1.0 / (settings.coarse_fps or requests.sampling.fps)
     candidates = [c for c in join(found, join_gap) if c.score >= settings.min_score]
     candidates.sort(key=lambda c: (-c.score, c.start))
-    candidates = candidates[: 1 if mode == "single" else min(settings.candidates, top_k)]
-    if candidates and settings.fine_windows:
+    answered = 1 if mode == "single" else min(settings.candidates, top_k)
+    if ranked is None:
+        candidates = candidates[:answered]
+    if candidates and settings.fine_windows:  # best first, within the budget: the rest keep their coarse borders
         candidates = yield from _fine_pass(asking, source, query, duration, candidates, settings, stats)
     candidates.sort(key=lambda c: (-c.score, c.start))
+    if ranked is not None:  # refined borders may now overlap: NMS before the cut, as R@K tables count
+        candidates = rank(candidates, nms_iou, ranked)
     moments = [(round(c.start, 3), round(c.end, 3)) for c in candidates]
+    scores = [round(c.score, 4) for c in candidates]
     return Grounding(
-        moments=moments,
-        scores=[round(c.score, 4) for c in candidates],
-        text=format_moments(moments) if moments else NOT_PRESENT,
+        moments=moments[:answered],
+        scores=scores[:answered],
+        text=format_moments(moments[:answered]) if moments else NOT_PRESENT,
         strategy="coarse_to_fine",
         calls=stats.calls,
         windows=len(windows),
         prompt_tokens=stats.prompt_tokens,
         completion_tokens=stats.completion_tokens,
+        ranked=moments if ranked is not None else None,
+        ranked_scores=scores if ranked is not None else None,
     )
 
 
@@ -395,6 +427,15 @@ def _refine(c: Candidate, part: str, fine: list[tuple[float, float]]) -> None:
         c.end = best[1]
     if c.end <= c.start:  # the two borders' windows disagree: keep the wider reading
         c.start, c.end = min(c.start, best[0]), max(c.end, best[1])
+
+
+def rank(candidates: Sequence[Candidate], nms_iou: float, k: int) -> list[Candidate]:
+    """Candidates in rank order, a later one overlapping a kept one at IoU >= `nms_iou` dropped, the first `k` kept
+    (vtg.nms's temporal NMS; each candidate's rank stands for the sample number it breaks ties by)."""
+    from vtg.nms import ScoredMoment, temporal_nms
+
+    scored = [ScoredMoment(c.start, c.end, c.score, i) for i, c in enumerate(candidates)]
+    return [candidates[m.sample] for m in temporal_nms(scored, nms_iou, k)]
 
 
 def join(moments: Sequence[Candidate], gap: float) -> list[Candidate]:
