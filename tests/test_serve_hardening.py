@@ -336,9 +336,24 @@ def test_the_fetch_folder_is_removed_when_the_server_stops(tiny_qwen25, files_se
         assert r.status_code == 200, r.text
         (folder,) = Path("/tmp").glob(f"vtg-serve-fetch-{server.proc.pid}-*")
         assert any(folder.iterdir())
+        _health_says_when_the_engine_dies(server)
     finally:
         server.stop()
     assert not folder.exists()
+
+
+def _health_says_when_the_engine_dies(server) -> None:
+    """/health checks the engine core process itself: killed, /health turns 503 and says so (the HTTP server up)."""
+    import psutil
+
+    assert httpx.get(server.url + "/health", timeout=10).json()["engine"]["alive"]
+    for child in psutil.Process(server.proc.pid).children(recursive=True):  # the engine core (and its helpers)
+        child.kill()
+    deadline = time.monotonic() + 30
+    while (r := httpx.get(server.url + "/health", timeout=10)).status_code == 200:
+        assert time.monotonic() < deadline, "/health still 200 30 s after the engine core was killed"
+        time.sleep(0.5)
+    assert r.status_code == 503 and "engine" in r.json()["error"]["message"], r.text
 
 
 # ---- 8. moments that clamping empties are dropped -----------------------------------------------------------------
