@@ -163,6 +163,8 @@ def build_report(
 ) -> dict[str, Any]:
     if labels is not None and len(labels) != len(runs):
         raise UserError(f"--labels has {len(labels)} names for {len(runs)} runs")
+    if train is not None and not Path(train).is_file():
+        raise UserError(f"--train {train}: no such records file (the training split the prior baselines learn from)")
     loaded = [load_run(r) for r in runs]
     first = [s for s in loaded[0][1] if s.present]
     len_edges = _tertile_edges([s.truth[0][1] - s.truth[0][0] for s in first])

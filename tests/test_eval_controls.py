@@ -110,3 +110,20 @@ def test_verdict_lines_name_the_thing_read():
     assert verdict("video", 90.0, 20.0) == "reads the video" and verdict("video", 30, 29) == "does not read the video"
     with pytest.raises(UserError, match="unknown control 'audio'"):
         verdict("audio", 1.0, 0.0)
+
+
+def test_eval_controls_cli_writes_both_controls(tmp_path, capsys):
+    from vtg.cli import main
+    from vtg.data.records import load_records, write_jsonl
+
+    recs = [_q(0, "a.mp4", 10.0, [(0, 2)]), _q(1, "a.mp4", 10.0, [(5, 9)]), _q(2, "b.mp4", 10.0, [(1, 2)])]
+    write_jsonl(recs, tmp_path / "test.jsonl")
+    assert main(["eval", "controls", "--records", str(tmp_path / "test.jsonl"), "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "video control: 3 queries" in out and "question control: 3 queries" in out
+    assert {r.extra["control"] for r in load_records(tmp_path / "c" / "video" / "swapped.jsonl")} == {"swapped_video"}
+    assert {r.extra["control"] for r in load_records(tmp_path / "c" / "question" / "swapped.jsonl")} == {
+        "swapped_query"
+    }
+    assert main(["eval", "controls", "--records", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "d")]) == 2
+    assert "nope.jsonl: file not found" in capsys.readouterr().err

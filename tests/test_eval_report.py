@@ -161,3 +161,4 @@ def test_report_verdicts_for_controls_and_the_prior(runs, tmp_path):
     assert main(["eval", "report", str(lost), str(runs[0]), "--out", str(tmp_path / "r3")]) == 0
     md = (tmp_path / "r3" / "report.md").read_text()
     assert "lost (question control): no verdict, no run before it shares its queries" in md and "prior" not in md
+    assert main(["eval", "report", str(runs[0]), "--out", str(tmp_path / "r4"), "--train", str(tmp_path / "no")]) == 2
