@@ -66,7 +66,7 @@ def best_constant(train: list[list[tuple[float, float]]], grid: int = CONSTANT_G
     import numpy as np
 
     cands = [(i / grid, j / grid) for i in range(grid) for j in range(i + 1, grid + 1)]
-    flat = [m for ms in train for m in ms]
+    flat = np.array([m for ms in train for m in ms])
     owner = np.repeat(np.arange(len(train)), [len(ms) for ms in train])
     table = iou_table(cands, flat)  # (candidates, moments)
     best = np.zeros((len(cands), len(train)))

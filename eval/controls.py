@@ -117,21 +117,31 @@ def _query_swapper(keep: list[Record]) -> Callable[[Record, random.Random], Reco
     by_video: dict[str, list[Record]] = defaultdict(list)
     for r in keep:
         by_video[r.video].append(r)
-    flat = [(s / r.duration, e / r.duration) for r in keep for s, e in r.moments]  # every moment, normalized
+    flat = np.array([(s / r.duration, e / r.duration) for r in keep for s, e in r.moments]).reshape(-1, 2)
     owner = np.repeat(np.arange(len(keep)), [len(r.moments) for r in keep])
+    video = np.unique([r.video for r in keep], return_inverse=True)[1]
+    query = np.unique([r.query for r in keep], return_inverse=True)[1]
+    rank = np.argsort(np.argsort([r.id for r in keep]))  # each record's rank by id: pools are drawn in id order
+    position = {id(r): i for i, r in enumerate(keep)}  # swap() is called with these very objects
 
-    def other_videos(r: Record) -> list[Record]:
-        # vectorized: the fallback scans every record, too many for a Python loop on a large split
+    def other_videos(i: int):
+        """Indices (in id order) of the records about other videos whose answer differs from record i's; vectorized,
+        since this scans the whole split."""
+        r = keep[i]
         best = np.zeros(len(keep))
         np.maximum.at(best, owner, iou_table([(s / r.duration, e / r.duration) for s, e in r.moments], flat).max(0))
-        return [o for o, b in zip(keep, best) if b < SWAP_QUERY_MAX_IOU and o.video != r.video and o.query != r.query]
+        fits = np.nonzero((best < SWAP_QUERY_MAX_IOU) & (video != video[i]) & (query != query[i]))[0]
+        return fits[np.argsort(rank[fits])]
 
     def swap(r: Record, rng: random.Random) -> Record | None:
-        same = [o for o in by_video[r.video] if o.query != r.query and answers_differ(r, o)]
-        pool = sorted(same or other_videos(r), key=lambda o: o.id)
-        if not pool:
-            return None
-        o = rng.choice(pool)
+        same = sorted((o for o in by_video[r.video] if o.query != r.query and answers_differ(r, o)), key=lambda o: o.id)
+        if same:
+            o = rng.choice(same)
+        else:
+            fits = other_videos(position[id(r)])
+            if not len(fits):
+                return None
+            o = keep[fits[rng.randrange(len(fits))]]  # the draw rng.choice would make
         return replace(r, query=o.query, extra={**r.extra, "query_from": o.id, "same_video": bool(same)})
 
     return swap
