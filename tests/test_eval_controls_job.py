@@ -15,7 +15,7 @@ from vtg.eval.controls import write_control_sets
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
-def test_question_control_runs_and_is_judged(synth_world, tiny_qwen25, tmp_path, monkeypatch):
+def test_question_control_runs_and_is_judged(synth_world, tiny_qwen25, tmp_path, monkeypatch, capsys):
     from vtg.eval.config import EvalConfig
     from vtg.eval.job import first_request, requests_for
 
@@ -29,6 +29,9 @@ def test_question_control_runs_and_is_judged(synth_world, tiny_qwen25, tmp_path,
     for which, records in (("own", own), ("swapped", swapped)):  # in-process, as `vtg eval run` runs it
         args = ["eval", "run", "--config", str(tmp_path / "eval.yaml"), "--model", str(tiny_qwen25)]
         assert main([*args, "--records", str(records), "--out", str(tmp_path / which)]) == 0
+        printed = capsys.readouterr().out  # the engine logs to stdout too: the summary is the last JSON block
+        summary = json.loads(printed[printed.rindex("\n{\n") + 1 :] if "\n{\n" in printed else printed)
+        assert summary.get("control") == (None if which == "own" else "swapped_query")  # the run summary says so
     # the swapped run asked each record's partner query, about the record's own video
     cfg = EvalConfig.load(tmp_path / "eval.yaml", records=str(swapped))
     requests = requests_for(cfg, str(tiny_qwen25))
