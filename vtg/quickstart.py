@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "timings.json").write_text(json.dumps(stages.timings, indent=2) + "\n")
     markdown = (out / "report" / "report.md").read_text()
     print(_metrics_section(markdown))
-    print(_section(markdown, "Controls and baselines"))
+    print("\n" + _section(markdown, "Controls and baselines"))
     for c, result in controls.items():
         print(_control_markdown(result, c))
     print(f"full report (tables + plots): {out / 'report'}")
@@ -222,7 +222,8 @@ def _control_markdown(control: dict, kind: str = "video") -> str:
     said = verdict(kind, own["mIoU"], swapped["mIoU"])
     hint = {
         "video": "; its answers come from text priors (train longer: recipes/tiny/sft)",
-        "question": "; its answers do not depend on the query's words (with one object per video they need not)",
+        "question": "; its answers do not depend on the query's words (in a world with one object per video they need "
+        "not)",
     }
     lines += [
         "",
