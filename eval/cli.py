@@ -86,7 +86,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("runs", nargs="+", help="run folders written by `vtg eval run`")
     rp.add_argument("--out", required=True)
     rp.add_argument("--labels", help="comma-separated names for the runs (default: folder names)")
+    rp.add_argument(
+        "--train",
+        help="training records JSONL: score the prior baselines on each run's queries and say by how much each "
+        "run beats them (docs/eval.md#controls-and-baselines)",
+    )
     rp.set_defaults(func=_report)
+
+    c = s.add_parser(
+        "controls",
+        help="write the control record sets (swapped videos, swapped questions) of a records file",
+        description="Writes OUT/video/{own,swapped}.jsonl and OUT/question/{own,swapped}.jsonl: run a model on own "
+        "and swapped of each, then `vtg eval report OWN SWAPPED …` prints whether it reads the video and the question.",
+    )
+    c.add_argument("--records", required=True, help="test records JSONL")
+    c.add_argument("--out", required=True, help="folder for the control sets")
+    c.add_argument("--seed", type=int, default=0, help="which partner each record gets (default 0)")
+    c.add_argument(
+        "--kinds", help="only records of these `kind`s, comma-separated (default: every record with moments)"
+    )
+    c.set_defaults(func=_controls)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -172,7 +191,22 @@ def _report(args: argparse.Namespace) -> int:
     from vtg.eval.report import write_report
 
     labels = args.labels.split(",") if args.labels else None
-    paths = write_report(args.runs, args.out, labels=labels)
+    paths = write_report(args.runs, args.out, labels=labels, train=args.train)
     for p in paths:
         print(p)
+    return 0
+
+
+def _controls(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vtg.errors import UserError
+    from vtg.eval.controls import CONTROLS, write_control_sets
+
+    if not Path(args.records).exists():
+        raise UserError(f"--records {args.records}: file not found")
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
+    for control in CONTROLS:
+        own, swapped, n = write_control_sets(args.records, Path(args.out) / control, args.seed, kinds, control)
+        print(f"{control} control: {n} queries -> {own}, {swapped}")
     return 0

@@ -110,6 +110,8 @@ def run_job(
         "queries_per_s": round(len(todo) / wall, 3) if todo and wall > 0 else None,
         **timing,
     }
+    if selected and selected[0].extra.get("control"):  # a control set: `vtg eval report OWN_RUN THIS_RUN` judges it
+        summary["control"] = selected[0].extra["control"]
     if shard is None or shard[1] == 1:
         summary["metrics"] = _score_run(cfg, selected, pred_path, out)
     return summary

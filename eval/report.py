@@ -9,6 +9,11 @@ Breakdowns:
   a bin holds its lower edge: a video of exactly 10 min is in 10–30). Empty bins are listed with n = 0;
 - by true-moment length (first true moment, present queries): R@1 at IoU 0.5 and mIoU in the tertiles of the
   first run's queries, shared by all runs.
+
+Controls and baselines (docs/eval.md#controls-and-baselines): a run of a control set (records marked
+`extra["control"]` by `vtg.eval.controls`) gets a verdict against the last run listed before it that is not a control,
+both scored on the queries they share; with `train` (training records), every other run gets the prior baselines
+(`vtg.eval.baselines`) scored on its own queries and the verdict "beats the prior by N points".
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ FILES = [
 
 def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dict[str, Any]]:
     """(run.json, per-query scores, metrics) for a finished (or merged) run folder; the queries are the ones the
-    run selected (shard, limit), and any without a line count as failures (`counts.missing`)."""
+    run selected (shard, limit), and any without a line count as failures (`counts.missing`). run.json gets
+    `control`: the control its records were built for (`vtg.eval.controls`), else None."""
     from vtg.data.records import load_records
     from vtg.eval.config import EvalConfig
     from vtg.eval.job import select_records
@@ -60,6 +66,7 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dic
     unknown = set(preds) - {r.id for r in records}
     if unknown:
         raise UserError(f"{pred}: {len(unknown)} id(s) not among the run's records, e.g. {sorted(unknown)[:3]}")
+    meta = {**meta, "control": records[0].extra.get("control") if records else None}
     records = [r for r in records if r.extra.get("has_labels", True) is not False]  # QVHighlights test: no labels
     if not records:
         raise UserError(f"{d}: no labelled queries to report on (unlabelled test split?)")
@@ -136,6 +143,7 @@ def run_summary(
     return {
         "label": label,
         "dir": str(run_dir),
+        "control": meta.get("control"),
         "benchmark": meta.get("benchmark"),
         "model": meta.get("model") or meta.get("endpoint"),
         "conventions": result["conventions"],
@@ -150,20 +158,90 @@ def run_summary(
     }
 
 
-def build_report(runs: Sequence[str | Path], labels: Sequence[str] | None = None) -> dict[str, Any]:
+def build_report(
+    runs: Sequence[str | Path], labels: Sequence[str] | None = None, train: str | Path | None = None
+) -> dict[str, Any]:
     if labels is not None and len(labels) != len(runs):
         raise UserError(f"--labels has {len(labels)} names for {len(runs)} runs")
+    if train is not None and not Path(train).is_file():
+        raise UserError(f"--train {train}: no such records file (the training split the prior baselines learn from)")
     loaded = [load_run(r) for r in runs]
     first = [s for s in loaded[0][1] if s.present]
     len_edges = _tertile_edges([s.truth[0][1] - s.truth[0][0] for s in first])
     labels = list(labels or [Path(r).name for r in runs])
     out = [run_summary(lab, str(r), *x, len_edges) for lab, r, x in zip(labels, runs, loaded)]
     convs = {json.dumps(r["conventions"], sort_keys=True) for r in out}
-    return {
+    report = {
         "runs": out,
         "same_conventions": len(convs) == 1,
         "bins": {"video_length_min": list(VIDEO_LENGTH_BINS_MIN[:-1]), "moment_length": len_edges[:-1]},
+        "controls": control_verdicts(out, [x[1] for x in loaded]),
     }
+    if train is not None:
+        report["prior"] = prior_verdicts(out, [x[1] for x in loaded], train)
+    return report
+
+
+def _conv(summary: dict[str, Any]) -> Conventions:
+    return Conventions(**{k: tuple(v) if isinstance(v, list) else v for k, v in summary["conventions"].items()})
+
+
+def control_verdicts(runs: list[dict[str, Any]], scores: list[list[QueryScore]]) -> list[dict[str, Any]]:
+    """A verdict for each control run: against the last run before it that is not a control, on their shared
+    queries (none listed: no verdict, said so)."""
+    from vtg.eval.controls import CONTROL_MARK, verdict
+    from vtg.eval.metrics import aggregate
+
+    kinds = {mark: control for control, mark in CONTROL_MARK.items()}
+    out = []
+    for i, run in enumerate(runs):
+        if run["control"] not in kinds:
+            continue
+        control = kinds[run["control"]]
+        ref = next((j for j in range(i - 1, -1, -1) if runs[j]["control"] not in kinds), None)
+        item: dict[str, Any] = {"control": control, "run": run["label"], "reference": None}
+        ids = {s.id for s in scores[i]} & ({s.id for s in scores[ref]} if ref is not None else set())
+        if ids:
+            conv = _conv(run)
+            own = aggregate([s for s in scores[ref] if s.id in ids], conv)["metrics"]["mIoU"]
+            swapped = aggregate([s for s in scores[i] if s.id in ids], conv)["metrics"]["mIoU"]
+            item |= {"reference": runs[ref]["label"], "queries": len(ids), "own_mIoU": own, "swapped_mIoU": swapped}
+            item["verdict"] = verdict(control, own, swapped)
+        out.append(item)
+    return out
+
+
+def prior_verdicts(runs: list[dict[str, Any]], scores: list[list[QueryScore]], train: str | Path) -> dict[str, Any]:
+    """The prior baselines of the training records, scored on each (non-control) run's own queries, and the run's
+    lead over the best of them."""
+    from vtg.data.records import load_records
+    from vtg.eval import baselines as bl
+
+    fitted = bl.fit(load_records(train))
+    per_run = {}
+    for run, sc in zip(runs, scores):
+        if run["control"] is not None:
+            continue
+        scored = bl.score(fitted, [(s.id, s.truth, s.duration) for s in sc], _conv(run))
+        gap = bl.prior_gap(run["metrics"], scored)
+        per_run[run["label"]] = {"baselines": scored, "gap": gap, "verdict": bl.prior_verdict(gap)}
+    return {"train": str(train), **fitted.to_dict(), "runs": per_run}
+
+
+def verdict_lines(report: dict[str, Any]) -> list[str]:
+    """One line per control and per run with a prior: what the report's verdicts say."""
+    lines = []
+    for c in report.get("controls", []):
+        if c["reference"] is None:
+            lines.append(f"- {c['run']} ({c['control']} control): no verdict, no run before it shares its queries")
+            continue
+        lines.append(
+            f"- {c['reference']} {c['verdict']} ({c['control']} control, {c['queries']} queries: mIoU "
+            f"{c['own_mIoU']:.2f} own vs {c['swapped_mIoU']:.2f} in {c['run']})"
+        )
+    for label, p in report.get("prior", {}).get("runs", {}).items():
+        lines.append(f"- {label} {p['verdict']}")
+    return lines
 
 
 def _row(name: str, values: list[Any]) -> str:
@@ -201,6 +279,16 @@ def markdown(report: dict[str, Any]) -> str:
         keys = next(r["qvhighlights"] for r in runs if r["qvhighlights"])
         for k in keys:
             lines.append(_row(k, [(r["qvhighlights"] or {}).get(k) for r in runs]))
+    verdicts = verdict_lines(report)
+    if verdicts:
+        lines += ["", "## Controls and baselines", "", *verdicts]
+    if report.get("prior"):  # each baseline scored on each run's own queries (– for control runs)
+        p = report["prior"]
+        lines += ["", f"Prior baselines from {p['train_queries']} training queries (`{p['train']}`):", "", head]
+        for name in p["moments"]:
+            for m in ("R@1,IoU=0.5", "mIoU"):
+                cells = [p["runs"].get(r["label"], {}).get("baselines", {}).get(name, {}).get(m) for r in runs]
+                lines.append(_row(f"prior {name} {m}", cells))
     lines += ["", "## R@1 vs IoU threshold", "", head]
     for t in runs[0]["r1_curve"]:
         lines.append(_row(f"R@1,IoU={t}", [r["r1_curve"][t] for r in runs]))
@@ -271,10 +359,12 @@ def plots(report: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(runs: Sequence[str | Path], out: str | Path, labels: Sequence[str] | None = None) -> list[Path]:
+def write_report(
+    runs: Sequence[str | Path], out: str | Path, labels: Sequence[str] | None = None, train: str | Path | None = None
+) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = build_report(runs, labels)
+    report = build_report(runs, labels, train)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
     plots(report, out)

@@ -114,3 +114,51 @@ def test_video_length_bins_are_fixed_and_carry_every_metric():
     assert [b["n"] for b in bins.values()] == [1, 0, 3, 0, 1]
     assert set(bins["10–30 min"]) == {"n", *aggregate(scores, conv)["metrics"]}  # every metric, per bin
     assert bins["10–30 min"]["R@1,IoU=0.5"] == 100.0 and bins["10–30 min"]["absent_acc"] == 0.0
+
+
+def test_report_verdicts_for_controls_and_the_prior(runs, tmp_path):
+    """A control run (records marked by vtg.eval.controls) is judged against the run listed before it, on their
+    shared queries; --train adds the prior baselines and each non-control run's lead over the best of them."""
+    gt = runs[0].parent / "gt.jsonl"
+    rows = [json.loads(x) for x in gt.read_text().splitlines()]
+    write_jsonl([dict(r, control="swapped_query") for r in rows[:4]], tmp_path / "swapped_q.jsonl")
+    write_jsonl([dict(r, control="swapped_video") for r in rows[:4]], tmp_path / "swapped_v.jsonl")
+    # the question swapped: q0-q3 answered [0, 1] (IoU 1/2, 1/3, 1/4, 1/5); the video swapped: answered as before
+    lost = make_run(
+        tmp_path, "lost", {f"q{i}": "starts at 0.0s, ends at 1.0s" for i in range(4)}, tmp_path / "swapped_q.jsonl"
+    )
+    same = make_run(
+        tmp_path,
+        "same",
+        {f"q{i}": f"starts at 0.0s, ends at {2.0 + i:.1f}s" for i in range(4)},
+        tmp_path / "swapped_v.jsonl",
+    )
+    write_jsonl(
+        [{"id": "t", "video": "v.mp4", "duration": 10.0, "query": "q", "moments": [[0, 4]]}], tmp_path / "train.jsonl"
+    )
+    out = tmp_path / "rc"
+    args = ["eval", "report", str(runs[0]), str(lost), str(same), str(runs[1]), "--out", str(out)]
+    assert main([*args, "--train", str(tmp_path / "train.jsonl")]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    q, v = rep["controls"]
+    assert (q["control"], q["reference"], q["queries"], q["verdict"]) == ("question", "good", 4, "reads the question")
+    assert q["own_mIoU"] == 100.0 and q["swapped_mIoU"] == pytest.approx(100 * (1 / 2 + 1 / 3 + 1 / 4 + 1 / 5) / 4)
+    assert (v["control"], v["reference"], v["verdict"]) == ("video", "good", "does not read the video")
+    prior = rep["prior"]
+    assert prior["moments"] == {"constant": [[0.0, 0.4]], "mean_location": [[0.0, 0.4]]}
+    assert set(prior["runs"]) == {"good", "half"}  # control runs are not compared with the prior
+    # the constant [0, 0.4 D] on q_i = [0, 2 + i], D = 10 + 10 i: IoU min(4+4i, 2+i) / max(…) = (2+i)/(4+4i)
+    base = 100 * sum((2 + i) / (4 + 4 * i) for i in range(6)) / 6
+    assert prior["runs"]["good"]["baselines"]["constant"]["mIoU"] == pytest.approx(base)
+    assert prior["runs"]["good"]["gap"]["mIoU"]["gap"] == pytest.approx(100 - base)
+    md = (out / "report.md").read_text()
+    assert "## Controls and baselines" in md
+    assert "- good reads the question (question control, 4 queries: mIoU 100.00 own vs 32.08 in lost)" in md
+    assert "- good does not read the video (video control, 4 queries:" in md
+    assert f"- good beats the prior by +{100 - base:.1f} mIoU points" in md
+    assert "- half beats the prior by -" in md
+    # without training records: the control verdicts only; a control first in line has nothing to be judged against
+    assert main(["eval", "report", str(lost), str(runs[0]), "--out", str(tmp_path / "r3")]) == 0
+    md = (tmp_path / "r3" / "report.md").read_text()
+    assert "lost (question control): no verdict, no run before it shares its queries" in md and "prior" not in md
+    assert main(["eval", "report", str(runs[0]), "--out", str(tmp_path / "r4"), "--train", str(tmp_path / "no")]) == 2

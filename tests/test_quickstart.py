@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from vtg.cli import main
-from vtg.quickstart import _control_markdown
+from vtg.quickstart import _control_markdown, _section
 
 
 @pytest.mark.integration
@@ -45,6 +45,8 @@ def test_quickstart_small_end_to_end(tmp_path):
         "eval grpo",
         "video control (own videos)",
         "video control (swapped videos)",
+        "question control (own questions)",
+        "question control (swapped questions)",
         "report",
     ):
         assert f"] {stage}: done" in proc.stdout, stage
@@ -64,7 +66,18 @@ def test_quickstart_small_end_to_end(tmp_path):
     swapped = [json.loads(x) for x in (out / "eval" / "control" / "swapped.jsonl").read_text().splitlines()]
     assert [r["id"] for r in own] == [r["id"] for r in swapped]
     assert all(a["video"] != b["video"] for a, b in zip(own, swapped))
-    assert "## Video control (GRPO model)" in (out / "report" / "report.md").read_text()
+    # the question control: 60 videos (seed 0) give 12 single/multi test queries with a query whose answer differs
+    qc = json.loads((out / "report" / "question_control.json").read_text())
+    assert qc["queries"] == 4 and set(qc["own"]) == set(qc["swapped"]) == set(control["own"])
+    q_own = [json.loads(x) for x in (out / "eval" / "question_control" / "own.jsonl").read_text().splitlines()]
+    q_swapped = [json.loads(x) for x in (out / "eval" / "question_control" / "swapped.jsonl").read_text().splitlines()]
+    assert all(a["query"] != b["query"] and a["video"] == b["video"] for a, b in zip(q_own, q_swapped))
+    # the prior baselines of the training split, scored on each model's queries, with a verdict per model
+    assert set(report["prior"]["runs"]) == {"base", "sft", "grpo"}
+    md = (out / "report" / "report.md").read_text()
+    assert "## Video control (GRPO model)" in md and "## Question control (GRPO model)" in md
+    for line in ("grpo beats the prior by", "## Question control (GRPO model)", "with swapped questions: "):
+        assert line in proc.stdout, line
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings) >= {"SFT", "GRPO", "report"}
     # it ends by saying how to serve what it trained: the exported model, its videos as the media root
@@ -75,7 +88,7 @@ def test_quickstart_small_end_to_end(tmp_path):
     # a rerun reuses every finished stage instead of recomputing it
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count(": reusing ") == 9
+    assert proc.stdout.count(": reusing ") == 11
 
 
 def test_quickstart_rejects_unknown_kinds_before_running(tmp_path, capsys):
@@ -101,5 +114,18 @@ def test_quickstart_refuses_a_reused_world_made_with_other_settings(tmp_path, ca
 def test_control_verdict_follows_the_gap():
     m = lambda miou: {"R@1,IoU=0.5": 50.0, "R@1,IoU=0.7": 30.0, "mIoU": miou}  # noqa: E731
     assert "the model reads the video." in _control_markdown({"queries": 9, "own": m(80.0), "swapped": m(30.0)})
-    assert "does not (yet) read the video" in _control_markdown({"queries": 9, "own": m(40.0), "swapped": m(39.0)})
+    assert "the model does not read the video**" in _control_markdown(
+        {"queries": 9, "own": m(40.0), "swapped": m(39.0)}
+    )
     assert "Not run" in _control_markdown({"queries": 0})
+    question = _control_markdown({"queries": 9, "own": m(80.0), "swapped": m(30.0)}, "question")
+    assert "## Question control" in question and "with swapped questions: the model reads the question." in question
+    question = _control_markdown({"queries": 9, "own": m(40.0), "swapped": m(35.0)}, "question")
+    assert "drops by 5.0 points" in question and "the model does not read the question**" in question
+    assert "no query whose answer differs" in _control_markdown({"queries": 0}, "question")
+
+
+def test_section_picks_one_report_section():
+    md = "# Evaluation report\n\n## Metrics\n\n| a |\n\n## Controls and baselines\n\n- x beats the prior\n\n## R@1\n"
+    assert _section(md, "Controls and baselines") == "## Controls and baselines\n\n- x beats the prior\n"
+    assert _section(md, "Nothing") == ""

@@ -1,8 +1,10 @@
 """`vtg quickstart`: the whole pipeline, small, on the embedded synthetic world, on a CPU.
 
-synth data -> tiny model -> SFT -> GRPO -> eval (base, SFT, GRPO) -> video control -> report, everything under
-`--out`. The video control asks the GRPO model the single/multi test queries again with each video swapped for
-another of the same duration (`vtg.eval.controls`): a model that reads the video loses accuracy there.
+synth data -> tiny model -> SFT -> GRPO -> eval (base, SFT, GRPO) -> controls -> report, everything under `--out`.
+The controls (`vtg.eval.controls`) ask the GRPO model the single/multi test queries again with each video swapped
+for another of the same duration (a model that reads the video loses accuracy there), and with each query swapped
+for another whose answer differs (a model that reads the question loses accuracy there). The report also scores the
+prior baselines of the training split (`vtg.eval.baselines`) and says by how much each model beats them.
 Each stage is skipped when its output already exists (rerunning continues where a stopped run left off);
 `--fresh` starts over.
 """
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = Stages(total=10)
+    stages = Stages(total=12)
     data = out / "data"
     world = SynthConfig(
         n_videos=args.videos, seed=args.seed, min_duration=8.0, max_duration=20.0, kinds=_kinds(args.kinds)
@@ -103,19 +105,23 @@ def run(args: argparse.Namespace) -> int:
         _eval_stage(stages, f"eval {name}", model, out / "eval" / name, data / "test.jsonl", args.eval_limit)
         for name, model in (("base", base), ("sft", sft), ("grpo", grpo))
     ]
-    control = _video_control(stages, grpo, out, data, args.eval_limit, args.seed)
+    controls = {c: _control(stages, c, grpo, out, data, args.eval_limit, args.seed) for c in CONTROL_DIRS}
     from vtg.eval.report import write_report
 
     def report() -> None:
-        write_report(runs, out / "report", labels=["base", "sft", "grpo"])
-        (out / "report" / "video_control.json").write_text(json.dumps(control, indent=1) + "\n")
+        write_report(runs, out / "report", labels=["base", "sft", "grpo"], train=data / "train.jsonl")
+        for c, result in controls.items():
+            (out / "report" / f"{c}_control.json").write_text(json.dumps(result, indent=1) + "\n")
         with open(out / "report" / "report.md", "a", encoding="utf-8") as f:
-            f.write("\n" + _control_markdown(control))
+            f.write("".join("\n" + _control_markdown(result, c) for c, result in controls.items()))
 
     stages.run("report", out / "report", report, reuse=False)
     (out / "timings.json").write_text(json.dumps(stages.timings, indent=2) + "\n")
-    print(_metrics_section((out / "report" / "report.md").read_text()))
-    print(_control_markdown(control))
+    markdown = (out / "report" / "report.md").read_text()
+    print(_metrics_section(markdown))
+    print("\n" + _section(markdown, "Controls and baselines"))
+    for c, result in controls.items():
+        print(_control_markdown(result, c))
     print(f"full report (tables + plots): {out / 'report'}")
     print(f"quickstart finished in {sum(stages.timings.values()):.0f}s: {out}")
     print(serve_hint(grpo, data))
@@ -164,57 +170,74 @@ def _eval_stage(stages: Stages, name: str, model: Path, run_dir: Path, records: 
     return run_dir
 
 
-def _video_control(stages: Stages, model: Path, out: Path, data: Path, limit: int | None, seed: int) -> dict:
-    """Evaluate `model` on the control's own- and swapped-video sets; their metrics (empty when the test split has
-    no two single/multi videos of equal duration: nothing to swap)."""
+CONTROL_DIRS = {"video": "control", "question": "question_control"}  # folders under out/eval (video's as before)
+_SWAPPED = {"video": "videos", "question": "questions"}
+
+
+def _control(stages: Stages, control: str, model: Path, out: Path, data: Path, limit: int | None, seed: int) -> dict:
+    """Evaluate `model` on the control's own and swapped sets; their metrics (none when the test split has nothing
+    to swap: no two single/multi videos of equal duration, or no query whose answer differs)."""
     from vtg.eval.controls import write_control_sets
 
-    folder = out / "eval" / "control"
-    own, swapped, n = write_control_sets(data / "test.jsonl", folder, seed)
+    folder = out / "eval" / CONTROL_DIRS[control]
+    own, swapped, n = write_control_sets(data / "test.jsonl", folder, seed, control=control)
     result: dict = {"model": str(model), "queries": min(n, limit) if limit else n}
     for which, records in (("own", own), ("swapped", swapped)):
         run_dir = folder / which
+        name = f"{control} control ({which} {_SWAPPED[control]})"
         if n == 0:
-            stages.run(
-                f"video control ({which} videos)", run_dir, lambda: print("  no test videos to swap"), reuse=False
-            )
+            stages.run(name, run_dir, lambda: print(f"  no test {_SWAPPED[control]} to swap"), reuse=False)
             continue
-        _eval_stage(stages, f"video control ({which} videos)", model, run_dir, records, limit)
+        _eval_stage(stages, name, model, run_dir, records, limit)
         metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
         result[which] = {k: round(metrics[k], 2) for k in ("R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU")}
     return result
 
 
-def _control_markdown(control: dict) -> str:
-    from vtg.eval.controls import reads_video
+def _control_markdown(control: dict, kind: str = "video") -> str:
+    from vtg.eval.controls import verdict
 
-    lines = ["## Video control (GRPO model)", ""]
+    things = _SWAPPED[kind]
+    lines = [f"## {kind.capitalize()} control (GRPO model)", ""]
     if "own" not in control:
-        return "\n".join(lines + ["Not run: the test split has no two single/multi videos of equal duration.", ""])
+        why = "no two single/multi videos of equal duration" if kind == "video" else "no query whose answer differs"
+        return "\n".join(lines + [f"Not run: the test split has {why}.", ""])
     own, swapped = control["own"], control["swapped"]
+    how = (
+        "each video swapped for another test video of the same duration. A model that reads the video scores lower "
+        "with swapped videos; equal scores mean it answers from the text alone."
+        if kind == "video"
+        else "each query swapped for another test query whose answer differs (same video when it has one). A model "
+        "that reads the question scores lower with swapped questions; equal scores mean it answers from the video "
+        "alone."
+    )
     lines += [
-        f"The same {control['queries']} single/multi test queries, asked with their own videos and with each "
-        "video swapped for another test video of the same duration. A model that reads the video scores "
-        "lower with swapped videos; equal scores mean it answers from the text alone.",
+        f"The same {control['queries']} single/multi test queries, asked as they are and with {how}",
         "",
-        "| videos | R1@0.5 | R1@0.7 | mIoU |",
+        f"| {things} | R1@0.5 | R1@0.7 | mIoU |",
         "|---|---|---|---|",
     ]
     for name, m in (("own", own), ("swapped", swapped)):
         lines.append(f"| {name} | {m['R@1,IoU=0.5']:.1f} | {m['R@1,IoU=0.7']:.1f} | {m['mIoU']:.1f} |")
-    gap = own["mIoU"] - swapped["mIoU"]
+    said = verdict(kind, own["mIoU"], swapped["mIoU"])
+    hint = {
+        "video": "; its answers come from text priors (train longer: recipes/tiny/sft)",
+        "question": "; its answers do not depend on the query's words (in a world with one object per video they need "
+        "not)",
+    }
     lines += [
         "",
-        f"mIoU drops by {gap:.1f} points with swapped videos: "
-        + (
-            "the model reads the video."
-            if reads_video(own["mIoU"], swapped["mIoU"])
-            else "**the model does not (yet) read the video**; "
-            "its answers come from text priors (train longer: recipes/tiny/sft)."
-        ),
+        f"mIoU drops by {own['mIoU'] - swapped['mIoU']:.1f} points with swapped {things}: "
+        + (f"the model {said}." if said.startswith("reads") else f"**the model {said}**{hint[kind]}."),
         "",
     ]
     return "\n".join(lines)
+
+
+def _section(markdown: str, title: str) -> str:
+    """The report's `## title` section, or "" when it has none."""
+    part = next((p for p in markdown.split("\n## ") if p.startswith(title)), None)
+    return "## " + part.strip() + "\n" if part else ""
 
 
 def _metrics_section(markdown: str) -> str:
