@@ -69,11 +69,13 @@ def collect(out: Path) -> dict:
             "parse_failures": r["counts"].get("parse_failures"),
         }
     control = read_json(out / "report" / "video_control.json")
+    question = out / "report" / "question_control.json"
     timings = read_json(out / "timings.json")
     tiny = out / "model-base" / "vtg_tiny.json"
     result = {
         "stages": stages,
         "video_control": control,
+        "question_control": read_json(question) if question.exists() else None,
         "timings_s": timings,
         "total_s": round(sum(timings.values()), 1),
         "model": read_json(tiny) if tiny.exists() else None,
@@ -151,6 +153,20 @@ def section(r: dict | None) -> str:
         )
     else:
         parts.append("Video control: not run (no two test videos of equal duration to swap).")
+    q = r.get("question_control") or {}
+    if "own" in q:
+        gap = q["own"]["mIoU"] - q["swapped"]["mIoU"]
+        parts.append(
+            f"Question control (the GRPO model, {q['queries']} test queries asked as they are and with another "
+            f"query whose answer differs): mIoU **{q['own']['mIoU']:.1f} own vs {q['swapped']['mIoU']:.1f} swapped** "
+            f"({gap:+.1f}): "
+            + (
+                "the model reads the question."
+                if gap >= GAP_READS
+                else "**the model does not read the question** (its world has one object per video: the answer does "
+                "not depend on the query)."
+            )
+        )
     v = r.get("sft_video_check")
     if v:
         onset = (
@@ -169,6 +185,33 @@ def section(r: dict | None) -> str:
         + f"; total {r['total_s'] / 60:.1f} min."
     )
     return "\n\n".join(parts)
+
+
+def readme_section(r: dict) -> str:
+    """The repository README's results table, from the committed results."""
+    s, t, c = r["stages"], r["timings_s"], r["video_control"]
+    q = r.get("question_control") or {}
+
+    def row(label, m, wall=""):
+        return (label, *(f"{m[k]:.1f}" for k in ("R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU")), wall)
+
+    rows = [
+        row("base (random init)", s["base"]),
+        row("after SFT (`recipes/tiny/sft`)", s["sft"], f"{t['SFT'] / 60:.1f} min"),
+        row("after GRPO (`recipes/tiny/grpo`)", s["grpo"], f"{t['GRPO'] / 60:.1f} min"),
+    ]
+    if "own" in c:
+        rows.append(row("the same GRPO model, each video swapped for another", c["swapped"]))
+    if "own" in q:
+        rows.append(row("the same GRPO model, each query swapped for one whose answer differs", q["swapped"]))
+    return "\n\n".join(
+        [
+            table(["model (tiny Qwen2.5-VL)", "R1@0.5", "R1@0.7", "mIoU", "train time"], rows),
+            f"{measured_line(r)} by `{r['command']}` (quickstart total {r['total_s'] / 60:.1f} min); generated from "
+            "[bench/learning/results.json](bench/learning/results.json). A swapped row far below its model's row "
+            "means the model reads what was swapped.",
+        ]
+    )
 
 
 def _model_line(m: dict | None) -> str:
@@ -220,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         if Path(args.results).resolve() != committed:
             return 0
     update_readme(HERE / "README.md", section(read_json(committed) if committed.exists() else None))
+    if committed.exists():
+        update_readme(ROOT / "README.md", readme_section(read_json(committed)), tag="learning")
     return 0
 
 
