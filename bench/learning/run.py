@@ -207,9 +207,9 @@ def readme_section(r: dict) -> str:
     return "\n\n".join(
         [
             table(["model (tiny Qwen2.5-VL)", "R1@0.5", "R1@0.7", "mIoU", "train time"], rows),
-            f"{measured_line(r)} by `{r['command']}` (quickstart total {r['total_s'] / 60:.1f} min); generated from "
-            "[bench/learning/results.json](bench/learning/results.json). A swapped row far below its model's row "
-            "means the model reads what was swapped.",
+            f"By `{r['command'].strip()}` (quickstart total {r['total_s'] / 60:.1f} min). {measured_line(r)} "
+            "Generated from [bench/learning/results.json](bench/learning/results.json). A swapped row far below its "
+            "model's row means the model reads what was swapped.",
         ]
     )
 
