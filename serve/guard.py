@@ -240,15 +240,14 @@ class CancelOnDisconnect:
 
 class _Redact(logging.Filter):
     def __init__(self, key: str | None):
+        from urllib.parse import quote
+
         super().__init__()
-        self.key = key
+        self.forms = {key, quote(key, safe=""), quote(key)} if key else set()  # as sent, and percent-encoded
 
     def _clean(self, text: str) -> str:
-        if self.key:
-            from urllib.parse import quote
-
-            for form in {self.key, quote(self.key, safe=""), quote(self.key)}:
-                text = text.replace(form, "***")
+        for form in self.forms:
+            text = text.replace(form, "***")
         return QUERY_VALUE.sub(r"\1***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -28,7 +28,6 @@ HERE = Path(__file__).resolve().parent
 METRICS = ("R@1,IoU=0.3", "R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU")
 STAGES = ("base", "sft", "grpo")
 STAGE_NAMES = {"base": "base (random init)", "sft": "SFT (recipes/tiny/sft)", "grpo": "GRPO (recipes/tiny/grpo)"}
-GAP_READS = 10.0  # mIoU points the swapped-video control must lose for "reads the video" (as vtg.eval.controls)
 
 
 def quickstart_args(args) -> list[str]:
@@ -143,30 +142,12 @@ def section(r: dict | None) -> str:
         table(["stage", "R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "test queries", "parse failures", "wall time"], rows),
     ]
     if "own" in c:
-        gap = c["own"]["mIoU"] - c["swapped"]["mIoU"]
-        parts.append(
-            f"Video control (the GRPO model, {c['queries']} test queries asked with their own video and with "
-            f"another test video of the same duration): mIoU **{c['own']['mIoU']:.1f} own vs "
-            f"{c['swapped']['mIoU']:.1f} swapped** ({gap:+.1f}; R1@0.7 {c['own']['R@1,IoU=0.7']:.1f} vs "
-            f"{c['swapped']['R@1,IoU=0.7']:.1f}): "
-            + ("the model reads the video." if gap >= GAP_READS else "**the model does not read the video.**")
-        )
+        parts.append(_control_line("video", c, "with their own video and with another test video of the same duration"))
     else:
         parts.append("Video control: not run (no two test videos of equal duration to swap).")
     q = r.get("question_control") or {}
     if "own" in q:
-        gap = q["own"]["mIoU"] - q["swapped"]["mIoU"]
-        parts.append(
-            f"Question control (the GRPO model, {q['queries']} test queries asked as they are and with another "
-            f"query whose answer differs): mIoU **{q['own']['mIoU']:.1f} own vs {q['swapped']['mIoU']:.1f} swapped** "
-            f"({gap:+.1f}): "
-            + (
-                "the model reads the question."
-                if gap >= GAP_READS
-                else "**the model does not read the question** (its world has one object per video: the answer does "
-                "not depend on the query)."
-            )
-        )
+        parts.append(_control_line("question", q, "as they are and with another query whose answer differs"))
     v = r.get("sft_video_check")
     if v:
         onset = (
@@ -185,6 +166,21 @@ def section(r: dict | None) -> str:
         + f"; total {r['total_s'] / 60:.1f} min."
     )
     return "\n\n".join(parts)
+
+
+def _control_line(kind: str, c: dict, asked: str) -> str:
+    """A control's result and its verdict, judged as `vtg eval` judges it (vtg.eval.controls.verdict)."""
+    from vtg.eval.controls import verdict
+
+    own, swapped = c["own"], c["swapped"]
+    said = verdict(kind, own["mIoU"], swapped["mIoU"])
+    why = " (its world has one object per video: the answer does not depend on the query)" if kind == "question" else ""
+    return (
+        f"{kind.capitalize()} control (the GRPO model, {c['queries']} test queries asked {asked}): mIoU "
+        f"**{own['mIoU']:.1f} own vs {swapped['mIoU']:.1f} swapped** ({own['mIoU'] - swapped['mIoU']:+.1f}; R1@0.7 "
+        f"{own['R@1,IoU=0.7']:.1f} vs {swapped['R@1,IoU=0.7']:.1f}): "
+        + (f"the model {said}." if said.startswith("reads") else f"**the model {said}**{why}.")
+    )
 
 
 def readme_section(r: dict) -> str:
