@@ -521,7 +521,7 @@ def test_large_frames_are_resized_as_they_are_decoded(tmp_path):
     assert frames == 48 and grown_mb < 60, grown_mb
 
 
-@pytest.mark.parametrize("threads", [None, 1])
+@pytest.mark.parametrize("threads", [None, 1, 4])  # 4: the server's decode_threads, where the end case shows
 def test_frames_over_the_limit_are_refused_wherever_they_are(tmp_path, threads):
     """Frames of 8000x8000 after a 64x64 header: refused by the decoder itself (never allocated), also when they end
     the stream, where frame threads drop the refused frame silently (that is not a truncated video)."""
