@@ -1,0 +1,547 @@
+"""Streaming grounding: moments announced while a video plays, from the frames seen so far.
+
+A `StreamSession` is causal: it only ever looks at frames up to "now" (the media time of the newest frame pushed).
+Frames arrive with their media time and are kept on the model's own frame-rate grid in a ring buffer of one
+window (`FrameRing`: memory does not grow with the stream). Every `stride_s` of media time the trailing window —
+the model's own clip length and fps, shown to it as a clip of its own exactly as `coarse_to_fine` shows a window of
+a file — is asked about every active query through the one request path (`vtg.request`), scored as
+`coarse_to_fine`'s coarse pass scores a window (`vtg.grounding`), and the answers, mapped to the stream's seconds,
+feed one `MomentTracker` per query. The tracker turns window answers into events, with hysteresis:
+
+    moment.started   a moment seen in `confirm` successive windows (score >= start_score); carries its start
+    moment.updated   the start moved by more than `update_s` (a later window saw the event's beginning better)
+    moment.ended     the moment ended inside a window, or `release` successive windows no longer see it
+
+A moment still running at the trailing window's end is "ongoing": it has a start and no end yet. Each event carries
+the media time at which it was emitted, so a replay can score how early it came.
+
+Like a grounding strategy, a session does no engine I/O: `ask()` gives the calls due now (a `vtg.grounding.Ask`),
+and `answer()` takes their completions and returns the events. Drivers run it: `replay` on a `vllm.LLM` with a
+virtual clock (eval, the CLI; deterministic), the server on its async engine (where the model can fall behind: the
+session then skips to the newest window and reports the lag, never a backlog). See docs/streaming.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vtg.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from vtg.data.video import DecodeBudget, DecodedVideo, FrameSampling
+    from vtg.grounding import Ask, Candidate, Completion
+    from vtg.request import Requests
+
+EVENT_TYPES = ("moment.started", "moment.updated", "moment.ended")
+
+
+class StreamError(UserError):
+    """Bad input on a stream (a frame, a timestamp, a query): the message names what is wrong; the session goes on."""
+
+
+# ---- settings ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How a stream is watched. `window_s` and `fps` default to the model's own (its folder's `windows.window_s` and
+    frame sampling); the trigger thresholds were chosen on validation streams (docs/streaming.md)."""
+
+    window_s: float = 20.0  # the trailing window: about the clip length the model was trained on
+    stride_s: float = 2.0  # media seconds between asks
+    fps: float | None = None  # frames per second kept and shown; None: the model's own
+    min_window_s: float = 4.0  # the first ask waits until this much of the stream is buffered
+    score: str = "likelihood"  # how a window's answer is scored (vtg.grounding.SCORES, without `agreement`)
+    start_score: float = 0.5  # a window moment scored lower is no evidence of a new moment
+    keep_score: float = 0.3  # ... and an active moment needs at least this to stay (hysteresis)
+    confirm: int = 1  # successive windows of evidence before moment.started
+    release: int = 1  # successive windows without the moment before moment.ended
+    edge_s: float = 1.0  # a moment ending within this of the window's end is ongoing
+    update_s: float = 1.0  # a start that moves more than this is announced (moment.updated)
+    max_queries: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.window_s > 0:
+            raise UserError(f"stream.window_s must be > 0 seconds, got {self.window_s!r}")
+        if not 0 < self.stride_s <= self.window_s:
+            raise UserError(f"stream.stride_s must be in (0, window_s={self.window_s:g}], got {self.stride_s!r}")
+        if self.fps is not None and not self.fps > 0:
+            raise UserError(f"stream.fps must be > 0 (or null: the model's own), got {self.fps!r}")
+        if not 0 < self.min_window_s <= self.window_s:
+            raise UserError(
+                f"stream.min_window_s must be in (0, window_s={self.window_s:g}], got {self.min_window_s!r}"
+            )
+        if self.score not in ("likelihood", "not_present"):
+            raise UserError(f"stream.score must be 'likelihood' or 'not_present', got {self.score!r}")
+        if not 0 <= self.keep_score <= self.start_score <= 1:
+            raise UserError(
+                f"stream: need 0 <= keep_score <= start_score <= 1, got keep_score={self.keep_score!r}, "
+                f"start_score={self.start_score!r}"
+            )
+        for name in ("confirm", "release", "max_queries"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise UserError(f"stream.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("edge_s", "update_s"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"stream.{name} must be >= 0 seconds, got {getattr(self, name)!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, where: str = "stream") -> StreamSettings:
+        from vtg.config import ConfigError, build
+
+        try:
+            return build(cls, dict(d or {}), f"{where}.")
+        except ConfigError as e:
+            raise UserError(str(e)) from None
+
+    def updated(self, overrides: dict[str, Any] | None, where: str = "stream") -> StreamSettings:
+        return StreamSettings.from_dict({**dataclasses.asdict(self), **(overrides or {})}, where)
+
+    @classmethod
+    def for_model(cls, folder, overrides: dict[str, Any] | None = None) -> StreamSettings:
+        """The model folder's window length (its `windows.window_s`), with `overrides` on top."""
+        base = {"window_s": folder.windows.window_s}
+        if overrides and "window_s" in overrides and "stride_s" not in overrides:
+            base["stride_s"] = min(cls.stride_s, float(overrides["window_s"]))
+        return cls.from_dict({**base, **(overrides or {})})
+
+
+# ---- frames ------------------------------------------------------------------------------------------------------
+
+
+class FrameRing:
+    """The last `window_s` seconds of a stream on a grid of `fps` frames per second, resized for the model.
+
+    A pushed frame is kept when it is the first at or after the next grid time (frames between grid times are
+    dropped as they come, so a 30-fps feed costs what a 2-fps one does); kept frames are resized at once to the size
+    the model's sampling gives a full window, and frames older than one window are let go."""
+
+    def __init__(self, sampling: FrameSampling, fps: float, window_s: float, budget: DecodeBudget | None = None):
+        self.sampling, self.fps, self.window_s, self.budget = sampling, float(fps), float(window_s), budget
+        self.frames: deque[tuple[float, Any]] = deque()  # (media time, [C, h, w] uint8)
+        self.size: tuple[int, int] | None = None
+        self.source_size: tuple[int, int] = (0, 0)  # (width, height) of the first frame
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.pushed = 0
+        self.next_grid: float | None = None
+
+    @property
+    def capacity(self) -> int:
+        return max(2, int(round(self.window_s * self.fps)))
+
+    def push(self, frame: np.ndarray, t: float, name: str = "") -> bool:
+        """Take one RGB frame [H, W, 3] uint8 at media time `t` (s); returns whether it was kept. A frame of the wrong
+        shape, too large, or not after the previous one raises StreamError naming it."""
+        import numpy as np
+
+        label = name or f"frame {self.pushed} (t={t!r})"
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+            raise StreamError(f"{label}: media time must be a finite number of seconds >= 0")
+        if self.last_t is not None and t <= self.last_t:
+            raise StreamError(
+                f"{label}: media time {t:g}s is not after the previous frame's {self.last_t:g}s "
+                "(timestamps must increase)"
+            )
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            got = getattr(frame, "shape", type(frame).__name__)
+            raise StreamError(f"{label}: expected an RGB frame [height, width, 3] of uint8, got {got}")
+        h, w = frame.shape[:2]
+        if h < 1 or w < 1:
+            raise StreamError(f"{label}: empty frame {w}x{h}")
+        if self.budget is not None:
+            try:
+                self.budget.check_frame(w, h, label)
+            except UserError as e:
+                raise StreamError(str(e)) from None
+        self.pushed += 1
+        self.last_t = float(t)
+        if self.next_grid is not None and t < self.next_grid - 1e-6:
+            return False
+        if self.size is None:
+            from vtg.data.video import frame_size
+
+            self.size = frame_size(h, w, self.capacity, self.sampling)
+            self.source_size, self.first_t = (w, h), float(t)
+        from vtg.data.video import _resized
+
+        self.frames.append((float(t), _resized(np.ascontiguousarray(frame), self.size)))
+        step = 1.0 / self.fps
+        self.next_grid = (self.next_grid if self.next_grid is not None else t) + step
+        if self.next_grid <= t:  # a gap in the feed: the grid restarts after it
+            self.next_grid = t + step
+        while len(self.frames) > 1 and self.frames[1][0] <= t - self.window_s + 1e-6:
+            self.frames.popleft()
+        return True
+
+    @property
+    def buffered_s(self) -> float:
+        return 0.0 if self.first_t is None or self.last_t is None else self.last_t - self.first_t
+
+    def window(self, source: str) -> DecodedVideo | None:
+        """The trailing window as a clip of its own: an even number of frames on the `fps` grid ending at the newest
+        frame, each the newest frame kept at or before its grid time (a feed slower than `fps` repeats frames, as a
+        constant-rate file of it would: times never stretch); its metadata's `offset` is where frame 0 lies in the
+        stream. None: under two grid times buffered."""
+        import torch
+
+        from vtg.data.video import DecodedVideo, VideoMetadata
+
+        if not self.frames:
+            return None
+        now, step = self.frames[-1][0], 1.0 / self.fps
+        n = min(int((now - self.frames[0][0]) * self.fps + 1e-6) + 1, self.capacity)
+        n -= n % 2
+        if n < 2:
+            return None
+        grid = [now - (n - 1 - k) * step for k in range(n)]
+        kept, i, frames = list(self.frames), 0, []
+        for g in grid:
+            while i + 1 < len(kept) and kept[i + 1][0] <= g + 1e-6:
+                i += 1
+            frames.append(kept[i][1])
+        start = grid[0]
+        meta = VideoMetadata(
+            fps=self.fps,
+            total_num_frames=n,
+            duration=n / self.fps,
+            frames_indices=list(range(n)),
+            timestamps=[round(g - start, 6) for g in grid],
+            sampled_fps=self.fps,
+            width=self.source_size[0],
+            height=self.source_size[1],
+            window_start=0,
+            window_end=n - 1,
+            offset=round(start, 6),
+        )
+        sampling = dataclasses.replace(self.sampling, fps=self.fps, nframes=None)
+        return DecodedVideo(torch.stack(frames), meta, source, sampling)
+
+
+# ---- events ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """One announcement about a query's moment, at media time `media_time` (the newest frame seen when emitted).
+    `end` is None while the moment is ongoing."""
+
+    type: str
+    query_id: str
+    moment_id: str
+    start: float
+    end: float | None
+    score: float
+    media_time: float
+
+    @property
+    def ongoing(self) -> bool:
+        return self.end is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (docs/serving.md#streams): the moment in /v1/grounding's schema, `end` null while ongoing."""
+        return {
+            "type": self.type,
+            "query_id": self.query_id,
+            "moment_id": self.moment_id,
+            "moment": {
+                "start": round(self.start, 3),
+                "end": None if self.end is None else round(self.end, 3),
+                "score": round(self.score, 4),
+            },  # fmt: skip
+            "ongoing": self.ongoing,
+            "media_time": round(self.media_time, 3),
+        }
+
+
+@dataclass
+class TrackedMoment:
+    moment_id: str
+    start: float
+    end: float | None  # None: ongoing
+    score: float
+    started_at: float  # media time of moment.started
+    ended_at: float | None = None  # media time of moment.ended
+
+
+@dataclass
+class MomentTracker:
+    """One query's moments from successive window answers (the hysteresis of the module docstring)."""
+
+    query_id: str
+    settings: StreamSettings
+    moments: list[TrackedMoment] = field(default_factory=list)
+    evidence: int = 0
+    missed: int = 0
+    closed_until: float = -math.inf  # the end of the last ended moment: answers before it are that moment again
+    last_seen: float = 0.0  # the last window end at which the active moment was ongoing
+    at: float = 0.0  # media time of the answer being observed (events are emitted then)
+
+    @property
+    def active(self) -> TrackedMoment | None:
+        return self.moments[-1] if self.moments and self.moments[-1].end is None else None
+
+    def observe(
+        self, window_start: float, now: float, candidates: Sequence[Candidate], at: float | None = None
+    ) -> list[Event]:
+        """The events one window answer [window_start, now] gives (candidates: its moments in stream seconds),
+        emitted at media time `at` (default: the window's end)."""
+        self.at = now if at is None else at
+        s = self.settings
+        active = self.active
+        floor = s.keep_score if active is not None else s.start_score
+        fresh = [c for c in candidates if c.score >= floor and c.end > self.closed_until + 1e-6]
+        if active is None:
+            return self._maybe_start(fresh, window_start, now)
+        touching = [c for c in fresh if c.end >= active.start - s.edge_s]
+        if not touching:
+            self.missed += 1
+            return self._end(active, self.last_seen, now) if self.missed >= s.release else []
+        c = max(touching, key=lambda c: c.end)
+        self.missed = 0
+        active.score = max(active.score, c.score)
+        events = []
+        if c.start > window_start + s.edge_s and abs(c.start - active.start) > s.update_s:
+            active.start = max(c.start, self.closed_until)  # the window saw the beginning: a better start
+            events.append(self._event("moment.updated", active, now))
+        if c.end >= now - s.edge_s:
+            self.last_seen = now
+            return events
+        return events + self._end(active, max(c.end, active.start), now)
+
+    def _maybe_start(self, fresh, window_start: float, now: float) -> list[Event]:
+        s = self.settings
+        if not fresh:
+            self.evidence = 0
+            return []
+        self.evidence += 1
+        if self.evidence < s.confirm:
+            return []
+        c = max(fresh, key=lambda c: c.end)
+        start = max(c.start, self.closed_until)
+        m = TrackedMoment(f"mom_{uuid.uuid4().hex[:12]}", start, None, c.score, started_at=now)
+        self.moments.append(m)
+        self.evidence, self.missed, self.last_seen = 0, 0, now
+        events = [self._event("moment.started", m, now)]
+        if c.end < now - s.edge_s:  # over within the window already: started and ended at once
+            events += self._end(m, max(c.end, start), now)
+        return events
+
+    def _end(self, m: TrackedMoment, end: float, now: float) -> list[Event]:
+        m.end, m.ended_at = max(end, m.start), now
+        self.closed_until, self.missed, self.evidence = m.end, 0, 0
+        return [self._event("moment.ended", m, now)]
+
+    def _event(self, kind: str, m: TrackedMoment, now: float) -> Event:
+        return Event(kind, self.query_id, m.moment_id, m.start, m.end, m.score, max(now, self.at))
+
+    def spans(self, now: float) -> list[tuple[float, float, float, bool]]:
+        """(start, end, score, ongoing) of every moment so far, an ongoing one ending at `now`."""
+        return [(m.start, m.end if m.end is not None else now, m.score, m.end is None) for m in self.moments]
+
+
+# ---- the session -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    window: DecodedVideo
+    query_ids: list[str]
+
+
+class StreamSession:
+    """One stream's state: its frame ring, its queries and their trackers, and when the next window is due.
+
+    Drivers push frames (`push`), and whenever `due()` take `ask()`, have the engine answer its calls, and give the
+    completions to `answer()`, which returns the events. One ask is answered at a time; frames pushed meanwhile are
+    kept, and the next ask is on the newest window: strides that passed while the model was busy are skipped
+    (counted in `skipped`), the delay between a window's end and its answer is the caller's `lag`."""
+
+    def __init__(self, requests: Requests, settings: StreamSettings, *, source: str = "stream", processor=None):
+        from vtg.grounding import WindowSettings, _Scorer, not_present_token_ids
+
+        self.requests, self.settings, self.source = requests, settings, source
+        fps = settings.fps if settings.fps is not None else _model_fps(requests.sampling)
+        self.ring = FrameRing(requests.sampling, fps, settings.window_s, requests.budget)
+        self.queries: dict[str, str] = {}
+        self.trackers: dict[str, MomentTracker] = {}
+        self.finished: dict[str, MomentTracker] = {}  # removed queries keep their moments for the final answer
+        processor = processor if processor is not None else requests.processor
+        tok = getattr(processor, "tokenizer", processor)
+        self._scorer = _Scorer(
+            WindowSettings(window_s=settings.window_s, score=settings.score, min_score=0.0),
+            not_present_token_ids(processor),
+            lambda ids: tok.decode(ids),
+        )
+        self.next_due: float | None = None
+        self.skipped = 0
+        self.asked = 0
+        self.pending: _Pending | None = None
+
+    # -- queries
+
+    def add_query(self, text: str, query_id: str | None = None) -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise StreamError("a query must be a non-empty string")
+        if len(self.queries) >= self.settings.max_queries:
+            raise StreamError(f"a stream holds at most {self.settings.max_queries} queries (stream.max_queries)")
+        qid = query_id or f"q_{uuid.uuid4().hex[:8]}"
+        if qid in self.queries or qid in self.finished:
+            raise StreamError(f"query id {qid!r} is already used in this stream")
+        self.queries[qid] = text.strip()
+        self.trackers[qid] = MomentTracker(qid, self.settings)
+        return qid
+
+    def remove_query(self, query_id: str) -> None:
+        if query_id not in self.queries:
+            raise StreamError(f"no active query {query_id!r}")
+        del self.queries[query_id]
+        self.finished[query_id] = self.trackers.pop(query_id)
+
+    # -- frames and asks
+
+    @property
+    def now(self) -> float:
+        return self.ring.last_t if self.ring.last_t is not None else 0.0
+
+    def push(self, frame: np.ndarray, t: float, name: str = "") -> bool:
+        kept = self.ring.push(frame, t, name)
+        if self.next_due is None and self.ring.first_t is not None:
+            self.next_due = self.ring.first_t + self.settings.min_window_s
+        return kept
+
+    def due(self) -> bool:
+        return (
+            self.pending is None
+            and bool(self.queries)
+            and self.next_due is not None
+            and self.now >= self.next_due - 1e-6
+        )
+
+    def ask(self) -> Ask | None:
+        """The calls for the trailing window, one per active query; None when nothing is due."""
+        from vtg.grounding import TOP_LOGPROBS, Ask, Call
+
+        if not self.due():
+            return None
+        window = self.ring.window(self.source)
+        if window is None:
+            return None
+        stride = self.settings.stride_s
+        behind = int((self.now - self.next_due) // stride)
+        self.skipped += max(0, behind)
+        self.next_due += (max(0, behind) + 1) * stride
+        qids = list(self.queries)
+        duration = float(window.metadata.duration)
+        calls = [
+            Call(self.requests.grounding(self.source, self.queries[q], duration, video=window), n=1,
+                 temperature=0.0, logprobs=TOP_LOGPROBS)
+            for q in qids
+        ]  # fmt: skip
+        self.pending = _Pending(window, qids)
+        self.asked += 1
+        return Ask(calls, "stream", done=self.asked - 1, windows=1, total=self.asked)
+
+    def answer(self, answers: list[list[Completion]]) -> list[Event]:
+        """The events of the pending ask's completions (one list per call, in order), emitted at the newest frame's
+        media time (frames pushed while the model answered count: the events come that late)."""
+        if self.pending is None:
+            raise RuntimeError("answer() without a pending ask()")
+        p, self.pending = self.pending, None
+        start = p.window.metadata.offset
+        end = start + float(p.window.metadata.duration)
+        events = []
+        for qid, completions in zip(p.query_ids, answers):
+            tracker = self.trackers.get(qid)
+            if tracker is None:  # removed while its window was asked
+                continue
+            candidates = self._scorer.moments([p.window], [completions])
+            events += tracker.observe(start, end, candidates, at=self.now)
+        return events
+
+    def spans(self) -> dict[str, list[tuple[float, float, float, bool]]]:
+        """Every query's moments so far (start, end, score, ongoing), removed queries included."""
+        now = self.now
+        return {q: t.spans(now) for q, t in {**self.finished, **self.trackers}.items()}
+
+
+def _model_fps(sampling: FrameSampling) -> float:
+    if sampling.nframes is not None:
+        raise UserError(
+            "stream: this model samples a fixed number of frames (nframes), not a frame rate; give stream.fps"
+        )
+    return float(sampling.fps)
+
+
+# ---- sources and the virtual-clock driver ------------------------------------------------------------------------
+
+
+def file_frames(source: str, fps: float, budget: DecodeBudget | None = None) -> Iterator[tuple[Any, float]]:
+    """(RGB frame [H, W, 3] uint8, media time) of a video file, about `fps` a second (the first frame at or after
+    each 1/fps tick; the rest are not converted). Decoded in one forward pass: memory is one frame."""
+    from vtg.data.video import NO_BUDGET, VideoError, _open_container, local_file
+
+    budget = budget or NO_BUDGET
+    step, next_t = 1.0 / fps, 0.0
+    with local_file(source) as path:
+        container = _open_container(path, source)
+        try:
+            stream = container.streams.video[0]
+            stream.codec_context.options = budget.decoder_options()
+            if budget.max_threads:
+                stream.thread_count = budget.max_threads
+            try:
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    t = float(frame.pts * stream.time_base)
+                    if t < next_t - 1e-6:
+                        continue
+                    budget.check_frame(frame.width, frame.height, source)
+                    next_t += step
+                    if next_t <= t:  # a gap: the grid restarts after it
+                        next_t = t + step
+                    yield frame.to_ndarray(format="rgb24"), t
+            except Exception as e:  # noqa: BLE001 - PyAV's FFmpegError family: a damaged file is the user's input
+                if isinstance(e, UserError):
+                    raise
+                raise VideoError(f"{source}: cannot decode: {type(e).__name__}: {e}") from None
+        finally:
+            container.close()
+
+
+def replay(session: StreamSession, frames: Iterator[tuple[Any, float]], generate) -> Iterator[dict[str, Any]]:
+    """Run a session over `frames` on a virtual clock: before each frame past a due time, the window is asked and
+    answered (`generate(ask) -> list[list[Completion]]`), so the model never falls behind and a replay is
+    deterministic. Yields events (`Event.to_dict()`) and, after each window, a `progress` record."""
+    for frame, t in frames:
+        session.push(frame, t)
+        ask = session.ask()
+        if ask is None:
+            continue
+        for e in session.answer(generate(ask)):
+            yield e.to_dict()
+        yield {"type": "progress", "media_time": round(session.now, 3), "lag": 0.0, "windows": session.asked,
+               "skipped": session.skipped}  # fmt: skip
+
+
+def llm_generate(llm, base_params):
+    """`generate` for `replay` on a `vllm.LLM`: one engine call for an ask's calls."""
+    from vtg.grounding import _generate_all
+
+    def generate(ask: Ask) -> list[list[Completion]]:
+        answers = _generate_all(llm, list(enumerate(ask.calls)), lambda _i: base_params)
+        failed = next((a for a in answers if isinstance(a, str)), None)
+        if failed is not None:
+            raise StreamError(failed)
+        return answers
+
+    return generate
