@@ -144,9 +144,10 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     async def models(request: Request):
         served = _serving(request).served
         style = served.prompt_style  # adapters are asked like their base model
-        cards = [ModelCard(id=cfg.model_name, root=cfg.model, prompt_style=style)]
+        profile = served.requests.prompt.profile
+        cards = [ModelCard(id=cfg.model_name, root=cfg.model, prompt_style=style, profile=profile)]
         cards += [
-            ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style)
+            ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style, profile=profile)
             for name, lr in served.loras.items()
         ]
         return ModelList(data=cards)

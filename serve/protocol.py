@@ -300,6 +300,7 @@ class ModelCard(BaseModel):
     root: str | None = None
     parent: str | None = None
     prompt_style: str | None = None  # vtg extension: the grounding prompt style the model was trained with
+    profile: str | None = None  # vtg extension: how the checkpoint is asked and read (vtg.profiles)
 
 
 class ModelList(BaseModel):

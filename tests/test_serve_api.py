@@ -109,7 +109,8 @@ def _assert_error(resp, status, *needles):
 def test_models_health_metrics_openapi(env):
     health = httpx.get(env["url"] + "/health").json()
     assert health["status"] == "ok" and health["engine"]["alive"] and health["slots_in_use"] == 0
-    assert [(m.id, m.prompt_style) for m in _client(env).models.list().data] == [("tiny", "short")]
+    cards = _client(env).models.list().data
+    assert [(m.id, m.prompt_style, m.profile) for m in cards] == [("tiny", "short", "vtg")]
     schema = httpx.get(env["url"] + "/openapi.json").json()
     assert {"/v1/chat/completions", "/v1/grounding", "/v1/models"} <= set(schema["paths"])
 
