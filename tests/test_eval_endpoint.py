@@ -1,6 +1,6 @@
 """Integration: `vtg eval run --endpoint` against the real `vtg serve` (vLLM CPU engine, tiny Qwen2.5-VL) with the
 `openai` client: file:// video URLs, bounded concurrency, a missing video recorded as an error line, resume, an
-unserved model name refused."""
+unserved model name and a profile other than the served one refused."""
 
 import json
 from pathlib import Path
@@ -64,6 +64,11 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
         )
         assert "endpoint.model: 'tiny-7b' is not served" in capsys.readouterr().err
         assert not (tmp_path / "other" / "predictions.jsonl").exists()
+        # asked in another profile's words than the server samples and reads by: refused up front
+        (tmp_path / "r1.yaml").write_text((tmp_path / "eval.yaml").read_text() + "profile: time-r1\nthink: true\n")
+        r1 = ["eval", "run", "--config", str(tmp_path / "r1.yaml"), "--endpoint", server.url + "/v1"]
+        assert main([*r1, "--out", str(tmp_path / "r1")]) == 2
+        assert "served with profile 'vtg' but this eval asks with profile 'time-r1'" in capsys.readouterr().err
         # a strategy other than direct: the server runs it (the chat `grounding` extension), one coarse call a window
         windowed = [*args[:-1], str(tmp_path / "windowed"), "--strategy", "coarse_to_fine", "--limit", "3"]
         assert main(windowed) == 0
