@@ -52,6 +52,18 @@ MECHANICS_FLAGS = ("--distractors", "0")
 VERSION = 2  # results layout: present and absent queries apart, mechanics rows (1: one table, one-object world)
 
 
+def refuse_test_world(bench_out: str | os.PathLike) -> None:
+    """Stop an experiment that would choose a setting on the bench's held-out test families: a bench `--out` made
+    with the test seed. Experiments run the bench with `--seed 0` (the validation families) instead."""
+    world = Path(bench_out) / "world" / "world.json"
+    seed = read_json(world)["seed"] if world.exists() else None
+    if seed == TEST_SEED:
+        raise SystemExit(
+            f"{world}: seed {seed} holds bench/long's held-out test families; choose settings on the validation "
+            f"families: python -m bench.long.run --seed 0 --out DIR, then pass DIR"
+        )
+
+
 def vtg(*args: str, log: Path) -> None:
     """Run a vtg command, its output to `log`; stop the bench naming the log when it fails."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
