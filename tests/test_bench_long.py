@@ -9,7 +9,7 @@ from dataclasses import asdict
 import pytest
 
 from bench.common import read_json
-from bench.long.run import HERE, TEST_SEED, linear_fit, refuse_test_world, render, split_scores
+from bench.long.run import HERE, TEST_SEED, WORLD, check_reused, linear_fit, refuse_test_world, render, split_scores
 from vtg.data.grammar import NOT_PRESENT, format_answer
 from vtg.eval.metrics import Conventions
 from vtg.eval.predictions import make_line
@@ -84,3 +84,14 @@ def test_experiments_refuse_the_test_seed(tmp_path):
                 refuse_test_world(tmp_path)
         else:
             refuse_test_world(tmp_path)
+
+
+def test_a_world_of_other_settings_is_not_reused(tmp_path):
+    """An --out of the first layout (one object, seed 0) must not be taken for this one's world."""
+    want = {"seed": TEST_SEED, "videos_per_length": 64, "train_clips": 3000, "val_clips": 300, **WORLD}
+    check_reused(tmp_path, want)  # nothing there yet
+    (tmp_path / "world.json").write_text(json.dumps({**want, "seed": 0, "colour_decoys": None} | {"distractors": 0}))
+    with pytest.raises(SystemExit, match="seed 0 there, 1 wanted, distractors 0 there, 3 wanted"):
+        check_reused(tmp_path, want)
+    (tmp_path / "world.json").write_text(json.dumps(want))
+    check_reused(tmp_path, want)

@@ -10,7 +10,7 @@ queried colour and shape) and, as a mechanics check, in the one-object world.
 Stages, each through the product's CLI and skipped when its output exists (a stopped run continues; --fresh
 starts over):
 1. `vtg model tiny --family qwen2.5-vl --size small` (random init);
-2. `vtg data synth --long --seed 1` with WORLD_FLAGS (3 distractors: one of the queried colour, one of the queried
+2. `vtg data synth --long --seed 1` with WORLD (3 distractors: one of the queried colour, one of the queried
    shape, one other): test families (the same objects, events and query at every length, only the empty stretches
    differ) and the short training and held-out clips, cut from other videos of the same world, 30 % of them empty;
    then the one-object world's test videos at 10 and 30 min (`--distractors 0`, same seed, no clips): the mechanics
@@ -47,8 +47,8 @@ MECHANICS_LENGTHS = (10, 30)  # the lengths the accuracy targets name; the one-o
 STRATEGIES = ("direct", "coarse_to_fine")
 METRICS = ("R@1,IoU=0.3", "R@1,IoU=0.5", "R@1,IoU=0.7", "mIoU", "F1@0.5")
 TEST_SEED = 1  # seed 0's test families informed earlier choices (experiments/long_scores, the recipe): validation
-WORLD_FLAGS = ("--distractors", "3", "--colour-decoys", "1", "--shape-decoys", "1")
-MECHANICS_FLAGS = ("--distractors", "0")
+WORLD = {"distractors": 3, "colour_decoys": 1, "shape_decoys": 1}  # besides the queried object: 2 decoys, 1 other
+MECHANICS = {"distractors": 0, "colour_decoys": 0, "shape_decoys": 0}  # the one-object world
 VERSION = 2  # results layout: present and absent queries apart, mechanics rows (1: one table, one-object world)
 
 
@@ -130,23 +130,44 @@ def build(args, out: Path) -> dict:
         else:
             stage(name, done, fn)
 
-    def synth(where: Path, lengths, flags, train: int, val: int, log: str):
+    def synth(where: Path, lengths, objects: dict, train: int, val: int, log: str):
+        flags = [x for k, v in objects.items() for x in (f"--{k.replace('_', '-')}", str(v))]
         vtg("data", "synth", "--long", "--out", str(where), "--durations-min", ",".join(str(n) for n in lengths),
             "--videos-per-length", str(args.families), "--train-clips", str(train), "--val-clips", str(val),
             "--seed", str(args.seed), *flags, log=out / log)  # fmt: skip
 
+    want = {"seed": args.seed, "videos_per_length": args.families, "train_clips": args.train_clips,
+            "val_clips": args.val_clips}  # fmt: skip
+    check_reused(world, {**want, **WORLD})
+    check_reused(mechanics, {**want, **MECHANICS, "train_clips": 0, "val_clips": 0})
     tiny = ["model", "tiny", "--family", "qwen2.5-vl", "--size", "small", "--out", str(model)]
     timed("tiny model", model / "config.json", lambda: vtg(*tiny, log=out / "model.log"))
     timed("world", world / "test.jsonl", lambda: synth(
-        world, LENGTHS, WORLD_FLAGS, args.train_clips, args.val_clips, "world.log"))  # fmt: skip
+        world, LENGTHS, WORLD, args.train_clips, args.val_clips, "world.log"))  # fmt: skip
     timed("mechanics world", mechanics / "test.jsonl", lambda: synth(
-        mechanics, MECHANICS_LENGTHS, MECHANICS_FLAGS, 0, 0, "world-mechanics.log"))  # fmt: skip
+        mechanics, MECHANICS_LENGTHS, MECHANICS, 0, 0, "world-mechanics.log"))  # fmt: skip
     overrides = ["--model", str(model), "--train_file", str(world / "train.jsonl"), "--output_dir", str(sft)]
     if args.sft_steps:
         overrides += ["--max_steps", str(args.sft_steps), "--save_steps", str(max(args.sft_steps, 1))]
     timed("SFT", sft / "final" / "config.json", lambda: vtg(
         "train", "sft", "--config", "recipes/tiny/sft/config_long.yaml", *overrides, log=out / "sft.log"))  # fmt: skip
     return times
+
+
+def check_reused(world: Path, want: dict) -> None:
+    """Refuse to reuse a world made with other settings (an --out of an earlier layout or other flags): its stages
+    would be skipped and the table would describe another world."""
+    made = world / "world.json"
+    if not made.exists():
+        return
+    have = read_json(made)
+    wrong = {k: (have.get(k, 0), v) for k, v in want.items() if have.get(k, 0) != v}
+    if wrong:
+        raise SystemExit(
+            f"{made} was made with other settings ("
+            + ", ".join(f"{k} {a} there, {b} wanted" for k, (a, b) in wrong.items())
+            + "); pass --fresh to start over, or another --out"
+        )
 
 
 def split_by_length(world: Path, lengths: tuple[int, ...]) -> dict[int, Path]:
@@ -242,9 +263,8 @@ def run(args) -> dict:
         "settings": {
             "families": args.families,
             "seed": args.seed,
-            "world": " ".join(WORLD_FLAGS),
-            "mechanics world": " ".join(MECHANICS_FLAGS)
-            + f" (test videos of {', '.join(map(str, MECHANICS_LENGTHS))} min)",
+            "world": WORLD,
+            "mechanics world": {**MECHANICS, "lengths_min": list(MECHANICS_LENGTHS)},
             "train_clips": args.train_clips,
             "val_clips": args.val_clips,
             "sft_steps": args.sft_steps or "recipe",
