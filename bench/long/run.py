@@ -222,8 +222,7 @@ def split_scores(records: Path, run: Path) -> dict:
         chosen = [r for r in rows if bool(r.moments) == keep]
         if not chosen:
             continue
-        _, result = score_predictions(chosen, {r.id: preds[r.id] for r in chosen if r.id in preds}, conv,
-                                      allow_missing=True)  # fmt: skip
+        _, result = score_predictions(chosen, {r.id: preds[r.id] for r in chosen if r.id in preds}, conv)
         m, c = result["metrics"], result["counts"]
         out[part] = {
             "queries": c["queries"],
