@@ -2,10 +2,10 @@
 `coarse_to_fine` (vtg.grounding), on the CPU; in a world where the question matters (distractors, decoys of the
 queried colour and shape) and, as a mechanics check, in the one-object world.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.long.run          # ~40 min on 2 CPU cores; results.json + README
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.long.run          # ~37 min on 2 CPU cores; results.json + README
     .venv/bin/python -m bench.long.run --render                   # README table from the committed results.json
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.long.run --families 5 --train-clips 100 --val-clips 30 \
-        --sft-steps 20 --out /tmp/bench-long --results /tmp/bench-long/results.json   # smoke (minutes; meaningless)
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.long.run --families 3 --train-clips 300 --val-clips 30 \
+        --sft-steps 2000 --out /tmp/bench-long --results /tmp/bench-long/results.json   # smoke (minutes; meaningless)
 
 Stages, each through the product's CLI and skipped when its output exists (a stopped run continues; --fresh
 starts over):
