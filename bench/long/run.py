@@ -4,8 +4,8 @@ queried colour and shape) and, as a mechanics check, in the one-object world.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.long.run          # ~37 min on 2 CPU cores; results.json + README
     .venv/bin/python -m bench.long.run --render                   # README table from the committed results.json
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.long.run --families 3 --train-clips 300 --val-clips 30 \
-        --sft-steps 2000 --out /tmp/bench-long --results /tmp/bench-long/results.json   # smoke (minutes; meaningless)
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.long.run --families 3 --train-clips 40 --val-clips 20 \
+        --sft-steps 800 --out /tmp/bench-long --results /tmp/bench-long/results.json   # smoke (minutes; meaningless)
 
 Stages, each through the product's CLI and skipped when its output exists (a stopped run continues; --fresh
 starts over):
