@@ -51,6 +51,9 @@ def _print(event: dict) -> None:
 
 
 def _stream(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")  # stdout carries only the events
     options = _options(args.option)
     if args.endpoint:
         import asyncio
