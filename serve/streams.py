@@ -45,7 +45,7 @@ log = logging.getLogger("vtg.serve")
 
 SUBPROTOCOL = "vtg.v1"  # what the server answers a browser that offers it (with its key as `vtg-api-key.<key>`)
 KEY_PROTOCOL = "vtg-api-key."
-# WebSocket close codes (RFC 6455 §7.4.1)
+# WebSocket close codes (RFC 6455, section 7.4.1)
 CLOSE_NORMAL = 1000  # after session.closed
 CLOSE_POLICY = 1008  # a limit ended the session: idle, media length, a client that does not read
 CLOSE_INTERNAL = 1011  # the engine stopped, or a server bug (an error event says which)
