@@ -6,6 +6,7 @@ Install Chromium with tests/install_chromium.sh (CI does)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -154,8 +155,9 @@ class CDP:
         raise AssertionError(f"timed out waiting for {what or expr}; page status: {status}")
 
 
-@pytest.fixture
-def browser(tmp_path):
+@contextlib.contextmanager
+def _launch(tmp_path: Path, *extra: str):
+    """Headless Chromium with `extra` flags, driven over the DevTools protocol (a CDP on its first page)."""
     exe = _chromium()
     if not exe:
         pytest.skip("chromium is not installed: run tests/install_chromium.sh")
@@ -172,6 +174,7 @@ def browser(tmp_path):
             f"--user-data-dir={profile}",
             "--window-size=1100,900",
             "--autoplay-policy=no-user-gesture-required",
+            *extra,
             "about:blank",
         ],
         stdout=subprocess.DEVNULL,
@@ -193,6 +196,12 @@ def browser(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    with _launch(tmp_path) as b:
+        yield b
 
 
 def test_web_page_ground_and_seek(server, browser, tmp_path):
