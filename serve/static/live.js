@@ -76,10 +76,10 @@ async function startLive() {
   try {
     if (camera) {
       live.stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
-      player.removeAttribute("src");
-      player.srcObject = live.stream;
+      player.srcObject = live.stream;  // over the file's src, which stays for a later run
     } else {
       live.stream = null;
+      player.srcObject = null;
       if (!player.src.startsWith("blob:")) { say("pick a local file first (or the camera)", true); return; }
       player.currentTime = 0;
     }
@@ -220,7 +220,8 @@ function render() {
   const pct = (x) => (100 * Math.min(x, live.scale) / live.scale) + "%";
   $("cursor").style.left = pct(now);
   const p = live.progress;
-  $("processed").style.width = pct(p ? p.media_time : 0);
+  const answered = p ? Math.max(0, p.media_time - p.lag) : 0;  // the last answered window's end
+  $("processed").style.width = pct(answered);
   for (const [id, m] of Object.entries(live.moments)) {
     let box = timeline.querySelector(`.moment[data-id="${id}"]`);
     if (!box) {
@@ -241,7 +242,7 @@ function render() {
   }
   $("live-progress").textContent = `sent ${live.sent} frames to ${now.toFixed(1)} s` +
     (live.dropped ? ` (${live.dropped} dropped: slow link)` : "") +
-    (p ? ` · processed to ${p.media_time.toFixed(1)} s · lag ${p.lag.toFixed(1)} s · windows ${p.windows}` +
+    (p ? ` · answered to ${answered.toFixed(1)} s · lag ${p.lag.toFixed(1)} s · windows ${p.windows}` +
          ` (${p.skipped} skipped)` : " · waiting for the first window");
 }
 
