@@ -300,6 +300,15 @@ def test_web_page_live_camera_and_file(server, synth_world, tmp_path):
         assert b.js("$('live-start').checkVisibility()")
         assert not b.js("$('ground').checkVisibility()")
 
+        # -- a refused session.create: the server's error is shown, and the page can start again
+        b.js(
+            "$('live-source').value = 'camera'; $('live-queries').value = 'when is the red square visible?';"
+            "$('live-options').value = '{\"stride_s\": -1}'; $('live-start').click(); true"
+        )
+        b.wait("live.state === 'closed' && live.errors.length > 0", timeout=60, what="error shown")
+        assert "stride_s" in b.js("$('status').textContent") and b.js("$('status').className") == "error"
+        assert not b.js("$('live-start').disabled")
+
         # -- the camera
         _live_run(b, "camera", ["when is the red square visible?"])
         assert b.js("live.session.fps") == 2.0 and b.js("live.session.window_s") == LIVE_OPTIONS["window_s"]

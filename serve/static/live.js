@@ -148,6 +148,7 @@ function onEvent(ev) {
     case "error": {
       const e = ev.error || {};
       fail((e.message || "error") + (e.media_time !== undefined ? ` (frame at ${e.media_time} s)` : ""));
+      if (live.state === "connecting") { live.state = "closed"; live.ws.close(1000); finish(); }  // not created
       break;
     }
     case "session.closed":
