@@ -105,6 +105,7 @@ $("ground").addEventListener("click", async () => {
 });
 
 player.addEventListener("timeupdate", () => {
+  if (document.body.dataset.mode === "live") return;  // live.js moves the cursor
   const d = duration || player.duration;
   if (d) $("cursor").style.left = (100 * player.currentTime / d) + "%";
 });
