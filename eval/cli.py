@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--records", help="override the config's records file")
     r.add_argument(
         "--strategy",
-        choices=("direct", "coarse_to_fine", "auto"),
-        help="override the config's grounding strategy (vtg.grounding; docs/long-videos.md)",
+        choices=("direct", "coarse_to_fine", "auto", "streaming"),
+        help="override the config's grounding strategy (vtg.grounding; docs/long-videos.md); streaming: each video "
+        "replayed as a live stream, its events scored too (docs/streaming.md)",
     )
     r.add_argument(
         "--profile",

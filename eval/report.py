@@ -94,6 +94,12 @@ def length_bin(duration_s: float) -> str:
     return _length_label(edges[-2], edges[-1])
 
 
+def length_labels() -> list[str]:
+    """The fixed video-length bins' labels, shortest first."""
+    edges = VIDEO_LENGTH_BINS_MIN
+    return [_length_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
 def _length_label(lo: float, hi: float) -> str:
     if lo == 0:
         return f"< {hi:g} min"
@@ -104,8 +110,7 @@ def by_video_length(scores: Sequence[QueryScore], conv: Conventions) -> dict[str
     """Every metric per fixed video-length bin (`n`: queries in the bin; metrics None when it is empty)."""
     from vtg.eval.metrics import aggregate
 
-    edges = VIDEO_LENGTH_BINS_MIN
-    bins: dict[str, list[QueryScore]] = {_length_label(lo, hi): [] for lo, hi in zip(edges[:-1], edges[1:])}
+    bins: dict[str, list[QueryScore]] = {label: [] for label in length_labels()}
     for s in scores:
         bins[length_bin(s.duration)].append(s)
     return {label: {"n": len(sel), **(aggregate(sel, conv)["metrics"] if sel else {})} for label, sel in bins.items()}
