@@ -168,6 +168,10 @@ def _merge(args: argparse.Namespace) -> int:
         ids = [r.id for r in load_records(path)]
     info = merge(args.inputs, ids, args.out)
     _carry_run_meta(args.inputs, args.out)
+    from vtg.eval.streaming import merge_events
+
+    if merge_events(args.inputs, args.out):  # a streaming run's shards: their events too
+        print(f"merged the events into {args.out}/events.jsonl")
     print(
         f"merged {info['lines']} predictions from {info['files']} file(s) into {args.out}/predictions.jsonl"
         + ("" if ids is not None else " (no --config/--records: completeness not checked)")

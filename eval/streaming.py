@@ -124,6 +124,24 @@ def read_events(path: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def merge_events(inputs: Sequence[str | Path], out: str | Path) -> int:
+    """`vtg eval merge` of a streaming run's shards: their events*.jsonl (in the folders given, or beside the
+    prediction files given) joined into `out/events.jsonl`; returns the lines written (0: no events files)."""
+    files: list[Path] = []
+    for x in map(Path, inputs):
+        files += sorted((x if x.is_dir() else x.parent).glob("events*.jsonl"))
+    dest = Path(out) / "events.jsonl"
+    files = [f for f in dict.fromkeys(files) if f.resolve() != dest.resolve()]
+    if not files:
+        return 0
+    merged: dict[str, dict[str, Any]] = {}
+    for f in files:
+        merged.update(read_events(f))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in merged.values()))
+    return len(merged)
+
+
 # ---- per record --------------------------------------------------------------------------------------------------
 
 

@@ -133,3 +133,31 @@ def test_eval_run_streaming_writes_events_predictions_and_the_report(long_world,
     assert "## Streaming" in md and "| event_F1@2s |" in md and "| failed | 1 |" in md
     report = json.loads((tmp_path / "report/report.json").read_text())
     assert report["runs"][0]["streaming"]["counts"]["failed"] == 1
+
+
+def test_merge_joins_the_shards_events(tmp_path):
+    from vtg.eval.streaming import merge_events, read_events
+
+    for i, rid in enumerate(("a", "b")):
+        d = tmp_path / f"s{i}"
+        d.mkdir()
+        line = {"id": rid, "events": [ev("moment.started", "m", 1.0, None, 2.0)], "media_end": 9.0, "windows": 3,
+                "skipped": 0, "error": None}  # fmt: skip
+        (d / f"events.shard-{i}-of-2.jsonl").write_text(json.dumps(line) + "\n")
+    assert merge_events([tmp_path / "s0", tmp_path / "s1"], tmp_path / "m") == 2
+    assert set(read_events(tmp_path / "m/events.jsonl")) == {"a", "b"}
+    assert merge_events([tmp_path / "m2"], tmp_path / "m2") == 0  # not a streaming run: nothing written
+
+
+def test_config_names_an_unknown_stream_key_and_streaming_refuses_an_endpoint(tmp_path):
+    from vtg.errors import UserError
+    from vtg.eval.config import EvalConfig
+    from vtg.eval.job import run_job
+
+    with pytest.raises(UserError, match=r"stream: unknown key\(s\) \['windw_s'\]"):
+        EvalConfig.from_dict(
+            {"benchmark": "b", "records": "r.jsonl", "strategy": "streaming", "stream": {"windw_s": 3}}
+        )
+    cfg = EvalConfig.from_dict({"benchmark": "b", "records": "r.jsonl", "strategy": "streaming"})
+    with pytest.raises(UserError, match="run it with --model"):
+        run_job(cfg, out=tmp_path, endpoint="http://127.0.0.1:9/v1", progress=None)
