@@ -304,6 +304,11 @@ def _run_offline(
     requests = requests_for(cfg, model)
     parser = get_profile(cfg.profile).parser
     settings = windows_for(cfg, model)
+    streaming = cfg.strategy == "streaming"
+    if streaming:  # settings checked before the engine starts
+        from vtg.eval.streaming import StreamLog, stream_strategy
+
+        stream, logs = _stream_settings(cfg, model), {r.id: StreamLog() for r in todo}
     llm = make_llm(model, **cfg.vllm)
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
 
@@ -313,11 +318,6 @@ def _run_offline(
         )
 
     batches = _batches(cfg, todo, settings)
-    streaming = cfg.strategy == "streaming"
-    if streaming:
-        from vtg.eval.streaming import StreamLog, stream_strategy
-
-        stream, logs = _stream_settings(cfg, model), {r.id: StreamLog() for r in todo}
     t_loop = time.perf_counter()
     with ThreadPoolExecutor(cfg.decode_workers) as pool, Appender(events_path) if streaming else nullcontext() as ev:
         runner = StrategyRunner(llm, params, pool)

@@ -11,7 +11,7 @@ streams pooled as eval pools them) with `StreamSession.on_window` recording ever
 trackers do not change what the model is asked, so each grid point re-runs only the trackers
 (`vtg.stream.MomentTracker`) over the recorded windows — the events are those a replay with that setting would emit
 — and scores them with eval's streaming metrics. Picks the best event F1 (start rule, ±2 s), then fewest false
-alarms per hour, then best span F1.
+alarms per hour, then best span F1, then the most demanding evidence.
 Writes results.json and README.md's table (between the markers).
 """
 
@@ -34,7 +34,7 @@ def val_world(args) -> Path:
         return Path(args.world)
     from vtg.data.synth_long import LongSynthConfig, generate_long
 
-    out = Path(args.out) / "val-world"
+    out = Path(args.world_out or Path(args.out) / "val-world")
     if not (out / "test.jsonl").exists():
         d = json.loads(Path(args.world_config).read_text())
         keep = {f.name for f in dataclasses.fields(LongSynthConfig)}
@@ -115,7 +115,12 @@ def sweep(records, recorded: dict, base) -> list[dict]:
 
 def best(rows: list[dict]) -> dict:
     fa = lambda r: r["false_alarms_per_hour"] if r["false_alarms_per_hour"] is not None else 0.0  # noqa: E731
-    return min(rows, key=lambda r: (-r["event_F1@2s"], fa(r), -r["span_F1@IoU0.5"]))
+    # ties beyond that: the most demanding evidence (highest start_score, keep_score), the quickest trigger
+    return min(
+        rows,
+        key=lambda r: (-r["event_F1@2s"], fa(r), -r["span_F1@IoU0.5"], -r["start_score"], -r["keep_score"],
+                       r["confirm"], r["release"]),
+    )  # fmt: skip
 
 
 def table(rows: list[dict], chosen: dict) -> str:
@@ -139,6 +144,7 @@ def main() -> None:
     ap.add_argument("--world", help="an existing validation long world (its test.jsonl: not the test families)")
     ap.add_argument("--world-config", help="world.json of the model's training world: validation streams are built "
                     "with its settings and another seed")  # fmt: skip
+    ap.add_argument("--world-out", help="where to build the validation world (default: OUT/val-world)")
     ap.add_argument("--seed", type=int, help="the validation world's seed (default: the world's + 1; never its own)")
     ap.add_argument("--videos", type=int, default=5, help="validation families per length")
     ap.add_argument("--durations", help="validation lengths in minutes, comma-separated (default: the world's)")
@@ -162,8 +168,8 @@ def main() -> None:
     rows = sweep(records, recorded, base)
     chosen = best(rows)
     result = {
-        "model": str(Path(args.model).resolve()),
-        "world": str(world.resolve()),
+        "model": Path(args.model).name,
+        "world_seed": json.loads((world / "world.json").read_text())["seed"],
         "streams": len(records),
         "hours": round(sum(r.duration for r in records) / 3600, 3),
         "settings": dataclasses.asdict(base),
