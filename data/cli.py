@@ -122,7 +122,7 @@ def _convert(args: argparse.Namespace) -> int:
 SHORT_ONLY = ("n", "min_duration", "max_duration", "kinds", "split_fractions", "one_kind_per_video")
 LONG_ONLY = (
     "durations_min", "videos_per_length", "events_per_video", "event_seconds", "max_event_share", "absent_fraction",
-    "distractors", "train_clips", "val_clips", "clip_seconds", "empty_fraction",
+    "distractors", "colour_decoys", "shape_decoys", "train_clips", "val_clips", "clip_seconds", "empty_fraction",
 )  # fmt: skip
 
 
@@ -171,6 +171,18 @@ def _long_arguments(s: argparse.ArgumentParser) -> None:
         "--distractors",
         type=int,
         help=f"objects of other kinds shown besides the queried one (default {d.distractors})",
+    )
+    g.add_argument(
+        "--colour-decoys",
+        type=int,
+        help="of the distractors, this many in the queried object's colour with another shape "
+        f"(default {d.colour_decoys})",
+    )
+    g.add_argument(
+        "--shape-decoys",
+        type=int,
+        help="of the distractors, this many in the queried object's shape with another colour "
+        f"(default {d.shape_decoys})",
     )
     g.add_argument("--train-clips", type=int, help=f"training clips to write (default {d.train_clips})")
     g.add_argument("--val-clips", type=int, help=f"held-out clips, from separate val videos (default {d.val_clips})")
@@ -231,6 +243,8 @@ def _synth_long(args: argparse.Namespace) -> int:
         "max_event_share": args.max_event_share,
         "absent_fraction": args.absent_fraction,
         "distractors": args.distractors,
+        "colour_decoys": args.colour_decoys,
+        "shape_decoys": args.shape_decoys,
         "train_clips": args.train_clips,
         "val_clips": args.val_clips,
         "empty_fraction": args.empty_fraction,

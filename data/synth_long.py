@@ -2,7 +2,9 @@
 
 Same look as the short world (vtg.data.synth: its colours, shapes, 3×3 cells, grey noisy background, H.264 MP4s,
 exact frame intervals [a, b) → [a/fps, b/fps] s), but one queried object per video, shown once or a few times among
-long empty stretches (or never: `long-absent`, truth []), optionally beside a few distractor objects of other kinds.
+long empty stretches (or never: `long-absent`, truth []), optionally beside a few distractor objects of other kinds,
+some of which may be decoys that share the queried object's colour (another shape) or its shape (another colour), so
+that only the query's words tell them apart.
 
 Families: test video j of every length is the same *family*: the same object, cell, query text, event lengths and
 order (and distractors), drawn once from rng([seed, STREAM, split, j]). Only the empty stretches differ: the free
@@ -75,6 +77,8 @@ class LongSynthConfig:
     max_event_share: float = 0.5  # an object's events fill at most this share of the shortest length
     absent_fraction: float = 0.2  # test families (and empty clips' sources) whose queried object never appears
     distractors: int = 0  # other objects (other kinds, own cells, own events) in every video
+    colour_decoys: int = 0  # of the distractors: this many of the queried colour (other shapes)
+    shape_decoys: int = 0  # of the distractors: this many of the queried shape (other colours)
     train_clips: int = 3000
     val_clips: int = 300
     clip_s: tuple[float, float] = (8.0, 20.0)  # clip lengths, uniform, seconds
@@ -94,7 +98,15 @@ class LongSynthConfig:
         self._check_fit()
 
     def _check_counts(self) -> None:
-        for name in ("videos_per_length", "train_clips", "val_clips", "distractors", "seed"):
+        for name in (
+            "videos_per_length",
+            "train_clips",
+            "val_clips",
+            "distractors",
+            "colour_decoys",
+            "shape_decoys",
+            "seed",
+        ):
             v, least = getattr(self, name), int(name == "videos_per_length")
             if not isinstance(v, int) or isinstance(v, bool) or v < least:
                 raise UserError(f"synth --long: {_n(name)} must be an integer >= {least}, got {v!r}")
@@ -102,6 +114,17 @@ class LongSynthConfig:
             raise UserError(
                 f"synth --long: {_n('distractors')} must be at most {GRID * GRID - 1} (each object needs its own of "
                 f"the {GRID * GRID} cells), got {self.distractors}"
+            )
+        for name, most in (("colour_decoys", len(SHAPES) - 1), ("shape_decoys", len(COLOURS) - 1)):
+            if getattr(self, name) > most:
+                raise UserError(
+                    f"synth --long: {_n(name)} must be at most {most} (the other "
+                    f"{'shapes' if name == 'colour_decoys' else 'colours'}), got {getattr(self, name)}"
+                )
+        if self.colour_decoys + self.shape_decoys > self.distractors:
+            raise UserError(
+                f"synth --long: decoys are distractors: {_n('colour_decoys')} + {_n('shape_decoys')} "
+                f"({self.colour_decoys} + {self.shape_decoys}) must be at most {_n('distractors')} ({self.distractors})"
             )
         if not (_number(self.fps) and self.fps > 0):
             raise UserError(f"synth --long: fps must be > 0, got {self.fps!r}")
@@ -194,6 +217,9 @@ FLAGS = {
     "event_s": "--event-seconds",
     "max_event_share": "--max-event-share",
     "absent_fraction": "--absent-fraction",
+    "distractors": "--distractors",
+    "colour_decoys": "--colour-decoys",
+    "shape_decoys": "--shape-decoys",
     "train_clips": "--train-clips",
     "val_clips": "--val-clips",
     "clip_s": "--clip-seconds",
@@ -228,20 +254,27 @@ def _rng(cfg: LongSynthConfig, split: str, index: int, *tail: int):
 
 
 def make_family(cfg: LongSynthConfig, split: str, index: int, absent: bool) -> dict[str, Any]:
-    """A family's content, the same at every length: the queried object (shown, or not when `absent`: then a decoy
-    of another kind is shown instead), distractors, their cells, event lengths and relative placement, the query."""
+    """A family's content, the same at every length: the queried object (shown, or not when `absent`: then one more
+    object of another kind is shown instead), distractors (first the decoys of the queried colour, then those of the
+    queried shape, then other kinds in a seeded order), their cells, event lengths and relative placement, the
+    query. Without decoys the objects are the first of a seeded order of kinds (the world's layout since the start)."""
     rng = _rng(cfg, split, index)
     combos = [(c, s) for c in COLOURS for s in SHAPES]
     order = rng.permutation(len(combos)).tolist()
     cells = rng.permutation(GRID * GRID).tolist()
-    shown = order[1 : 2 + cfg.distractors] if absent else order[: 1 + cfg.distractors]
+    colour, shape = combos[order[0]]
+    rest = order[1:]
+    decoys = [c for c in rest if combos[c][0] == colour][: cfg.colour_decoys]
+    decoys += [c for c in rest if combos[c][1] == shape][: cfg.shape_decoys]
+    rest = [c for c in rest if c not in decoys]
+    others = cfg.distractors - len(decoys) + absent  # an absent family shows as many objects as a present one
+    shown = ([] if absent else order[:1]) + decoys + rest[:others]
     objects = []
     for cell, combo in zip(cells, shown):
         lengths = _event_lengths(rng, cfg)
         weights = rng.dirichlet([1.0] * (len(lengths) + 1)).tolist()
-        colour, shape = combos[combo]
-        objects.append({"colour": colour, "shape": shape, "cell": cell, "lengths": lengths, "weights": weights})
-    colour, shape = combos[order[0]]
+        c, sh = combos[combo]
+        objects.append({"colour": c, "shape": sh, "cell": cell, "lengths": lengths, "weights": weights})
     query = QUERY_TEMPLATES[int(rng.integers(len(QUERY_TEMPLATES)))].format(o=f"{colour} {shape}")
     base = int(rng.integers(*BASE_GREY))
     target = {"colour": colour, "shape": shape}

@@ -125,6 +125,13 @@ class EvalConfig:
         if not 0 < self.nms_iou <= 1:
             raise UserError(f"nms_iou must be in (0, 1] (1: only identical moments are dropped), got {self.nms_iou!r}")
         self.scoring.conventions()  # validate early
+        # names and values of the sampling and window overrides, before a model loads (over the defaults: the
+        # model's own are checked again when they are combined)
+        from vtg.data.video import FrameSampling
+        from vtg.grounding import WindowSettings
+
+        FrameSampling().updated(self.sampling, "sampling")
+        WindowSettings().updated(self.windows, "windows")
 
     @property
     def records_path(self) -> Path:

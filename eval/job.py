@@ -421,6 +421,14 @@ def _connect(cfg: EvalConfig, url: str) -> Served:
         raise UserError(
             f"endpoint.model: {name!r} is not served at {url}; it serves {', '.join(repr(c.id) for c in cards)}"
         )
+    # a vtg server samples frames (and reads answers) by the profile it serves: asking it in another profile's words
+    # would mix two checkpoints' conventions in one number
+    served_profile = getattr(card, "profile", None)
+    if served_profile is not None and served_profile != (cfg.profile or "vtg"):
+        raise UserError(
+            f"--endpoint {url}: {name!r} is served with profile {served_profile!r} but this eval asks with profile "
+            f"{cfg.profile or 'vtg'!r}; set profile: {served_profile} or serve it with --profile {cfg.profile or 'vtg'}"
+        )
     # "full" for servers that do not announce a style (any OpenAI-compatible server other than `vtg serve`)
     return Served(client, name, getattr(card, "prompt_style", None) or "full")
 

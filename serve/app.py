@@ -17,7 +17,7 @@ import uuid
 from functools import partial
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.responses import JSONResponse as _JSONResponse
@@ -38,6 +38,7 @@ from vtg.serve.protocol import (
     GroundingResponse,
     ModelCard,
     ModelList,
+    StreamReadRequest,
     VideoList,
 )
 
@@ -65,10 +66,12 @@ def build_app(cfg: ServeConfig) -> FastAPI:
     async def lifespan(app: FastAPI):
         from vtg.serve.model import ServedModel
         from vtg.serve.serving import Serving
+        from vtg.serve.streams import Streams
 
         redact_access_log(cfg.api_key)  # here: uvicorn has configured its loggers by now
         served = ServedModel(cfg).start()
         app.state.serving = Serving(cfg, served, metrics)
+        app.state.streams = Streams(app.state.serving)
         try:
             yield
         finally:
@@ -117,6 +120,28 @@ def _auth(request: Request) -> None:
     )
 
 
+def _ws_auth(ws: WebSocket) -> str | None:
+    """A WebSocket's key: `Authorization: Bearer <key>`, or, from a browser (which cannot set headers on a
+    WebSocket), a `Sec-WebSocket-Protocol` entry `vtg-api-key.<key>`. Returns the subprotocol to answer with:
+    `vtg.v1` when offered (a browser that offers subprotocols needs one answered; the key is never echoed)."""
+    from vtg.serve.streams import KEY_PROTOCOL, SUBPROTOCOL
+
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    answer = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    key = ws.app.state.cfg.api_key
+    if not key:
+        return answer
+    header = ws.headers.get("authorization", "")
+    given = [header[7:].strip()] if header.lower().startswith("bearer ") else []
+    given += [p[len(KEY_PROTOCOL) :] for p in offered if p.startswith(KEY_PROTOCOL)]
+    if any(hmac.compare_digest(g.encode(), key.encode()) for g in given):
+        return answer
+    raise E.unauthorized(
+        "missing or wrong API key: send 'Authorization: Bearer <key>', or offer the WebSocket subprotocols "
+        f"'{SUBPROTOCOL}' and '{KEY_PROTOCOL}<key>'"
+    )
+
+
 def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     auth = [Depends(_auth)]
 
@@ -134,7 +159,7 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
         engine = await serving.served.engine_alive()
         if not engine["alive"]:
             raise E.unavailable(f"the engine has stopped: {engine['detail']}")
-        return {"status": "ok", "engine": engine, **serving.limiter.load()}
+        return {"status": "ok", "engine": engine, **serving.limiter.load(), **request.app.state.streams.slots.load()}
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request):
@@ -144,9 +169,10 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     async def models(request: Request):
         served = _serving(request).served
         style = served.prompt_style  # adapters are asked like their base model
-        cards = [ModelCard(id=cfg.model_name, root=cfg.model, prompt_style=style)]
+        profile = served.requests.prompt.profile
+        cards = [ModelCard(id=cfg.model_name, root=cfg.model, prompt_style=style, profile=profile)]
         cards += [
-            ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style)
+            ModelCard(id=name, root=lr.lora_path, parent=cfg.model_name, prompt_style=style, profile=profile)
             for name, lr in served.loras.items()
         ]
         return ModelList(data=cards)
@@ -162,6 +188,20 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
     @app.post("/v1/grounding", dependencies=auth, response_model=GroundingResponse, responses=ERRORS)
     async def grounding(body: GroundingRequest, request: Request):
         return await _serving(request).ground(body)
+
+    @app.websocket("/v1/streams")
+    async def streams(ws: WebSocket):
+        """A live stream session: client events in, server events out (docs/serving.md#streams)."""
+        try:
+            subprotocol = _ws_auth(ws)
+        except E.APIError as err:
+            return await ws.send_denial_response(JSONResponse(err.envelope(), status_code=err.status))
+        await ws.app.state.streams.websocket(ws, subprotocol)
+
+    @app.post("/v1/streams/read", dependencies=auth, responses=ERRORS)
+    async def stream_read(body: StreamReadRequest, request: Request):
+        failed = partial(mark_stream_failed, request.scope)
+        return EventStreamResponse(await request.app.state.streams.read(body, on_failure=failed))
 
     @app.get("/v1/videos", dependencies=auth, response_model=VideoList, responses=ERRORS)
     async def videos(request: Request):

@@ -146,6 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from vtg.serve.app import build_app
     from vtg.serve.guard import guarded_http_protocol
+    from vtg.serve.streams import ws_max_size
 
     cfg = config_from_args(args)
     print(
@@ -155,6 +156,12 @@ def _serve(args: argparse.Namespace) -> int:
     )
     http = guarded_http_protocol(cfg.limits.max_header_bytes, cfg.limits.header_timeout_s)
     uvicorn.run(
-        build_app(cfg), host=cfg.host, port=cfg.port, http=http, log_level=args.log_level, timeout_graceful_shutdown=5
+        build_app(cfg),
+        host=cfg.host,
+        port=cfg.port,
+        http=http,
+        ws_max_size=ws_max_size(cfg.limits),  # a larger message closes the connection (1009) before it is read
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
     )
     return 0

@@ -47,6 +47,13 @@ class Limits:
     max_header_bytes: int = 16384  # a request's line and headers together (431 beyond)
     media_url_ttl_s: float = 3600.0  # how long a signed /v1/media URL stays valid
     max_fetch_cache_bytes: int = 2 * 1024**3  # fetched videos kept on disk (least recently used go first)
+    # live streams (/v1/streams, /v1/streams/read; docs/serving.md#streams)
+    max_streams: int = 4  # stream sessions open at once, WebSocket and server-read together; beyond this: 429
+    max_frame_bytes: int = 8 * 1024 * 1024  # one encoded frame a client appends (JPEG/PNG, before base64)
+    max_stream_s: float = 4 * 3600.0  # media time one stream session may span
+    stream_idle_s: float = 30.0  # a WebSocket session that appends no frame for this long is closed
+    max_stream_queries: int = 8  # active queries per stream session
+    max_stream_backlog: int = 256  # server events waiting for a client that does not read; beyond this: closed
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

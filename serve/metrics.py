@@ -57,6 +57,13 @@ class Metrics:
             registry=r,
         )
 
+        self.streams_active = Gauge("vtg_streams_active", "stream sessions open now", registry=r)
+        self.streams_rejected = Counter(
+            "vtg_streams_rejected", "stream sessions refused because limits.max_streams were open", registry=r
+        )
+        self.stream_frames = Counter("vtg_stream_frames", "frames pushed into stream sessions", registry=r)
+        self.stream_windows = Counter("vtg_stream_windows", "stream windows the model answered", registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

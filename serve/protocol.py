@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -300,6 +300,7 @@ class ModelCard(BaseModel):
     root: str | None = None
     parent: str | None = None
     prompt_style: str | None = None  # vtg extension: the grounding prompt style the model was trained with
+    profile: str | None = None  # vtg extension: how the checkpoint is asked and read (vtg.profiles)
 
 
 class ModelList(BaseModel):
@@ -329,6 +330,79 @@ class VideoEntry(BaseModel):
 class VideoList(BaseModel):
     object: Literal["list"] = "list"
     data: list[VideoEntry]
+
+
+# ---- live streams (docs/serving.md#streams) --------------------------------------------------------------------
+
+
+class StreamQueryIn(_Strict):
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    text: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("query text is blank")
+        return v
+
+
+class StreamSessionIn(_Strict):
+    queries: list[StreamQueryIn] = Field(default_factory=list, max_length=64)
+    options: dict[str, Any] = Field(default_factory=dict, description="vtg.stream.StreamSettings keys")
+
+
+class _ClientEvent(_Strict):
+    event_id: str | None = Field(default=None, max_length=128, description="echoed by an error about this event")
+
+
+class SessionCreate(_ClientEvent):
+    type: Literal["session.create"]
+    session: StreamSessionIn = Field(default_factory=StreamSessionIn)
+
+
+class QueryAdd(_ClientEvent):
+    type: Literal["query.add"]
+    query: StreamQueryIn
+
+
+class QueryRemove(_ClientEvent):
+    type: Literal["query.remove"]
+    query_id: str = Field(min_length=1, max_length=64)
+
+
+class FrameIn(_Strict):
+    image: str = Field(min_length=1, description="a JPEG or PNG image, base64 (or a data: URL)")
+    media_time: float = Field(ge=0, allow_inf_nan=False, description="seconds from the stream's start")
+
+
+class FrameAppend(_ClientEvent):
+    type: Literal["frame.append"]
+    frame: FrameIn
+
+
+class SessionClose(_ClientEvent):
+    type: Literal["session.close"]
+
+
+CLIENT_EVENT_TYPES = ("session.create", "query.add", "query.remove", "frame.append", "session.close")
+ClientEvent = Annotated[
+    SessionCreate | QueryAdd | QueryRemove | FrameAppend | SessionClose, Field(discriminator="type")
+]
+CLIENT_EVENTS: TypeAdapter = TypeAdapter(ClientEvent)
+
+
+class StreamReadRequest(_Strict):
+    """`POST /v1/streams/read`: the server reads `source` itself and sends the session's events as SSE."""
+
+    source: str = Field(min_length=1, max_length=4096, description="file:// URL, path under a media root, http(s)")
+    queries: list[StreamQueryIn] = Field(min_length=1, max_length=64)
+    options: dict[str, Any] = Field(default_factory=dict, description="vtg.stream.StreamSettings keys")
+    realtime: bool = Field(
+        default=False,
+        description="pace the file at its own speed (windows are skipped when the model falls behind); false: as "
+        "fast as the model answers, no window skipped",
+    )
 
 
 ChatCompletionRequest.model_rebuild()  # its `grounding` field names a model defined after it

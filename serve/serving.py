@@ -110,6 +110,10 @@ class Serving:
         self.limiter = Limiter(self.lim.max_concurrency, self.lim.max_queue, metrics)
         self.progress = GroundingProgress(metrics)
 
+    def _parse(self, text: str | None):
+        """A completion read as the served profile's own parser reads it (`vtg`: vtg's grammar)."""
+        return self.served.requests.prompt.parse(text)
+
     # ---- shared steps ------------------------------------------------------------------------------------------
 
     async def load_video(self, ref: str, param: str):
@@ -267,7 +271,7 @@ class Serving:
         finally:
             slot.release()
         texts = [c.text for c in sorted(out.outputs, key=lambda c: c.index)]
-        scored = _choice_moments(texts, request.duration if req.clamp_moments else None)
+        scored = _choice_moments(texts, request.duration if req.clamp_moments else None, self._parse)
         choices = []
         for c, moments in zip(sorted(out.outputs, key=lambda c: c.index), scored):
             reasoning, answer = split_reasoning(c.text, strip=False)
@@ -278,7 +282,7 @@ class Serving:
                     finish_reason=c.finish_reason or "stop",
                     moments=moments,
                     reasoning=reasoning,
-                    not_present=parse_answer(c.text).not_present,
+                    not_present=self._parse(c.text).not_present,
                 )
             )
         usage = self._count_usage(len(out.prompt_token_ids or []), sum(len(c.token_ids) for c in out.outputs))
@@ -351,7 +355,9 @@ class Serving:
                             yield chunk([ChunkChoice(index=c.index, delta=delta)])
                         if c.finish_reason:
                             finish[c.index] = c.finish_reason
-            scored = _choice_moments([texts[i] for i in range(req.n)], request.duration if req.clamp_moments else None)
+            scored = _choice_moments(
+                [texts[i] for i in range(req.n)], request.duration if req.clamp_moments else None, self._parse
+            )
             for i in range(req.n):
                 r, a = splitters[i].finish()
                 reasoning = splitters[i].reasoning if splitters[i].opened else None
@@ -361,7 +367,7 @@ class Serving:
                     finish_reason=finish.get(i, "stop"),
                     moments=scored[i],
                     reasoning=reasoning,
-                    not_present=parse_answer(texts[i]).not_present,
+                    not_present=self._parse(texts[i]).not_present,
                 )
                 yield chunk([last])
             usage = self._count_usage(prompt_tokens, completion_tokens)
@@ -591,7 +597,7 @@ class Serving:
     def _grounding_response(self, req: GroundingRequest, g: Grounding, duration: float) -> GroundingResponse:
         samples = []
         for text in g.samples:
-            parsed = parse_answer(text)
+            parsed = self._parse(text)
             moments = _clean(parsed.normalized(), duration)
             samples.append(
                 GroundingSample(
@@ -675,9 +681,10 @@ def _clean(moments, duration: float | None) -> list[tuple[float, float]]:
     return out
 
 
-def _choice_moments(texts: list[str], duration: float | None) -> list[list[MomentOut]]:
-    """Each choice's moments, scored by consensus across the n choices (1.0 when n == 1); see nms.py."""
-    per = [_clean(parse_answer(t).normalized(), duration) for t in texts]
+def _choice_moments(texts: list[str], duration: float | None, parse=parse_answer) -> list[list[MomentOut]]:
+    """Each choice's moments (read by `parse`: the served profile's parser), scored by consensus across the n
+    choices (1.0 when n == 1); see nms.py."""
+    per = [_clean(parse(t).normalized(), duration) for t in texts]
     scored = consensus_scores(per)
     out: list[list[MomentOut]] = [[] for _ in texts]
     for m in scored:

@@ -1,10 +1,31 @@
-"""Shared session fixtures: a tiny synthetic world and the two tiny model families, built once per session."""
+"""Shared session fixtures, built once per session and read-only for tests (copy before changing anything):
+
+- `synth_world`: a tiny synthetic world; `tiny_qwen25`, `tiny_qwen3`: the two tiny model families.
+- `shared_server`: one running `vtg serve` (tiny Qwen2.5-VL on the vLLM CPU engine, served as `tiny`, no API key,
+  the limits in SHARED_SERVE_RECIPE, default window settings) for every test module that needs no settings of its
+  own. Starting a server is the slow part of a server test (~40 s idle, ~100 s on a busy machine), so a new server
+  test (say, a streaming endpoint's) takes this fixture rather than calling `start_server` itself:
+
+      def test_something(shared_server):
+          httpx.post(shared_server.url + "/v1/grounding", json={"video": ..., "query": ...})
+
+  It serves the synthetic world and `shared_server.media` (an empty folder; a module writes its own files there,
+  under names no other module uses) and uploads into `shared_server.uploads`. Tests must leave it as they found
+  it: no killed engine, no slots held, and metrics read as differences (other modules' requests count too). A
+  module that needs other settings (an API key, URL fetching, a LoRA, window settings, tighter limits, a killed
+  engine) starts its own server with `support.server.start_server`, as test_serve_hardening, test_serve_long and
+  test_serve_web do.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+from support.server import RunningServer, start_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -35,3 +56,48 @@ def tiny_qwen3(tmp_path_factory):
     from vtg.train.tiny_model import build_tiny_model
 
     return build_tiny_model("qwen3-vl", tmp_path_factory.mktemp("tiny_qwen3"))
+
+
+# Limits of the shared server (test_serve_api checks these numbers: the 30 s video limit, max_samples 8, 429 once
+# 4 running + 16 queued requests are exceeded).
+SHARED_SERVE_RECIPE = (
+    "serve:\n  grounding_samples: 4\n  limits:\n    max_video_duration_s: 30\n    max_tokens: 64\n"
+    "    max_samples: 8\n    max_frames: 16\n    max_concurrency: 4\n    max_queue: 16\n"
+)
+
+
+@dataclass
+class SharedServer(RunningServer):
+    world: Path  # the session's synth_world (an allowed root)
+    media: Path  # an allowed root for modules' own files; its parent folder is outside every root
+    uploads: Path  # the upload folder (--upload-dir)
+
+
+@pytest.fixture(scope="session")
+def shared_server(tiny_qwen25, synth_world, tmp_path_factory):
+    """The session's one default `vtg serve` (see the module docstring): a `support.server.RunningServer` with
+    `.url`, `.log`, `.proc`, plus `.world` (the synthetic world), `.media` and `.uploads` (allowed roots)."""
+    tmp = tmp_path_factory.mktemp("shared_server")
+    media, uploads = tmp / "media", tmp / "uploads"
+    media.mkdir()
+    recipe = tmp / "serve.yaml"
+    recipe.write_text(SHARED_SERVE_RECIPE)
+    server = start_server(
+        [
+            "--model",
+            str(tiny_qwen25),
+            "--config",
+            str(recipe),
+            "--served-model-name",
+            "tiny",
+            "--allowed-local-media-path",
+            str(synth_world),
+            "--allowed-local-media-path",
+            str(media),
+            "--upload-dir",
+            str(uploads),
+        ],
+        tmp / "server.log",
+    )
+    yield SharedServer(**vars(server), world=synth_world, media=media, uploads=uploads)
+    server.stop()

@@ -1,11 +1,10 @@
 """Integration: `vtg eval run --endpoint` against the real `vtg serve` (vLLM CPU engine, tiny Qwen2.5-VL) with the
 `openai` client: file:// video URLs, bounded concurrency, a missing video recorded as an error line, resume, an
-unserved model name refused."""
+unserved model name and a profile other than the served one refused."""
 
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from vtg.cli import main
@@ -15,8 +14,8 @@ from vtg.eval.predictions import read_predictions
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
-def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
-    from support.server import start_server
+def test_endpoint_run_and_resume(synth_world, shared_server, tmp_path, capsys):
+    from support.server import metric
 
     recs = load_records(synth_world / "test.jsonl")[:3]
     rows = [dict(r.to_dict(), video=str(Path(r.video_path(synth_world)).resolve())) for r in recs]
@@ -26,50 +25,47 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
         f"benchmark: synthetic\nrecords: {tmp_path / 'records.jsonl'}\nmode: multi\nmax_new_tokens: 16\n"
         "temperature: 1.0\nseed: 3\nbatch_size: 2\nendpoint:\n  concurrency: 2\n"
     )
-    server = start_server(
-        ["--model", str(tiny_qwen25), "--served-model-name", "tiny", "--allowed-local-media-path", str(synth_world)],
-        tmp_path / "server.log",
-    )
-    try:
-        args = [
-            "eval",
-            "run",
-            "--config",
-            str(tmp_path / "eval.yaml"),
-            "--endpoint",
-            server.url + "/v1",
-            "--out",
-            str(tmp_path / "run"),
-        ]
-        assert main(args + ["--limit", "2"]) == 0  # a partial run, then the rest resumes
-        capsys.readouterr()
-        assert main(args) == 0
-        summary = json.loads(capsys.readouterr().out)
-        # a model name the server does not serve: refused up front, naming what it serves (not one 404 per query)
-        (tmp_path / "other.yaml").write_text((tmp_path / "eval.yaml").read_text() + "  model: tiny-7b\n")
-        assert (
-            main(
-                [
-                    "eval",
-                    "run",
-                    "--config",
-                    str(tmp_path / "other.yaml"),
-                    "--endpoint",
-                    server.url + "/v1",
-                    "--out",
-                    str(tmp_path / "other"),
-                ]
-            )
-            == 2
-        )
-        assert "endpoint.model: 'tiny-7b' is not served" in capsys.readouterr().err
-        assert not (tmp_path / "other" / "predictions.jsonl").exists()
-        # a strategy other than direct: the server runs it (the chat `grounding` extension), one coarse call a window
-        windowed = [*args[:-1], str(tmp_path / "windowed"), "--strategy", "coarse_to_fine", "--limit", "3"]
-        assert main(windowed) == 0
-        metrics = httpx.get(server.url + "/metrics", timeout=10).text
-    finally:
-        server.stop()
+    url = shared_server.url  # the session's server (tests/conftest.py): the tiny model served as 'tiny'
+    args = [
+        "eval",
+        "run",
+        "--config",
+        str(tmp_path / "eval.yaml"),
+        "--endpoint",
+        url + "/v1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    assert main(args + ["--limit", "2"]) == 0  # a partial run, then the rest resumes
+    capsys.readouterr()
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # a model name the server does not serve: refused up front, naming what it serves (not one 404 per query)
+    (tmp_path / "other.yaml").write_text((tmp_path / "eval.yaml").read_text() + "  model: tiny-7b\n")
+    other = [
+        "eval",
+        "run",
+        "--config",
+        str(tmp_path / "other.yaml"),
+        "--endpoint",
+        url + "/v1",
+        "--out",
+        str(tmp_path / "other"),
+    ]
+    assert main(other) == 2
+    assert "endpoint.model: 'tiny-7b' is not served" in capsys.readouterr().err
+    assert not (tmp_path / "other" / "predictions.jsonl").exists()
+    # asked in another profile's words than the server samples and reads by: refused up front
+    (tmp_path / "r1.yaml").write_text((tmp_path / "eval.yaml").read_text() + "profile: time-r1\nthink: true\n")
+    r1 = ["eval", "run", "--config", str(tmp_path / "r1.yaml"), "--endpoint", url + "/v1"]
+    assert main([*r1, "--out", str(tmp_path / "r1")]) == 2
+    assert "served with profile 'vtg' but this eval asks with profile 'time-r1'" in capsys.readouterr().err
+    # a strategy other than direct: the server runs it (the chat `grounding` extension), one coarse call a window
+    # (the shared server counts other modules' calls too: the difference is this run's)
+    coarse_before = metric(url, "vtg_grounding_calls_total", stage="coarse")
+    windowed = [*args[:-1], str(tmp_path / "windowed"), "--strategy", "coarse_to_fine", "--limit", "3"]
+    assert main(windowed) == 0
+    coarse_calls = metric(url, "vtg_grounding_calls_total", stage="coarse") - coarse_before
     assert summary["resumed"] == 2 and summary["ran"] == 2
     lines = read_predictions(tmp_path / "run" / "predictions.jsonl")
     assert list(lines) == [r["id"] for r in rows]
@@ -81,4 +77,4 @@ def test_endpoint_run_and_resume(synth_world, tiny_qwen25, tmp_path, capsys):
     windowed = read_predictions(tmp_path / "windowed" / "predictions.jsonl")
     assert len(windowed) == 3, windowed
     assert all(line["parse"] == "strict" for line in windowed.values()), windowed  # the server's canonical text
-    assert 'vtg_grounding_calls_total{stage="coarse"} 3.0' in metrics
+    assert coarse_calls == 3.0

@@ -83,6 +83,16 @@ def test_configs_load_and_reject_unknown_keys(tmp_path):
     bad.write_text("benchmark: x\nrecords: r.jsonl\nformat: qvhighlights\n")
     with pytest.raises(UserError, match="gt"):
         EvalConfig.load(bad)
+    # sampling and window overrides are checked when the config loads, not after a model and its engine started
+    bad.write_text("benchmark: x\nrecords: r.jsonl\nsampling: {max_frame: 32}\n")
+    with pytest.raises(UserError, match="sampling.*max_frame"):
+        EvalConfig.load(bad)
+    bad.write_text("benchmark: x\nrecords: r.jsonl\nsampling: {fps: 1, nframes: 8}\n")
+    with pytest.raises(UserError, match="either 'fps' or 'nframes'"):
+        EvalConfig.load(bad)
+    bad.write_text("benchmark: x\nrecords: r.jsonl\nwindows: {window_s: 0}\n")
+    with pytest.raises(UserError, match="window_s must be > 0"):
+        EvalConfig.load(bad)
 
 
 def _records(tmp_path):

@@ -235,6 +235,25 @@ def test_eval_and_serve_take_the_folders_profile(tiny_qwen25, tmp_path):
     assert ServedModel(timelens).requests.prompt.profile == "timelens"
 
 
+def test_server_reads_answers_with_the_served_profiles_parser(tiny_qwen25):
+    """A released checkpoint served with its profile: chat `moments` and `not_present` come from that profile's
+    parser (TimeLens' official parser reads "3.2 - 7.8 seconds" as whole seconds, 3-8; vtg's grammar as 3.2-7.8)."""
+    from vtg.serve.config import ServeConfig
+    from vtg.serve.metrics import Metrics
+    from vtg.serve.model import ServedModel
+    from vtg.serve.serving import Serving, _choice_moments
+
+    fx = json.loads((FIXTURES / "timelens.json").read_text())
+    case = fx["parser_cases"][0]  # "The event happens in 3.2 - 7.8 seconds." -> [[3.0, 8.0]] by the official code
+    cfg = ServeConfig(model=str(tiny_qwen25), profile="timelens", grounding_strategy="direct")
+    serving = Serving(cfg, ServedModel(cfg), Metrics())  # the engine is not started: nothing is generated here
+    (moments,) = _choice_moments([case["text"]], case["duration"], serving._parse)
+    assert [[m.start, m.end] for m in moments] == case["official"]
+    assert not serving._parse(case["text"]).not_present
+    (before,) = _choice_moments([case["text"]], case["duration"])  # vtg's own parser, which the server used before
+    assert [[m.start, m.end] for m in before] == [[3.2, 7.8]] != case["official"]
+
+
 def test_endpoint_refuses_what_a_chat_api_cannot_send():
     from vtg.eval.job import run_job
 

@@ -1,6 +1,6 @@
 """The real server (`vtg serve`, vLLM CPU engine, tiny Qwen2.5-VL) called over HTTP with the official `openai`
 client and httpx: plain vs streamed chat, grounding, every bad-request class, media escapes, saturation, uploads.
-One server for the module (start-up is the expensive part)."""
+The session's shared server (start-up is the expensive part)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ import pytest
 
 from vtg.data.grammar import iou
 
-from support.server import start_server
-
 pytestmark = pytest.mark.integration
 
 
@@ -30,48 +28,24 @@ def _video(path: Path, seconds: int, fps: float = 1.0, size: int = 32) -> Path:
 
 
 @pytest.fixture(scope="module")
-def env(tiny_qwen25, synth_world, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("serve_api")
-    media, secret = tmp / "media", tmp / "secret"
-    media.mkdir()
+def env(shared_server):
+    """The session's shared server (tests/conftest.py), with this module's files: in its media root a video over its
+    30 s limit, a corrupt one and a symlink escaping to a secret video in a folder outside every root."""
+    media, secret = shared_server.media, shared_server.media.parent / "secret"
     secret.mkdir()
-    _video(media / "long.mp4", 40)  # over the 30 s limit below
+    _video(media / "long.mp4", 40)  # over the shared server's 30 s limit
     (media / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 200)
-    shutil.copy(synth_world / "videos" / "v00000.mp4", secret / "secret.mp4")
+    shutil.copy(shared_server.world / "videos" / "v00000.mp4", secret / "secret.mp4")
     (media / "escape.mp4").symlink_to(secret / "secret.mp4")
-    recipe = tmp / "serve.yaml"
-    recipe.write_text(
-        "serve:\n  grounding_samples: 4\n  limits:\n    max_video_duration_s: 30\n    max_tokens: 64\n"
-        "    max_samples: 8\n    max_frames: 16\n    max_concurrency: 4\n    max_queue: 16\n"
-    )
-    server = start_server(
-        [
-            "--model",
-            str(tiny_qwen25),
-            "--config",
-            str(recipe),
-            "--served-model-name",
-            "tiny",
-            "--allowed-local-media-path",
-            str(synth_world),
-            "--allowed-local-media-path",
-            str(media),
-            "--upload-dir",
-            str(tmp / "uploads"),
-        ],
-        tmp / "server.log",
-    )
-    records = [json.loads(x) for x in (synth_world / "train.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (shared_server.world / "train.jsonl").read_text().splitlines()]
     yield {
-        "url": server.url,
-        "world": synth_world,
+        "url": shared_server.url,
+        "world": shared_server.world,
         "media": media,
         "secret": secret,
         "records": records,
-        "server": server,
-        "tmp": tmp,
+        "server": shared_server,
     }
-    server.stop()
 
 
 def _client(env, **kw):
@@ -109,7 +83,8 @@ def _assert_error(resp, status, *needles):
 def test_models_health_metrics_openapi(env):
     health = httpx.get(env["url"] + "/health").json()
     assert health["status"] == "ok" and health["engine"]["alive"] and health["slots_in_use"] == 0
-    assert [(m.id, m.prompt_style) for m in _client(env).models.list().data] == [("tiny", "short")]
+    cards = _client(env).models.list().data
+    assert [(m.id, m.prompt_style, m.profile) for m in cards] == [("tiny", "short", "vtg")]
     schema = httpx.get(env["url"] + "/openapi.json").json()
     assert {"/v1/chat/completions", "/v1/grounding", "/v1/models"} <= set(schema["paths"])
 

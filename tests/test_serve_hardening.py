@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from support.hostile import size_switching_mp4
-from support.server import start_server
+from support.server import metric, start_server
 from support.videos import grey_video
 
 pytestmark = pytest.mark.integration
@@ -116,12 +116,7 @@ def _grounding(srv, video, **extra):
 
 
 def _metric(srv, name: str, **labels) -> float:
-    text = httpx.get(srv["url"] + "/metrics", timeout=10).text
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0 if want else float("nan")
+    return metric(srv["url"], name, **labels)
 
 
 # ---- 1. a request's cost is bounded before decoding -------------------------------------------------------------

@@ -223,6 +223,39 @@ def test_absent_videos(world):
         assert r.moments == [] and r.extra["target"] not in shown and len(shown) == 2  # a decoy + 1 distractor
 
 
+def test_decoys_share_the_queried_colour_or_shape():
+    """Decoys are distractors of the queried colour (another shape) or shape (another colour): present or absent, a
+    family shows them, and an absent one never shows the queried kind. Without decoys the layout is unchanged."""
+    cfg = LongSynthConfig(videos_per_length=20, distractors=3, colour_decoys=1, shape_decoys=1)
+    families = benchmark_families(cfg)
+    assert sum(f["absent"] for f in families) == 4
+    for f in families:
+        t = f["target"]
+        kinds = [(o["colour"], o["shape"]) for o in f["objects"]]
+        assert len(kinds) == 4 == len(set(kinds)) == len({o["cell"] for o in f["objects"]})
+        others = kinds if f["absent"] else kinds[1:]
+        assert (t["colour"], t["shape"]) not in others
+        assert f["absent"] or kinds[0] == (t["colour"], t["shape"])
+        assert others[0][0] == t["colour"] and others[0][1] != t["shape"]  # the colour decoy
+        assert others[1][1] == t["shape"] and others[1][0] != t["colour"]  # the shape decoy
+        assert f"{t['colour']} {t['shape']}" in f["query"]
+    plain = LongSynthConfig(videos_per_length=20, distractors=3)
+    for f, g in zip(benchmark_families(plain), families, strict=True):  # the same queried object, events, cell
+        assert f["target"] == g["target"] and f["absent"] == g["absent"]
+        if not f["absent"]:
+            assert f["objects"][0] == g["objects"][0]
+    shares = Counter(o["colour"] == f["target"]["colour"] for f in benchmark_families(plain) for o in f["objects"][1:])
+    assert shares[False] > shares[True]  # without decoys most distractors differ in colour from the queried object
+    for bad, msg in [
+        (dict(distractors=1, colour_decoys=1, shape_decoys=1), r"must be at most distractors \(--distractors\) \(1\)"),
+        (dict(distractors=4, colour_decoys=3), r"colour_decoys \(--colour-decoys\) must be at most 2"),
+        (dict(distractors=4, shape_decoys=4), r"shape_decoys \(--shape-decoys\) must be at most 3"),
+        (dict(distractors=1, shape_decoys=-1), "shape_decoys"),
+    ]:
+        with pytest.raises(UserError, match=msg):
+            LongSynthConfig(**bad)
+
+
 def test_same_seed_same_world_byte_for_byte(tmp_path):
     cfg = LongSynthConfig(**{**SMALL, "videos_per_length": 2, "train_clips": 6, "val_clips": 2})
     a, b = generate_long(cfg, tmp_path / "a", workers=1), generate_long(cfg, tmp_path / "b", workers=2)
@@ -301,16 +334,19 @@ def test_cli_long_world(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     base = [sys.executable, "-m", "vtg", "data", "synth", "--out", str(tmp_path / "w")]
     flags = ["--long", "--durations-min", "0.5,1", "--videos-per-length", "2", "--event-seconds", "2,20"]
-    flags += ["--train-clips", "5", "--val-clips", "2", "--empty-fraction", "0.4", "--distractors", "1"]
+    flags += ["--train-clips", "5", "--val-clips", "2", "--empty-fraction", "0.4", "--distractors", "2"]
+    flags += ["--colour-decoys", "1", "--shape-decoys", "1"]
     p = subprocess.run(base + flags, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "wrote 4 test videos and 7 clips" in p.stdout and "clip-empty 2" in p.stdout
     world = json.loads((tmp_path / "w/world.json").read_text())
-    assert world["durations_min"] == [0.5, 1.0] and world["empty_fraction"] == 0.4 and world["distractors"] == 1
+    assert world["durations_min"] == [0.5, 1.0] and world["empty_fraction"] == 0.4 and world["distractors"] == 2
+    assert (world["colour_decoys"], world["shape_decoys"]) == (1, 1)
     for bad, msg in [
         (["--long", "--n", "3"], "--n: only for the short world"),
         (["--train-clips", "3"], "--train-clips: only for the long world (--long); add --long"),
         (["--long", "--clip-seconds", "8"], "--clip-seconds must be 2 comma-separated numbers"),
+        (["--long", "--shape-decoys", "1"], "must be at most distractors (--distractors) (0)"),
         (["--n", "2"], "holds the long synthetic world"),  # the short world would overwrite its records
     ]:
         q = subprocess.run(base + bad, capture_output=True, text=True, env=env, timeout=300)

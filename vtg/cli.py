@@ -18,6 +18,7 @@ AREAS = [
     ("vtg.train.cli", "train / model: SFT and GRPO recipes, tiny local models"),
     ("vtg.serve.cli", "serve: OpenAI-compatible grounding endpoint on vLLM"),
     ("vtg.eval.cli", "eval: offline evaluation jobs, scores, reports"),
+    ("vtg.stream_cli", "stream: ground a video as a live stream, events as JSON lines"),
     ("vtg.quickstart", "quickstart: the whole pipeline on the embedded synthetic world"),
 ]
 

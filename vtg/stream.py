@@ -384,6 +384,7 @@ class StreamSession:
         self.next_due: float | None = None
         self.skipped = 0
         self.asked = 0
+        self.lag = 0.0  # how far the last answered window's newest frame was behind the stream when answered
         self.pending: _Pending | None = None
         # called with (query_id, window_start, window_end, media_time, candidates) for every window answer before
         # its tracker sees it: a threshold sweep records them once and re-runs only the trackers
@@ -461,6 +462,7 @@ class StreamSession:
         p, self.pending = self.pending, None
         start = p.window.metadata.offset
         end = start + float(p.window.metadata.duration)
+        self.lag = max(0.0, self.now - (start + p.window.metadata.timestamps[-1]))
         events = []
         for qid, completions in zip(p.query_ids, answers):
             tracker = self.trackers.get(qid)
@@ -471,6 +473,41 @@ class StreamSession:
                 self.on_window(qid, start, end, self.now, candidates)
             events += tracker.observe(start, end, candidates, at=self.now)
         return events
+
+    def abandon(self) -> None:
+        """Drop the pending ask unanswered (the engine refused it, or it timed out): its window is skipped."""
+        if self.pending is not None:
+            self.pending = None
+            self.skipped += 1
+
+    def progress(self) -> dict[str, Any]:
+        """The `progress` record (docs/streaming.md#events): media time seen, lag of the last answer, windows asked
+        and skipped."""
+        return {"type": "progress", "media_time": round(self.now, 3), "lag": round(self.lag, 3),
+                "windows": self.asked, "skipped": self.skipped}  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        """How this session watches (the `session.created` record's `session`, docs/serving.md#streams)."""
+        s = self.settings
+        return {"window_s": s.window_s, "stride_s": s.stride_s, "fps": self.ring.fps, "min_window_s": s.min_window_s,
+                "max_queries": s.max_queries,
+                "queries": [{"id": q, "text": t} for q, t in self.queries.items()]}  # fmt: skip
+
+    def summary(self, texts: dict[str, str]) -> dict[str, Any]:
+        """The `session.closed` record: every query's moments so far (`texts`: query id -> text, removed queries
+        included), an ongoing moment ending at the newest frame."""
+        return {
+            "type": "session.closed",
+            "media_time": round(self.now, 3),
+            "windows": self.asked,
+            "skipped": self.skipped,
+            "queries": [
+                {"id": q, "text": texts.get(q, ""), "active": q in self.queries,
+                 "moments": [{"start": round(a, 3), "end": round(b, 3), "score": round(sc, 4), "ongoing": ongoing}
+                             for a, b, sc, ongoing in spans]}
+                for q, spans in self.spans().items()
+            ],
+        }  # fmt: skip
 
     def spans(self) -> dict[str, list[tuple[float, float, float, bool]]]:
         """Every query's moments so far (start, end, score, ongoing), removed queries included."""
@@ -537,8 +574,7 @@ def replay_asks(
         answers = yield ask
         for e in session.answer(answers):
             emit(e.to_dict())
-        emit({"type": "progress", "media_time": round(session.now, 3), "lag": 0.0, "windows": session.asked,
-              "skipped": session.skipped})  # fmt: skip
+        emit(session.progress())
 
 
 def replay(session: StreamSession, frames: Iterator[tuple[Any, float]], generate) -> Iterator[dict[str, Any]]:

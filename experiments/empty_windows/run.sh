@@ -2,11 +2,14 @@
 # Does the long-video tiny model need empty clips in its training mix? The bench/long recipe and world, but the
 # training clips drawn with --empty-fraction 0 (every clip shows part of an event); evaluated on the bench's
 # held-out clips (30 % empty) and its 10- and 30-min test videos with coarse_to_fine.
-#   HF_HUB_OFFLINE=1 bash experiments/empty_windows/run.sh BENCH_OUT WORK   (BENCH_OUT: bench/long/run.py's --out)
+#   HF_HUB_OFFLINE=1 bash experiments/empty_windows/run.sh BENCH_OUT WORK
+# (BENCH_OUT: the --out of `python -m bench.long.run --seed 0`: a choice is made here, on the validation families,
+# never on the bench's held-out test seed, which is refused)
 set -euo pipefail
-BENCH=${1:-outputs/bench-long}
+BENCH=${1:-outputs/bench-long-val}
 WORK=${2:-outputs/empty-windows}
 VTG=".venv/bin/python -m vtg"
+.venv/bin/python -c "import sys; from bench.long.run import refuse_test_world; refuse_test_world(sys.argv[1])" "$BENCH"
 mkdir -p "$WORK"
 [ -f "$WORK/world/train.jsonl" ] || $VTG data synth --long --out "$WORK/world" --durations-min 2,10,30,60 \
   --videos-per-length 25 --train-clips 3000 --val-clips 300 --empty-fraction 0 --seed 0 > "$WORK/world.log" 2>&1

@@ -1,9 +1,10 @@
 """Which score ranks coarse-pass moments best: 1 - p("not present"), answer likelihood, or agreement of samples.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python experiments/long_scores/run.py --bench outputs/bench-long --out experiments/long_scores
+    HF_HUB_OFFLINE=1 .venv/bin/python experiments/long_scores/run.py --bench outputs/bench-long-val --out experiments/long_scores
 
-Takes the tiny model and the long world `bench/long/run.py` made (its --out folder), runs only the coarse pass of
-`coarse_to_fine` (no fine pass, every candidate kept: `min_score 0`, `candidates 100`) on the test videos of 10 and
+Takes the tiny model and the long world `bench/long/run.py --seed 0` made (its --out folder: seed 0's test
+families are the validation set; the bench's own seed holds its held-out test families, which this refuses), runs
+only the coarse pass of `coarse_to_fine` (no fine pass, every candidate kept: `min_score 0`, `candidates 100`) on the test videos of 10 and
 30 minutes with each score, and measures, per score:
 - R1@0.5: the share of present queries whose best-scored candidate has IoU >= 0.5 with a true moment;
 - AUROC: how well the score separates candidates that match a true moment (IoU >= 0.5) from the rest (ties: half);
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,7 +37,9 @@ def auroc(pos: list[float], neg: list[float]) -> float | None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--bench", default="outputs/bench-long", help="bench/long/run.py's --out folder")
+    p.add_argument(
+        "--bench", default="outputs/bench-long-val", help="bench/long/run.py's --out folder, run with --seed 0"
+    )
     p.add_argument("--out", default=str(Path(__file__).parent))
     p.add_argument("--lengths", default="10,30")
     args = p.parse_args()
@@ -45,6 +49,10 @@ def main() -> None:
     from vtg.request import Requests
     from vtg.vllm_engine import make_llm
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: bench/
+    from bench.long.run import refuse_test_world
+
+    refuse_test_world(args.bench)  # a score is chosen here: never on the bench's test families
     bench = Path(args.bench)
     model = bench / "sft" / "final"
     world = bench / "world"

@@ -67,3 +67,15 @@ def start_server(args: list[str], log: str | os.PathLike, timeout: float = 900.0
         time.sleep(1.0)
     server.stop()
     raise TimeoutError(f"vtg serve did not answer /health within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def metric(url: str, name: str, **labels) -> float:
+    """A Prometheus sample from the server's /metrics: the first `name{...}` line carrying all `labels` (0.0 when none
+    does yet; NaN for an unlabelled name that is absent)."""
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0 if labels else float("nan")
