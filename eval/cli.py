@@ -30,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--records", help="override the config's records file")
     r.add_argument(
         "--strategy",
-        choices=("direct", "coarse_to_fine", "auto"),
-        help="override the config's grounding strategy (vtg.grounding; docs/long-videos.md)",
+        choices=("direct", "coarse_to_fine", "auto", "streaming"),
+        help="override the config's grounding strategy (vtg.grounding; docs/long-videos.md); streaming: each video "
+        "replayed as a live stream, its events scored too (docs/streaming.md)",
     )
     r.add_argument(
         "--profile",
@@ -167,6 +168,10 @@ def _merge(args: argparse.Namespace) -> int:
         ids = [r.id for r in load_records(path)]
     info = merge(args.inputs, ids, args.out)
     _carry_run_meta(args.inputs, args.out)
+    from vtg.eval.streaming import merge_events
+
+    if merge_events(args.inputs, args.out):  # a streaming run's shards: their events too
+        print(f"merged the events into {args.out}/events.jsonl")
     print(
         f"merged {info['lines']} predictions from {info['files']} file(s) into {args.out}/predictions.jsonl"
         + ("" if ids is not None else " (no --config/--records: completeness not checked)")

@@ -76,8 +76,11 @@ class EvalConfig:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     strategy: str = "direct"  # vtg.grounding: direct | coarse_to_fine | auto (coarse_to_fine above the model's
-    # direct_max_s); long-video benchmarks set coarse_to_fine
+    # direct_max_s); long-video benchmarks set coarse_to_fine; `streaming`: each video replayed as a live stream
+    # (vtg.stream, offline only), its events scored too (vtg.eval.streaming)
     windows: dict[str, Any] = field(default_factory=dict)  # WindowSettings keys over the model's (vtg_sampling.json)
+    stream: dict[str, Any] = field(default_factory=dict)  # strategy streaming: StreamSettings keys (vtg.stream) over
+    # the model's window length and fps
     top_k: int | None = None  # windowed strategies: each line also keeps a ranked list of up to top_k moments for
     # R@K tables (the official MAD and Ego4D-NLQ tables read it); None: the answer only
     nms_iou: float = 0.5  # that list's NMS: a moment overlapping a better one at IoU >= nms_iou is dropped
@@ -85,8 +88,15 @@ class EvalConfig:
     def __post_init__(self):
         from vtg.grounding import STRATEGIES
 
-        if self.strategy not in STRATEGIES:
-            raise UserError(f"strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
+        if self.strategy not in STRATEGIES + ("streaming",):
+            raise UserError(f"strategy must be one of {list(STRATEGIES) + ['streaming']}, got {self.strategy!r}")
+        if self.stream:
+            from vtg.stream import StreamSettings
+
+            known = {f.name for f in dataclasses.fields(StreamSettings)}
+            unknown = sorted(set(self.stream) - known)
+            if unknown:
+                raise UserError(f"stream: unknown key(s) {unknown}; StreamSettings has {sorted(known)}")
         if self.format not in FORMATS:
             raise UserError(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.format == "qvhighlights" and not self.gt:

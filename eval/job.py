@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,10 @@ def run_job(
             f"profile {cfg.profile!r} with think: false continues the prompt after the generation prompt, which a "
             "chat API cannot send: run it offline (--model) or set think: true"
         )
+    if endpoint is not None and cfg.strategy == "streaming":
+        raise UserError(
+            "strategy streaming replays each video on a virtual clock on an offline engine: run it with --model"
+        )
     served = _connect(cfg, endpoint) if endpoint is not None else None
     if cfg.prompt_style is None:  # word the question as the model was trained to read it (run.json records it)
         from vtg.model_folder import read_prompt_style
@@ -92,7 +97,7 @@ def run_job(
     timing: dict[str, Any] = {}
     with Appender(pred_path) as app:
         if todo and model is not None:
-            timing = _run_offline(cfg, model, todo, root, app, progress)
+            timing = _run_offline(cfg, model, todo, root, app, progress, out / _events_name(shard))
         elif todo:
             if cfg.top_k is not None and progress:
                 progress(
@@ -115,6 +120,12 @@ def run_job(
     if shard is None or shard[1] == 1:
         summary["metrics"] = _score_run(cfg, selected, pred_path, out)
     return summary
+
+
+def _events_name(shard: tuple[int, int] | None) -> str:
+    from vtg.eval.streaming import events_file_name
+
+    return events_file_name(shard)
 
 
 def _write_meta(out: Path, cfg: EvalConfig, records_path: Path, model, endpoint, shard, limit) -> None:
@@ -150,6 +161,10 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
         )
         result["counts"]["unlabelled"] = len(selected) - len(labelled)
         result["by_video_length"] = by_video_length(scores, cfg.scoring.conventions())
+        if cfg.strategy == "streaming":  # the events beside the final spans (vtg.eval.streaming)
+            from vtg.eval.streaming import score_run_folder
+
+            result["streaming"] = score_run_folder(labelled, out)
         if cfg.scoring.official:  # the benchmark's own table, first; the file it scored beside it
             from vtg.eval.official import score_run
 
@@ -172,6 +187,7 @@ def _score_run(cfg: EvalConfig, selected: list[Record], pred_path: Path, out: Pa
         **official,
         **({"vtg": result["metrics"]} if official else result["metrics"]),
         **({"qvhighlights": result["qvhighlights"]} if "qvhighlights" in result else {}),
+        **({"streaming": result["streaming"]["metrics"]} if result.get("streaming") else {}),
     }
 
 
@@ -236,9 +252,12 @@ def first_request(cfg: EvalConfig, rec: Record, root: Path, requests, settings=N
 
 def _batches(cfg: EvalConfig, todo: list[Record], settings) -> list[list[Record]]:
     """`batch_size` questions per round for `direct`; windowed ones ask `batch_windows` windows each, so fewer of
-    them run together (memory holds every running question's windows)."""
+    them run together (memory holds every running question's windows). Streams ask one window a round each:
+    `batch_size` of them are replayed together."""
     from vtg.grounding import choose
 
+    if cfg.strategy == "streaming":
+        return _chunks(todo, cfg.batch_size)
     plain, windowed = [], []
     for r in todo:
         (plain if choose(cfg.strategy, r.duration, settings) == "direct" else windowed).append(r)
@@ -263,7 +282,17 @@ def _line(rec: Record, outcome, parser: str = "vtg") -> dict[str, Any]:
     )
 
 
-def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress) -> dict:
+def _stream_settings(cfg: EvalConfig, model: str):
+    """The model's stream settings (its window length) with the config's `stream` on top."""
+    from vtg.model_folder import ModelFolder
+    from vtg.stream import StreamSettings
+
+    return StreamSettings.for_model(ModelFolder.read(model), cfg.stream)
+
+
+def _run_offline(
+    cfg: EvalConfig, model: str, todo: list[Record], root: Path, app: Appender, progress, events_path: Path
+) -> dict:
     t_start = time.perf_counter()  # setup = imports + processor + engine start, reported apart from the loop
     from vllm import SamplingParams
 
@@ -275,6 +304,11 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
     requests = requests_for(cfg, model)
     parser = get_profile(cfg.profile).parser
     settings = windows_for(cfg, model)
+    streaming = cfg.strategy == "streaming"
+    if streaming:  # settings checked before the engine starts
+        from vtg.eval.streaming import StreamLog, stream_strategy
+
+        stream, logs = _stream_settings(cfg, model), {r.id: StreamLog() for r in todo}
     llm = make_llm(model, **cfg.vllm)
     timing = {"engine_start_s": round(time.perf_counter() - t_start, 3)}
 
@@ -285,11 +319,16 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
 
     batches = _batches(cfg, todo, settings)
     t_loop = time.perf_counter()
-    with ThreadPoolExecutor(cfg.decode_workers) as pool:
+    with ThreadPoolExecutor(cfg.decode_workers) as pool, Appender(events_path) if streaming else nullcontext() as ev:
         runner = StrategyRunner(llm, params, pool)
 
+        def make(r: Record):
+            if not streaming:
+                return _strategy(r, root, requests, cfg, settings)
+            return lambda: stream_strategy(requests, r.video_path(root), r.query, stream, cfg.mode, logs[r.id])
+
         def start(batch: list[Record]):
-            return runner.start({r.id: _strategy(r, root, requests, cfg, settings) for r in batch})
+            return runner.start({r.id: make(r) for r in batch})
 
         pending = start(batches[0])
         for k, batch in enumerate(batches):
@@ -298,6 +337,8 @@ def _run_offline(cfg: EvalConfig, model: str, todo: list[Record], root: Path, ap
                 pending = start(batches[k + 1])  # decode the next batch while the engine runs this one
             outcomes = runner.finish(current)
             lines = [_line(r, outcomes[r.id], parser) for r in batch]
+            if streaming:  # events first: a record with a prediction line always has its events line
+                ev.write([logs.pop(r.id).line(r.id, outcomes[r.id].error) for r in batch])
             app.write(lines)
             if progress:
                 progress(

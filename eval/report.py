@@ -79,6 +79,10 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[QueryScore], dic
         from vtg.eval.official import score_run
 
         result["official"] = score_run(cfg.scoring.official, records, preds)[0]
+    if cfg.strategy == "streaming":  # its events, scored beside the final spans (vtg.eval.streaming)
+        from vtg.eval.streaming import score_run_folder
+
+        result["streaming"] = score_run_folder(records, d)
     return meta, scores, result
 
 
@@ -94,6 +98,12 @@ def length_bin(duration_s: float) -> str:
     return _length_label(edges[-2], edges[-1])
 
 
+def length_labels() -> list[str]:
+    """The fixed video-length bins' labels, shortest first."""
+    edges = VIDEO_LENGTH_BINS_MIN
+    return [_length_label(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
 def _length_label(lo: float, hi: float) -> str:
     if lo == 0:
         return f"< {hi:g} min"
@@ -104,8 +114,7 @@ def by_video_length(scores: Sequence[QueryScore], conv: Conventions) -> dict[str
     """Every metric per fixed video-length bin (`n`: queries in the bin; metrics None when it is empty)."""
     from vtg.eval.metrics import aggregate
 
-    edges = VIDEO_LENGTH_BINS_MIN
-    bins: dict[str, list[QueryScore]] = {_length_label(lo, hi): [] for lo, hi in zip(edges[:-1], edges[1:])}
+    bins: dict[str, list[QueryScore]] = {label: [] for label in length_labels()}
     for s in scores:
         bins[length_bin(s.duration)].append(s)
     return {label: {"n": len(sel), **(aggregate(sel, conv)["metrics"] if sel else {})} for label, sel in bins.items()}
@@ -151,6 +160,7 @@ def run_summary(
         "counts": result["counts"],
         "official": result.get("official"),
         "qvhighlights": result.get("qvhighlights"),
+        "streaming": result.get("streaming"),
         "r1_curve": {f"{t:g}": pct(sum(s.hit(1, t, conv) for s in present), len(present)) for t in CURVE_THETAS},
         "iou_hist": {"edges": HIST_EDGES, "counts": hist},
         "by_video_length": by_video_length(scores, conv),
@@ -279,6 +289,32 @@ def markdown(report: dict[str, Any]) -> str:
         keys = next(r["qvhighlights"] for r in runs if r["qvhighlights"])
         for k in keys:
             lines.append(_row(k, [(r["qvhighlights"] or {}).get(k) for r in runs]))
+    streams = [r.get("streaming") for r in runs]
+    if any(streams):  # streaming runs: their events (docs/streaming.md#metrics); – for runs of other strategies
+        first = next(x for x in streams if x)
+        lines += [
+            "",
+            "## Streaming",
+            "",
+            f"Events of each record's causal replay. event_*: a moment.started emitted within ±{first['tau_s']:g} s "
+            f"of a true start (StreamingBench's rule); span_*: the final spans at IoU >= {first['span_iou']:g}; "
+            "delays (OnVTG's SD / ED, seconds): emitted time - true start / end, on the span-matched moments; false "
+            "alarms: moment.started per hour of streams without the event. P/R/F1 in %.",
+            "",
+            head,
+        ]
+        for k in first["metrics"]:
+            lines.append(_row(k, [(x or {}).get("metrics", {}).get(k) for x in streams]))
+        for k in first["counts"]:
+            lines.append(_row(k, [(x or {}).get("counts", {}).get(k) for x in streams]))
+        for b in first["by_video_length"]:
+            if not any((x or {}).get("by_video_length", {}).get(b, {}).get("n") for x in streams):
+                continue
+            for m in ("n", f"event_F1@{first['tau_s']:g}s", f"span_F1@IoU{first['span_iou']:g}",
+                      "start_delay_median_s", "end_delay_median_s", "false_alarms_per_hour"):  # fmt: skip
+                lines.append(
+                    _row(f"{b} {m}", [(x or {}).get("by_video_length", {}).get(b, {}).get(m) for x in streams])
+                )
     verdicts = verdict_lines(report)
     if verdicts:
         lines += ["", "## Controls and baselines", "", *verdicts]

@@ -27,7 +27,7 @@ import dataclasses
 import math
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -386,6 +386,9 @@ class StreamSession:
         self.asked = 0
         self.lag = 0.0  # how far the last answered window's newest frame was behind the stream when answered
         self.pending: _Pending | None = None
+        # called with (query_id, window_start, window_end, media_time, candidates) for every window answer before
+        # its tracker sees it: a threshold sweep records them once and re-runs only the trackers
+        self.on_window: Callable[[str, float, float, float, list[Candidate]], None] | None = None
 
     # -- queries
 
@@ -466,6 +469,8 @@ class StreamSession:
             if tracker is None:  # removed while its window was asked
                 continue
             candidates = self._scorer.moments([p.window], [completions])
+            if self.on_window is not None:
+                self.on_window(qid, start, end, self.now, candidates)
             events += tracker.observe(start, end, candidates, at=self.now)
         return events
 
@@ -555,18 +560,40 @@ def file_frames(source: str, fps: float, budget: DecodeBudget | None = None) -> 
             container.close()
 
 
-def replay(session: StreamSession, frames: Iterator[tuple[Any, float]], generate) -> Iterator[dict[str, Any]]:
-    """Run a session over `frames` on a virtual clock: before each frame past a due time, the window is asked and
-    answered (`generate(ask) -> list[list[Completion]]`), so the model never falls behind and a replay is
-    deterministic. Yields events (`Event.to_dict()`) and, after each window, a `progress` record."""
+def replay_asks(
+    session: StreamSession, frames: Iterator[tuple[Any, float]], emit: Callable[[dict[str, Any]], None]
+) -> Generator[Ask, list[list[Completion]], None]:
+    """`replay` as a strategy-style generator (vtg.grounding's protocol): yields each due window's `Ask`, is sent its
+    completions, and hands the events and `progress` records to `emit`. Drivers that pool the asks of several
+    streams into one engine call run it (eval's `streaming` strategy); `replay` runs one stream."""
     for frame, t in frames:
         session.push(frame, t)
         ask = session.ask()
         if ask is None:
             continue
-        for e in session.answer(generate(ask)):
-            yield e.to_dict()
-        yield session.progress()
+        answers = yield ask
+        for e in session.answer(answers):
+            emit(e.to_dict())
+        emit(session.progress())
+
+
+def replay(session: StreamSession, frames: Iterator[tuple[Any, float]], generate) -> Iterator[dict[str, Any]]:
+    """Run a session over `frames` on a virtual clock: before each frame past a due time, the window is asked and
+    answered (`generate(ask) -> list[list[Completion]]`), so the model never falls behind and a replay is
+    deterministic. Yields events (`Event.to_dict()`) and, after each window, a `progress` record."""
+    out: list[dict[str, Any]] = []
+    steps = replay_asks(session, frames, out.append)
+    answers = None
+    while True:
+        try:
+            ask = steps.send(answers)
+        except StopIteration:
+            ask = None
+        yield from out
+        out.clear()
+        if ask is None:
+            return
+        answers = generate(ask)
 
 
 def llm_generate(llm, base_params):
