@@ -320,7 +320,7 @@ def test_web_page_live_camera_and_file(server, synth_world, tmp_path):
             f"live.progress.media_time > {first} + 0.9 && live.progress.media_time", timeout=60, what="later progress"
         )
         sent, last = b.js("live.sent"), b.js("live.lastSent")
-        assert later <= last + 1e-6  # what the server processed is what the page sent ...
+        assert later <= last + 1e-3  # what the server processed is what the page sent (events round to 1 ms) ...
         assert abs(sent - last * 2.0) <= 3  # ... on the session's 2-fps grid from media time 0
         assert b.js("live.progress.windows") >= 2
         text = b.js("$('live-progress').textContent")
