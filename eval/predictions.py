@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,24 +57,28 @@ def make_line(
     return line
 
 
-def read_predictions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """id -> line. A truncated final line (killed writer) is skipped; duplicates keep the first (a resumed run
-    never writes one, so a duplicate means two runs shared a file: reported)."""
-    out: dict[str, dict[str, Any]] = {}
-    dups: list[str] = []
+def json_lines(path: str | os.PathLike, what: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) of a JSONL file written line by line, blank lines skipped. A half-written last
+    line (a killed writer) is skipped; any other bad line is an error naming it (`what`: what the file holds)."""
     raw = Path(path).read_bytes()
     lines = raw.split(b"\n")
     for n, b in enumerate(lines, 1):
         if not b.strip():
             continue
         try:
-            d = json.loads(b)
+            yield n, json.loads(b)
         except json.JSONDecodeError:
             if n == len(lines) and not raw.endswith(b"\n"):
                 continue  # half-written tail of a killed run
-            raise UserError(
-                f"{path}: line {n} is not valid JSON; predictions files hold one JSON object a line"
-            ) from None
+            raise UserError(f"{path}: line {n} is not valid JSON; {what} files hold one JSON object a line") from None
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """id -> line. A truncated final line (killed writer) is skipped; duplicates keep the first (a resumed run
+    never writes one, so a duplicate means two runs shared a file: reported)."""
+    out: dict[str, dict[str, Any]] = {}
+    dups: list[str] = []
+    for n, d in json_lines(path, "predictions"):
         if not isinstance(d, dict) or "id" not in d:
             raise UserError(f"{path}: line {n} has no 'id'")
         if d["id"] in out:

@@ -106,18 +106,10 @@ def events_file_name(shard: tuple[int, int] | None) -> str:
 def read_events(path: str | Path) -> dict[str, dict[str, Any]]:
     """id -> events line; a rerun's later line for an id wins (the record was replayed again); a half-written last
     line (a killed run) is skipped."""
+    from vtg.eval.predictions import json_lines
+
     out: dict[str, dict[str, Any]] = {}
-    raw = Path(path).read_bytes()
-    lines = raw.split(b"\n")
-    for n, b in enumerate(lines, 1):
-        if not b.strip():
-            continue
-        try:
-            d = json.loads(b)
-        except json.JSONDecodeError:
-            if n == len(lines) and not raw.endswith(b"\n"):
-                continue
-            raise UserError(f"{path}: line {n} is not valid JSON") from None
+    for n, d in json_lines(path, "events"):
         if not isinstance(d, dict) or "id" not in d or not isinstance(d.get("events"), list):
             raise UserError(f"{path}: line {n} is not an events line (needs 'id' and a list 'events')")
         out[str(d["id"])] = d
