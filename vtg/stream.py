@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -385,6 +386,8 @@ class StreamSession:
         self.skipped = 0
         self.asked = 0
         self.lag = 0.0  # how far the last answered window's newest frame was behind the stream when answered
+        # the server pushes frames and builds a window in different worker threads: the ring is read under it
+        self._ring_lock = threading.Lock()
         self.pending: _Pending | None = None
         # called with (query_id, window_start, window_end, media_time, candidates) for every window answer before
         # its tracker sees it: a threshold sweep records them once and re-runs only the trackers
@@ -417,7 +420,8 @@ class StreamSession:
         return self.ring.last_t if self.ring.last_t is not None else 0.0
 
     def push(self, frame: np.ndarray, t: float, name: str = "") -> bool:
-        kept = self.ring.push(frame, t, name)
+        with self._ring_lock:
+            kept = self.ring.push(frame, t, name)
         if self.next_due is None and self.ring.first_t is not None:
             self.next_due = self.ring.first_t + self.settings.min_window_s
         return kept
@@ -436,7 +440,8 @@ class StreamSession:
 
         if not self.due():
             return None
-        window = self.ring.window(self.source)
+        with self._ring_lock:
+            window = self.ring.window(self.source)
         if window is None:
             return None
         stride = self.settings.stride_s
