@@ -25,7 +25,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-GRID = {"start_score": (0.3, 0.5, 0.7), "keep_score": (0.1, 0.3, 0.5), "confirm": (1, 2), "release": (1, 2)}
+GRID = {
+    "start_score": (0.3, 0.5, 0.7, 0.85, 0.95),
+    "keep_score": (0.1, 0.3, 0.5, 0.7, 0.85),
+    "confirm": (1, 2, 3),
+    "release": (1, 2),
+}
 BEGIN, END = "<!-- sweep:begin -->", "<!-- sweep:end -->"
 
 
