@@ -3,6 +3,8 @@ moment events with hysteresis, and a stream window is the same clip `read_window
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -93,7 +95,8 @@ def track(settings: StreamSettings, answers):
     return tracker, out
 
 
-S = StreamSettings(window_s=10.0, stride_s=2.0)
+# the tracker's mechanics, not the chosen defaults: scores of 0.8-0.9 count, one window starts or ends a moment
+S = StreamSettings(window_s=10.0, stride_s=2.0, start_score=0.5, keep_score=0.3, confirm=1, release=1)
 
 
 def test_tracker_announces_start_then_end_of_an_ongoing_moment():
@@ -114,7 +117,7 @@ def test_tracker_short_moment_is_started_and_ended_at_once():
 
 
 def test_tracker_hysteresis_and_release():
-    settings = StreamSettings(window_s=10.0, stride_s=2.0, start_score=0.6, keep_score=0.3, release=2)
+    settings = StreamSettings(window_s=10.0, stride_s=2.0, start_score=0.6, keep_score=0.3, confirm=1, release=2)
     tracker, events = track(settings, [
         (0, 10, [(8.0, 10.0, 0.5)]),  # under start_score: no evidence
         (2, 12, [(8.0, 12.0, 0.7)]),  # started
@@ -127,7 +130,7 @@ def test_tracker_hysteresis_and_release():
 
 
 def test_tracker_confirm_needs_successive_windows():
-    settings = StreamSettings(window_s=10.0, stride_s=2.0, confirm=2)
+    settings = dataclasses.replace(S, confirm=2)
     _, events = track(settings, [
         (0, 10, [(9.0, 10.0, 0.9)]),
         (2, 12, []),  # the evidence is broken

@@ -61,10 +61,12 @@ class StreamSettings:
     fps: float | None = None  # frames per second kept and shown; None: the model's own
     min_window_s: float = 4.0  # the first ask waits until this much of the stream is buffered
     score: str = "likelihood"  # how a window's answer is scored (vtg.grounding.SCORES, without `agreement`)
-    start_score: float = 0.5  # a window moment scored lower is no evidence of a new moment
-    keep_score: float = 0.3  # ... and an active moment needs at least this to stay (hysteresis)
+    # the four trigger settings: chosen on validation streams (experiments/stream_thresholds), the same point in the
+    # distractor and the one-object world
+    start_score: float = 0.85  # a window moment scored lower is no evidence of a new moment
+    keep_score: float = 0.85  # ... and an active moment needs at least this to stay (lower: hysteresis)
     confirm: int = 1  # successive windows of evidence before moment.started
-    release: int = 1  # successive windows without the moment before moment.ended
+    release: int = 2  # successive windows without the moment before moment.ended
     edge_s: float = 1.0  # a moment ending within this of the window's end is ongoing
     update_s: float = 1.0  # a start that moves more than this is announced (moment.updated)
     max_queries: int = 8
