@@ -318,6 +318,7 @@ def test_fetched_videos_stay_within_the_disk_budget(srv):
     assert sum(p.stat().st_size for p in folder.iterdir()) <= srv["fetch_budget"]
 
 
+@pytest.mark.slow  # a server of its own, started to be stopped (~60 s)
 def test_the_fetch_folder_is_removed_when_the_server_stops(tiny_qwen25, files_server, tmp_path):
     server = start_server(
         ["--model", str(tiny_qwen25), "--allow-url-fetch", "--allow-private-urls"], tmp_path / "server.log"

@@ -353,17 +353,23 @@ def test_server_read_refusals(env, tmp_path):
 # ---- the CLI ----------------------------------------------------------------------------------------------------
 
 
-def test_cli_streams_to_a_server_and_locally(env):
+def _cli(env) -> list[str]:
     cmd = [sys.executable, "-m", "vtg", "stream", str(env["short"]), "--query", "a person"]
-    opts = [x for k, v in OPTIONS.items() for x in ("--option", f"{k}={v}")]
-    remote = subprocess.run(cmd + opts + ["--endpoint", env["url"], "--api-key", KEY], capture_output=True,
+    return cmd + [x for k, v in OPTIONS.items() for x in ("--option", f"{k}={v}")]
+
+
+def test_cli_streams_to_a_server(env):
+    remote = subprocess.run(_cli(env) + ["--endpoint", env["url"], "--api-key", KEY], capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     assert remote.returncode == 0, remote.stderr
     events = [json.loads(x) for x in remote.stdout.splitlines()]
     assert events[0]["type"] == "session.created" and events[-1]["type"] == "session.closed"
     assert events[-1]["media_time"] == pytest.approx(3.5)
 
-    local = subprocess.run(cmd + opts + ["--model", str(env["model"]), "--max-tokens", "8"], capture_output=True,
+
+@pytest.mark.slow  # an engine of its own (~25 s); the same replay runs in the fast tier under eval's streaming strategy
+def test_cli_streams_locally(env):
+    local = subprocess.run(_cli(env) + ["--model", str(env["model"]), "--max-tokens", "8"], capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert local.returncode == 0, local.stderr[-3000:]
     events = [json.loads(x) for x in local.stdout.splitlines()]

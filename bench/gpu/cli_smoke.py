@@ -133,6 +133,9 @@ def main(argv=None) -> int:
         "its GRPO rows get real rewards; without it they start from the smoke's own 300-step SFT "
         "model and add a noise reward",
     )
+    p.add_argument(
+        "--families", default="qwen2.5-vl,qwen3-vl", help="model families to run, comma-separated (default: both)"
+    )
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import torch
@@ -155,7 +158,7 @@ def main(argv=None) -> int:
         "logging_steps": 1,
         "save_steps": 10**6,
     }
-    for family in ("qwen2.5-vl", "qwen3-vl"):
+    for family in args.families.split(","):
         model = build_tiny_model(family, work / family / "base", size="small")
         common = {"model": model, "train_file": train, "logging_steps": 10, "save_steps": 10**6}
         full = run_job(
