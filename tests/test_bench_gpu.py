@@ -20,6 +20,7 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # bench/gpu's GRPO-step timer rehearsed on the CPU (~30 s); GRPO's step is tests/test_train_grpo.py's
 def test_grpo_step_tiny_prints_the_table(tmp_path):
     out = tmp_path / "result.json"
     r = run_module("bench.gpu.grpo_step", "--tiny", "--steps", "1", "--json", str(out))
@@ -46,7 +47,7 @@ def test_grpo_step_tiny_prints_the_table(tmp_path):
 def test_cli_smoke_runs_every_job_on_cpu(tmp_path):
     """bench/gpu/cli_smoke.py (the GPU machine's check of `vtg train` on tiny models) at 1 % of its steps: 3 full-SFT
     steps, 2 for each other job (what is checked here holds at any step count), for one family (both families'
-    training is covered by tests/test_train_*; the GPU machine runs both)."""
+    training is covered by tests/test_train_sft.py and tests/test_train_grpo.py; the GPU machine runs both)."""
     out = tmp_path / "smoke.json"
     r = run_module("bench.gpu.cli_smoke", "--steps-scale", "0.01", "--families", "qwen2.5-vl", "--json", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
