@@ -56,14 +56,9 @@ def env(tiny_qwen25, synth_world, tmp_path_factory):
 
 
 def frames(video, fps: float = 2.0) -> list[tuple[str, float]]:
-    from vtg.stream import file_frames
+    from vtg.stream import file_frames, jpeg_base64
 
-    out = []
-    for f, t in file_frames(str(video), fps):
-        buf = io.BytesIO()
-        Image.fromarray(f).save(buf, "JPEG")
-        out.append((base64.b64encode(buf.getvalue()).decode(), t))
-    return out
+    return [(jpeg_base64(f, quality=75), t) for f, t in file_frames(str(video), fps)]
 
 
 def append(image: str, t, event_id: str | None = None) -> str:

@@ -533,6 +533,18 @@ def _model_fps(sampling: FrameSampling) -> float:
 # ---- sources and the virtual-clock driver ------------------------------------------------------------------------
 
 
+def jpeg_base64(frame: Any, quality: int = 90) -> str:
+    """An RGB frame (H, W, 3 uint8) as a `frame.append` event's `image`: base64 of its JPEG."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=quality)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
 def file_frames(source: str, fps: float, budget: DecodeBudget | None = None) -> Iterator[tuple[Any, float]]:
     """(RGB frame [H, W, 3] uint8, media time) of a video file, about `fps` a second (the first frame at or after
     each 1/fps tick; the rest are not converted). Decoded in one forward pass: memory is one frame."""

@@ -131,14 +131,11 @@ def _paced(session, frames, generate) -> None:
 async def _remote(args: argparse.Namespace, options: dict) -> int:
     """The file's frames over a server's `/v1/streams` WebSocket; every server event printed as it comes."""
     import asyncio
-    import base64
-    import io
     import os
 
     import websockets
-    from PIL import Image
 
-    from vtg.stream import file_frames
+    from vtg.stream import file_frames, jpeg_base64
 
     url = args.endpoint.rstrip("/")
     url = "ws" + url[4:] if url.startswith("http") else url
@@ -165,11 +162,6 @@ async def _remote(args: argparse.Namespace, options: dict) -> int:
                 break
         closed.set()
 
-    def jpeg(frame) -> str:
-        buf = io.BytesIO()
-        Image.fromarray(frame).save(buf, "JPEG", quality=args.jpeg_quality)
-        return base64.b64encode(buf.getvalue()).decode()
-
     async with ws:
         await ws.send(json.dumps(create))
         while True:  # until the session exists: its fps says which frames are worth sending
@@ -191,7 +183,7 @@ async def _remote(args: argparse.Namespace, options: dict) -> int:
                 if args.realtime:
                     start = time.monotonic() - t if start is None else start
                     await asyncio.sleep(max(0.0, start + t - time.monotonic()))
-                image = await asyncio.to_thread(jpeg, frame)
+                image = await asyncio.to_thread(jpeg_base64, frame, args.jpeg_quality)
                 await ws.send(json.dumps({"type": "frame.append", "frame": {"image": image, "media_time": t}}))
             if not closed.is_set():
                 await ws.send(json.dumps({"type": "session.close", "event_id": "close"}))

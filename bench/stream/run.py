@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import io
 import json
 import shutil
 import sys
@@ -195,16 +193,9 @@ def throughput(url: str, videos: list[Path], levels) -> list[dict]:
 
 
 def jpeg_frames(video: Path, fps: float) -> list[tuple[str, float]]:
-    from PIL import Image
+    from vtg.stream import file_frames, jpeg_base64
 
-    from vtg.stream import file_frames
-
-    out = []
-    for f, t in file_frames(str(video), fps):
-        buf = io.BytesIO()
-        Image.fromarray(f).save(buf, "JPEG", quality=90)
-        out.append((base64.b64encode(buf.getvalue()).decode(), t))
-    return out
+    return [(jpeg_base64(f), t) for f, t in file_frames(str(video), fps)]
 
 
 async def live_ws(ws_url: str, record: dict, video: Path, fps: float) -> dict:
