@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import os
 import uuid
 from functools import partial
@@ -41,6 +42,8 @@ from vtg.serve.protocol import (
     StreamReadRequest,
     VideoList,
 )
+
+log = logging.getLogger("vtg.serve")
 
 STATIC = Path(__file__).parent / "static"
 MAX_JSON_BYTES = 1 << 20  # chat/grounding bodies carry references to media, never media: 1 MiB is plenty
@@ -219,7 +222,8 @@ def _add_routes(app: FastAPI, cfg: ServeConfig) -> None:
 
 class EventStreamResponse(StreamingResponse):
     """Server-sent events whose clean-up (`stream.close()`: the engine request aborted, its slot released) runs
-    however the response ends: read to the end, the connection reset, a send that fails, or never read at all."""
+    however the response ends: read to the end, the connection reset, a send that fails, never read at all, or cut
+    off when `stream.abort` is set (a client that stopped reading: its send would wait on a full socket forever)."""
 
     def __init__(self, stream):
         super().__init__(stream.events, media_type="text/event-stream")
@@ -227,9 +231,30 @@ class EventStreamResponse(StreamingResponse):
 
     async def __call__(self, scope, receive, send):
         try:
-            await super().__call__(scope, receive, send)
+            if self.stream.abort is None:
+                await super().__call__(scope, receive, send)
+            else:
+                await self._abortable(scope, receive, send)
         finally:
             await self.stream.close()
+
+    async def _abortable(self, scope, receive, send) -> None:
+        response = asyncio.ensure_future(super().__call__(scope, receive, send))
+        abort = asyncio.ensure_future(self.stream.abort.wait())
+        cut = False
+        try:
+            await asyncio.wait({response, abort}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            abort.cancel()
+            if not response.done():  # returning with the body unfinished makes uvicorn close the connection
+                cut = True
+                response.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await response
+        if cut:
+            log.warning("event stream cut off: its client is not reading (limits.max_stream_backlog events unsent)")
+        else:
+            response.result()
 
 
 async def _save_upload(cfg: ServeConfig, filename: str, request: Request) -> dict:

@@ -94,6 +94,9 @@ class EventStream:
 
     events: AsyncIterator[str]
     close: Callable[[], Awaitable[None]]
+    # set when the client is known not to read (its events piled up): the response is cut off, not left waiting on
+    # a full socket, so its session and slots are freed
+    abort: asyncio.Event | None = None
 
 
 class Serving:

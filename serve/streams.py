@@ -155,19 +155,20 @@ class Live:
     """A `StreamSession` on the server's engine: `push` frames; whenever a window is due, it is asked in the
     background (one ask at a time, in an engine slot like any request) and its events go to the outbox."""
 
-    def __init__(self, streams: Streams, session: StreamSession, texts: dict[str, str], out: Outbox):
+    def __init__(self, streams: Streams, session: StreamSession, texts: dict[str, str], out: Outbox, max_tokens: int):
         from vtg.serve.serving import sampling_params
 
         self.streams, self.serving, self.session, self.texts, self.out = streams, streams.serving, session, texts, out
         self.id = f"strm_{uuid.uuid4().hex[:20]}"
-        self.params = sampling_params(max_tokens=self.serving._token_budget(None), temperature=0.0)
+        self.params = sampling_params(max_tokens=max_tokens, temperature=0.0)
         self.task: asyncio.Task | None = None
         self.fatal: E.APIError | None = None  # the engine stopped: the session cannot go on
         self._idle = asyncio.Event()
         self._idle.set()
 
     def created(self) -> dict[str, Any]:
-        return {"type": "session.created", "session": {"id": self.id, **self.session.describe()}}
+        session = {"id": self.id, **self.session.describe(), "max_tokens": self.params.max_tokens}
+        return {"type": "session.created", "session": session}
 
     def add_query(self, text: str, query_id: str | None) -> str:
         qid = self.session.add_query(text, query_id)
@@ -280,9 +281,17 @@ class Streams:
 
     # -- shared
 
-    def settings(self, options: dict[str, Any], param: str) -> StreamSettings:
+    def settings(self, options: dict[str, Any], param: str) -> tuple[StreamSettings, int]:
         """The served model's stream settings (its window length and fps) with the client's options on top, its
-        queries capped by `limits.max_stream_queries`."""
+        queries capped by `limits.max_stream_queries`; and each window's answer budget: the option `max_tokens`
+        (at most `limits.max_tokens`) or `/v1/grounding`'s default."""
+        options = dict(options)
+        asked_tokens = options.pop("max_tokens", None)
+        if asked_tokens is not None and not (
+            isinstance(asked_tokens, int) and not isinstance(asked_tokens, bool) and asked_tokens >= 1
+        ):
+            raise E.bad_request(f"{param}.max_tokens must be an integer >= 1, got {asked_tokens!r}", param)
+        max_tokens = self.serving._token_budget(asked_tokens, f"{param}.max_tokens")
         limit = self.lim.max_stream_queries
         asked = options.get("max_queries")
         if isinstance(asked, int) and asked > limit:
@@ -295,7 +304,7 @@ class Streams:
                 settings = settings.updated({"max_queries": min(settings.max_queries, limit)})
         except UserError as e:
             raise E.bad_request(f"{param}: {e}", param) from None
-        return settings
+        return settings, max_tokens
 
     def session(self, settings: StreamSettings, queries: list[StreamQueryIn], param: str) -> tuple[StreamSession, dict]:
         requests = self.serving.served.requests.asking(mode="multi", think=False)
@@ -341,7 +350,7 @@ class Streams:
         slot = self.slots.take()
         opened = None
         try:
-            settings = self.settings(req.options, "options")
+            settings, max_tokens = self.settings(req.options, "options")
             session, texts = self.session(settings, req.queries, "queries")
             _refuse_live_url(req.source)
             opened = self.serving.media.opened(req.source, "source")
@@ -359,7 +368,7 @@ class Streams:
             slot.release()
             raise
         out = Outbox(self.lim.max_stream_backlog)
-        live = Live(self, session, texts, out)
+        live = Live(self, session, texts, out, max_tokens)
         reader = asyncio.ensure_future(self._read_source(live, path, req, on_failure))
 
         async def events() -> AsyncIterator[str]:
@@ -379,7 +388,7 @@ class Streams:
                 finally:
                     slot.release()
 
-        return EventStream(events(), close)
+        return EventStream(events(), close, abort=out.overflow)
 
     async def _read_source(self, live: Live, path: str, req: StreamReadRequest, on_failure) -> None:
         from vtg.data.video import VideoError, VideoTooLarge
@@ -608,9 +617,9 @@ class _Connection:
         if isinstance(event, SessionCreate):
             if live is not None:
                 raise E.bad_request(f"the session {live.id} is already created", "type")
-            settings = self.streams.settings(event.session.options, "session.options")
+            settings, max_tokens = self.streams.settings(event.session.options, "session.options")
             session, texts = self.streams.session(settings, event.session.queries, "session.queries")
-            self.live = Live(self.streams, session, texts, self.out)
+            self.live = Live(self.streams, session, texts, self.out, max_tokens)
             self.out.put(self.live.created())
             self.idle_deadline = self.loop.time() + self.lim.stream_idle_s
             return False

@@ -13,8 +13,10 @@
   under names no other module uses) and uploads into `shared_server.uploads`. Tests must leave it as they found
   it: no killed engine, no slots held, and metrics read as differences (other modules' requests count too). A
   module that needs other settings (an API key, URL fetching, a LoRA, window settings, tighter limits, a killed
-  engine) starts its own server with `support.server.start_server`, as test_serve_hardening, test_serve_long and
-  test_serve_web do.
+  engine) uses `keyed_server` if its settings fit, or starts its own server with `support.server.start_server`, as
+  test_serve_hardening and test_serve_long do.
+- `keyed_server`: a second shared server with an API key, a LoRA adapter and tight stream limits
+  (`support.keyed_server`), for test_serve_web and test_serve_stream (one engine start instead of two).
 """
 
 from __future__ import annotations
@@ -99,5 +101,28 @@ def shared_server(tiny_qwen25, synth_world, tmp_path_factory):
         ],
         tmp / "server.log",
     )
+    yield SharedServer(**vars(server), world=synth_world, media=media, uploads=uploads)
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def keyed_server(tiny_qwen25, synth_world, tmp_path_factory):
+    """The session's server with auth on (`support.keyed_server.KEY`), the LoRA adapter `sharp` and the stream limits
+    in `support.keyed_server.RECIPE`: a `SharedServer` (`.media` is an allowed root for modules' own files, under
+    names no other module uses). Tests leave it as they found it: no session left open, no slot held."""
+    from support.keyed_server import KEY, LORA_NAME, RECIPE, random_lora_adapter
+
+    tmp = tmp_path_factory.mktemp("keyed_server")
+    media, uploads = tmp / "media", tmp / "uploads"
+    media.mkdir()
+    recipe = tmp / "serve.yaml"
+    recipe.write_text(RECIPE)
+    adapter = random_lora_adapter(tiny_qwen25, tmp / "adapter")
+    server = start_server(
+        ["--model", str(tiny_qwen25), "--config", str(recipe), "--api-key", KEY, "--lora", f"{LORA_NAME}={adapter}",
+         "--allowed-local-media-path", str(synth_world), "--allowed-local-media-path", str(media),
+         "--upload-dir", str(uploads)],
+        tmp / "server.log",
+    )  # fmt: skip
     yield SharedServer(**vars(server), world=synth_world, media=media, uploads=uploads)
     server.stop()

@@ -2,7 +2,7 @@
 that is not vtg's (the `websockets` library) and by httpx for the server-read SSE endpoint: session life cycle,
 bad input, auth, limits, clients that vanish, and ordinary requests served while streams run. A random-init model
 announces no real moments: these tests check the protocol and its limits (the tracker is tests/test_stream.py's).
-One server for the module."""
+The session's keyed server (tests/conftest.py, shared with test_serve_web)."""
 
 from __future__ import annotations
 
@@ -20,39 +20,24 @@ import pytest
 import websockets
 from PIL import Image
 
-from support.server import start_server
+from support.keyed_server import KEY, MAX_FRAME_BYTES
 
 pytestmark = pytest.mark.integration
 
-KEY = "stream-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-OPTIONS = {"window_s": 4, "stride_s": 2, "min_window_s": 2}
-MAX_FRAME_BYTES = 200_000
+OPTIONS = {"window_s": 4, "stride_s": 2, "min_window_s": 2, "max_tokens": 8}  # short windows, short answers
 
 
 @pytest.fixture(scope="module")
-def env(tiny_qwen25, synth_world, tmp_path_factory):
+def env(tiny_qwen25, keyed_server):
     from support.videos import grey_video
 
-    tmp = tmp_path_factory.mktemp("serve_stream")
-    media = tmp / "media"
-    media.mkdir()
-    grey_video(media / "short.mp4", 4.0, fps=2.0)
-    recipe = tmp / "serve.yaml"
-    recipe.write_text(
-        "serve:\n  limits:\n    max_tokens: 8\n    max_frames: 16\n    max_concurrency: 2\n    max_streams: 2\n"
-        f"    stream_idle_s: 3\n    max_frame_bytes: {MAX_FRAME_BYTES}\n    max_frame_pixels: 409600\n"
-        "    max_stream_s: 60\n    max_stream_backlog: 32\n"
-    )
-    server = start_server(
-        ["--model", str(tiny_qwen25), "--config", str(recipe), "--api-key", KEY,
-         "--allowed-local-media-path", str(synth_world), "--allowed-local-media-path", str(media)],
-        tmp / "server.log",
-    )  # fmt: skip
-    video = sorted((synth_world / "videos").glob("*.mp4"))[0]
-    yield {"url": server.url, "ws": server.url.replace("http", "ws") + "/v1/streams", "video": video,
-           "short": media / "short.mp4", "model": tiny_qwen25, "server": server}  # fmt: skip
-    server.stop()
+    short = keyed_server.media / "stream_short.mp4"
+    grey_video(short, 4.0, fps=2.0)
+    video = sorted((keyed_server.world / "videos").glob("*.mp4"))[0]
+    yield {"url": keyed_server.url, "ws": keyed_server.url.replace("http", "ws") + "/v1/streams", "video": video,
+           "short": short, "model": tiny_qwen25, "server": keyed_server}  # fmt: skip
+    short.unlink()
 
 
 def frames(video, fps: float = 2.0) -> list[tuple[str, float]]:
@@ -127,6 +112,7 @@ def test_session_over_websocket(env):
     created, rest, code = run(go())
     s = created["session"]
     assert s["window_s"] == 4 and s["stride_s"] == 2 and s["fps"] == 2.0 and s["id"].startswith("strm_")
+    assert s["max_tokens"] == 8  # the session's own answer budget
     assert s["queries"] == [{"id": "q0", "text": "a person"}] and created["event_id"].startswith("evt_")
     kinds = [e["type"] for e in rest]
     assert "query.added" in kinds and "query.removed" in kinds and "error" not in kinds, rest
@@ -210,6 +196,9 @@ def test_auth_limits_and_denials(env):
                 assert err["error"]["param"] == "session.options" and "stride_s" in err["error"]["message"]
                 await ws2.send(create(options={**OPTIONS, "max_queries": 99}))
                 assert "limits.max_stream_queries" in (await events_until(ws2, "error"))[-1]["error"]["message"]
+                await ws2.send(create(options={**OPTIONS, "max_tokens": 65}))  # over limits.max_tokens (64)
+                err = (await events_until(ws2, "error"))[-1]["error"]
+                assert "session.options.max_tokens=65" in err["message"] and "limits.max_tokens" in err["message"]
             assert health(env)["streams"] == 1
 
     run(go())
@@ -349,8 +338,8 @@ def test_server_read_refusals(env, tmp_path):
 
 
 def _cli(env) -> list[str]:
-    cmd = [sys.executable, "-m", "vtg", "stream", str(env["short"]), "--query", "a person"]
-    return cmd + [x for k, v in OPTIONS.items() for x in ("--option", f"{k}={v}")]
+    cmd = [sys.executable, "-m", "vtg", "stream", str(env["short"]), "--query", "a person", "--max-tokens", "8"]
+    return cmd + [x for k, v in OPTIONS.items() if k != "max_tokens" for x in ("--option", f"{k}={v}")]
 
 
 def test_cli_streams_to_a_server(env):
@@ -364,7 +353,7 @@ def test_cli_streams_to_a_server(env):
 
 @pytest.mark.slow  # an engine of its own (~25 s); the same replay runs in the fast tier under eval's streaming strategy
 def test_cli_streams_locally(env):
-    local = subprocess.run(_cli(env) + ["--model", str(env["model"]), "--max-tokens", "8"], capture_output=True,
+    local = subprocess.run(_cli(env) + ["--model", str(env["model"])], capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert local.returncode == 0, local.stderr[-3000:]
     events = [json.loads(x) for x in local.stdout.splitlines()]

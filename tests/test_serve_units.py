@@ -332,3 +332,64 @@ def test_grounding_progress_counts_windows_not_calls():
     assert 'vtg_grounding_calls_total{stage="coarse"} 8.0' in text
     tracker.done()
     assert "vtg_grounding_progress{" not in m.render().decode()
+
+
+def test_event_stream_of_a_client_that_stops_reading_is_cut_off():
+    """A real uvicorn and a real socket whose client reads the headers and then nothing: once the session's outbox
+    overflows (the events went nowhere: the socket and uvicorn's write buffer are full), the response is cut off and
+    its clean-up runs, rather than waiting on the full socket for as long as the client keeps it open. The events
+    here are made large so the buffers fill within a second (a stream session's are ~150 bytes)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from vtg.serve.app import EventStreamResponse
+    from vtg.serve.serving import EventStream
+    from vtg.serve.streams import Outbox, _sse
+
+    closed = threading.Event()
+    app = FastAPI()
+
+    @app.get("/events")
+    async def events():
+        out = Outbox(limit=32)
+
+        async def produce():
+            while not out.overflow.is_set():
+                out.put({"type": "progress", "pad": "x" * 4096})
+                await asyncio.sleep(0)
+
+        producer = asyncio.ensure_future(produce())
+
+        async def stream():
+            while (event := await out.get()) is not None:
+                yield _sse(event)
+
+        async def close():
+            producer.cancel()
+            closed.set()
+
+        return EventStreamResponse(EventStream(stream(), close, abort=out.overflow))
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client = socket.create_connection(("127.0.0.1", port))
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(12).startswith(b"HTTP/1.1 200")  # then it reads nothing more, and stays connected
+        assert closed.wait(30), "the response was not cut off: its clean-up never ran"
+        client.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)

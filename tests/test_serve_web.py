@@ -1,6 +1,7 @@
 """The web page in headless Chromium, driven over the DevTools protocol: pick a video, ground a query, see moments on
 the timeline, click one and check that the player seeked there; a screenshot is saved in the test's tmp dir.
-Also auth on (a second server, with an API key): 401 envelopes without/with a wrong key, the page and /health open.
+Also auth on (the session's keyed server, with an API key): 401 envelopes without/with a wrong key, the page and
+/health open.
 The live mode (a fake camera fed from a synthetic clip, then a local file) streams to /v1/streams.
 Install Chromium with tests/install_chromium.sh (CI does)."""
 
@@ -20,61 +21,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.server import start_server
+from support.keyed_server import KEY, LORA_NAME
 
 pytestmark = pytest.mark.integration
-KEY = "test-key-123"
 
 
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _adapter(model_dir: Path, out: Path) -> Path:
-    """A peft LoRA adapter on the language model with random (non-zero) A and B, so it changes the outputs."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    from vtg.train.policy import lora_target_regex
-
-    torch.manual_seed(0)
-    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
-    cfg = LoraConfig(
-        r=8,
-        lora_alpha=64,
-        target_modules=lora_target_regex(["q_proj", "v_proj"]),
-        init_lora_weights=False,
-        task_type="CAUSAL_LM",
-    )
-    get_peft_model(model, cfg).save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def server(tiny_qwen25, synth_world, tmp_path_factory):
-    """Auth ON (the page must work with the key typed into it) and one LoRA adapter."""
-    tmp = tmp_path_factory.mktemp("serve_web")
-    recipe = tmp / "serve.yaml"
-    recipe.write_text("grounding_samples: 4\nlimits:\n  max_frames: 16\n  max_tokens: 64\n")
-    adapter = _adapter(tiny_qwen25, tmp / "adapter")
-    srv = start_server(
-        [
-            "--model",
-            str(tiny_qwen25),
-            "--config",
-            str(recipe),
-            "--api-key",
-            KEY,
-            "--lora",
-            f"sharp={adapter}",
-            "--allowed-local-media-path",
-            str(synth_world),
-        ],
-        tmp / "server.log",
-    )
-    yield srv
-    srv.stop()
+def server(keyed_server):
+    """Auth ON (the page must work with the key typed into it) and one LoRA adapter: the session's keyed server."""
+    return keyed_server
 
 
 def test_auth(server, synth_world):
@@ -104,7 +63,7 @@ def test_lora_adapter_selectable_by_model_name(server, synth_world):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0, timeout=300)
     models = client.models.list().data
     base = models[0].id
-    assert [m.id for m in models] == [base, "sharp"] and models[1].model_extra["parent"] == base
+    assert [m.id for m in models] == [base, LORA_NAME] and models[1].model_extra["parent"] == base
     msgs = [
         {
             "role": "user",
@@ -115,12 +74,12 @@ def test_lora_adapter_selectable_by_model_name(server, synth_world):
         }
     ]
     outs = {}
-    for name in (base, "sharp", base):
+    for name in (base, LORA_NAME, base):
         r = client.chat.completions.create(model=name, messages=msgs, max_tokens=16, temperature=0)
         assert r.model == name
         outs.setdefault(name, []).append(r.choices[0].message.content + str(r.choices[0].message.reasoning_content))
     assert outs[base][0] == outs[base][1]  # deterministic at temperature 0 ...
-    assert outs["sharp"][0] != outs[base][0]  # ... so a different answer means the adapter was applied
+    assert outs[LORA_NAME][0] != outs[base][0]  # ... so a different answer means the adapter was applied
 
 
 class CDP:
@@ -269,7 +228,7 @@ def _streams_open(server) -> int:
     return httpx.get(server.url + "/health", timeout=30).json()["streams"]
 
 
-LIVE_OPTIONS = {"window_s": 6, "stride_s": 1, "min_window_s": 2}  # short windows: progress within seconds
+LIVE_OPTIONS = {"window_s": 6, "stride_s": 1, "min_window_s": 2, "max_tokens": 8}  # progress within seconds
 
 
 def _live_run(b, source: str, queries: list[str]) -> None:

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a stream setting (a StreamSettings key; VALUE read as YAML), e.g. stride_s=4")  # fmt: skip
     p.add_argument("--endpoint", help="a running `vtg serve` (http(s)://host:port): send the frames to it")
     p.add_argument("--api-key", help="the server's API key (or set VTG_API_KEY)")
-    p.add_argument("--max-tokens", type=int, default=64, help="local mode: tokens per window answer")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="tokens per window answer (default: 64 locally, the server's with --endpoint)")  # fmt: skip
     p.add_argument("--jpeg-quality", type=int, default=90, help="--endpoint: JPEG quality of the frames sent")
     p.set_defaults(func=_stream)
 
@@ -84,7 +85,7 @@ def _local(args: argparse.Namespace, options: dict) -> int:
     frames = file_frames(args.source, session.ring.fps, requests.budget)
     llm = make_llm(args.model)
     try:
-        generate = llm_generate(llm, SamplingParams(max_tokens=args.max_tokens, temperature=0.0))
+        generate = llm_generate(llm, SamplingParams(max_tokens=args.max_tokens or 64, temperature=0.0))
         _print({"type": "session.created", "session": session.describe()})
         if not args.realtime:
             for event in replay(session, frames, generate):
@@ -143,6 +144,8 @@ async def _remote(args: argparse.Namespace, options: dict) -> int:
         raise UserError(f"--endpoint {args.endpoint!r}: expected http(s)://host:port of a running `vtg serve`")
     key = args.api_key or os.environ.get("VTG_API_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if args.max_tokens is not None:  # a session option on the server (at most its limits.max_tokens)
+        options = {**options, "max_tokens": args.max_tokens}
     create = {"type": "session.create", "event_id": "create",
               "session": {"queries": [{"text": q} for q in args.query], "options": options}}  # fmt: skip
     try:
