@@ -326,7 +326,7 @@ def local_file(source: str) -> Iterator[str]:
 os.register_at_fork(before=gc.collect)
 
 
-def _open_container(path: str, source: str):
+def _open_container(path: str, source: str, fmt: str | None = None):
     import av
 
     if not os.path.exists(path):
@@ -334,7 +334,7 @@ def _open_container(path: str, source: str):
     if os.path.isdir(path):
         raise VideoError(f"{source}: is a folder, not a video file")
     try:
-        container = av.open(path)
+        container = av.open(path, format=fmt)
     except av.FFmpegError as e:
         raise VideoError(f"{source}: not a readable video ({e})") from None
     if not container.streams.video:

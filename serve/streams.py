@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vtg.data.hls import is_hls_url
 from vtg.errors import UserError
 from vtg.serve import errors as E
 from vtg.serve.protocol import (
@@ -39,7 +40,7 @@ from vtg.serve.protocol import (
     StreamQueryIn,
     StreamReadRequest,
 )
-from vtg.stream import StreamError, StreamSession, StreamSettings
+from vtg.stream import StreamError, StreamSession, StreamSettings, file_frames
 
 log = logging.getLogger("vtg.serve")
 
@@ -353,15 +354,14 @@ class Streams:
             settings, max_tokens = self.settings(req.options, "options")
             session, texts = self.session(settings, req.queries, "queries")
             _refuse_live_url(req.source)
-            opened = self.serving.media.opened(req.source, "source")
-            path = await opened.__aenter__()
-            info = await asyncio.to_thread(self.serving._probe, path, req.source, "source")
-            if info.duration > self.lim.max_stream_s:
-                raise E.bad_request(
-                    f"source: the video lasts {info.duration:.1f} s, over the {self.lim.max_stream_s:g} s limit of "
-                    "one stream session (limits.max_stream_s)",
-                    "source",
-                )
+            if is_hls_url(req.source):
+                path, frames = req.source, await self._hls(req.source, session)
+            else:
+                opened = self.serving.media.opened(req.source, "source")
+                path = await opened.__aenter__()
+                info = await asyncio.to_thread(self.serving._probe, path, req.source, "source")
+                self._check_length(info.duration)
+                frames = file_frames(path, session.ring.fps, self.serving.served.requests.budget)
         except BaseException:
             if opened is not None:
                 await opened.__aexit__(None, None, None)
@@ -369,7 +369,7 @@ class Streams:
             raise
         out = Outbox(self.lim.max_stream_backlog)
         live = Live(self, session, texts, out, max_tokens)
-        reader = asyncio.ensure_future(self._read_source(live, path, req, on_failure))
+        reader = asyncio.ensure_future(self._read_source(live, frames, path, req, on_failure))
 
         async def events() -> AsyncIterator[str]:
             yield _sse(live.created())
@@ -384,19 +384,52 @@ class Streams:
                 await live.close()
             finally:
                 try:
-                    await opened.__aexit__(None, None, None)
+                    if opened is not None:
+                        await opened.__aexit__(None, None, None)
                 finally:
                     slot.release()
 
         return EventStream(events(), close, abort=out.overflow)
 
-    async def _read_source(self, live: Live, path: str, req: StreamReadRequest, on_failure) -> None:
+    def _check_length(self, duration: float) -> None:
+        if duration > self.lim.max_stream_s:
+            raise E.bad_request(
+                f"source: the video lasts {duration:.1f} s, over the {self.lim.max_stream_s:g} s limit of one "
+                "stream session (limits.max_stream_s)",
+                "source",
+            )
+
+    async def _hls(self, url: str, session: StreamSession):
+        """An HLS source's frames; its playlist fetched (and refused) before the first byte of the response."""
+        from vtg.data.fetch import FetchError
+        from vtg.data.hls import GuardedFetcher, hls_frames, open_playlist
+        from vtg.data.video import VideoError
+
+        media = self.serving.media
+        if not media.allow_url_fetch:
+            raise E.forbidden(
+                "source: reading URLs is disabled (start the server with --allow-url-fetch, or use a file under an "
+                "allowed root)",
+                "source",
+            )
+        fetcher = GuardedFetcher(max_segment_bytes=self.lim.max_video_bytes, allow_private=media.allow_private_urls,
+                                 timeout_s=media.fetch_timeout_s)  # fmt: skip
+        try:
+            playlist = await asyncio.to_thread(open_playlist, url, fetcher)
+        except VideoError as e:
+            kind = e.__cause__.kind if isinstance(e.__cause__, FetchError) else None
+            status = {"private": E.forbidden, "too_large": E.too_large}.get(kind, E.bad_request)
+            raise status(f"source: {e}", "source") from None
+        if playlist[1].ended:
+            self._check_length(sum(s.duration for s in playlist[1].segments))
+        return hls_frames(url, session.ring.fps, self.serving.served.requests.budget, fetcher=fetcher,
+                          playlist=playlist)  # fmt: skip
+
+    async def _read_source(self, live: Live, frames, path: str, req: StreamReadRequest, on_failure) -> None:
         from vtg.data.video import VideoError, VideoTooLarge
         from vtg.serve.serving import video_error
-        from vtg.stream import file_frames
 
         loop = asyncio.get_running_loop()
-        frames = file_frames(path, live.session.ring.fps, self.serving.served.requests.budget)
         start = None
         try:
             while live.fatal is None and not live.out.overflow.is_set():
@@ -427,18 +460,16 @@ class Streams:
 
 
 def _refuse_live_url(source: str) -> None:
-    """Live sources (HLS playlists, RTSP) are opened by FFmpeg itself, which then connects to whatever hosts the
-    source names: beyond the URL guard's reach, so not served (docs/serving.md#streams)."""
+    """RTSP and the like are opened by FFmpeg itself, which then connects wherever the protocol leads (the server's
+    SETUP answers, redirects): beyond the URL guard's reach, so not served (docs/serving.md#streams). HLS is read,
+    by vtg's own fetches (vtg.data.hls)."""
     from urllib.parse import urlparse
 
-    parsed = urlparse(source) if "://" in source else None
-    if parsed is None:
-        return
-    scheme = parsed.scheme.lower()
-    if scheme in ("rtsp", "rtsps", "rtmp", "rtp", "udp", "srt") or parsed.path.lower().endswith((".m3u8", ".m3u")):
+    scheme = urlparse(source).scheme.lower() if "://" in source else ""
+    if scheme in ("rtsp", "rtsps", "rtmp", "rtp", "udp", "srt"):
         raise E.bad_request(
-            f"source: live URLs ({scheme}://, HLS playlists) are not read by the server yet: FFmpeg would connect "
-            "to hosts the URL guard has not checked; send the frames over the /v1/streams WebSocket instead",
+            f"source: {scheme}:// URLs are not read by the server: FFmpeg would connect to hosts the URL guard has "
+            "not checked; send the frames over the /v1/streams WebSocket instead (an HLS playlist is read)",
             "source",
         )
 

@@ -107,9 +107,10 @@ def shared_server(tiny_qwen25, synth_world, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def keyed_server(tiny_qwen25, synth_world, tmp_path_factory):
-    """The session's server with auth on (`support.keyed_server.KEY`), the LoRA adapter `sharp` and the stream limits
-    in `support.keyed_server.RECIPE`: a `SharedServer` (`.media` is an allowed root for modules' own files, under
-    names no other module uses). Tests leave it as they found it: no session left open, no slot held."""
+    """The session's server with auth on (`support.keyed_server.KEY`), the LoRA adapter `sharp`, the stream limits in
+    `support.keyed_server.RECIPE` and URL fetching allowed on loopback (tests serve their own URLs): a `SharedServer`
+    (`.media` is an allowed root for modules' own files, under names no other module uses). Tests leave it as they
+    found it: no session left open, no slot held."""
     from support.keyed_server import KEY, LORA_NAME, RECIPE, random_lora_adapter
 
     tmp = tmp_path_factory.mktemp("keyed_server")
@@ -121,7 +122,7 @@ def keyed_server(tiny_qwen25, synth_world, tmp_path_factory):
     server = start_server(
         ["--model", str(tiny_qwen25), "--config", str(recipe), "--api-key", KEY, "--lora", f"{LORA_NAME}={adapter}",
          "--allowed-local-media-path", str(synth_world), "--allowed-local-media-path", str(media),
-         "--upload-dir", str(uploads)],
+         "--upload-dir", str(uploads), "--allow-url-fetch", "--allow-private-urls"],
         tmp / "server.log",
     )  # fmt: skip
     yield SharedServer(**vars(server), world=synth_world, media=media, uploads=uploads)

@@ -317,13 +317,37 @@ def test_server_reads_a_file_as_a_stream(env):
     assert status == 200 and events[-1]["type"] == "session.closed" and time.monotonic() - t0 >= 3.0
 
 
+def test_server_reads_an_hls_playlist(env, tmp_path):
+    """An HLS VOD of the short clip (2-s MPEG-TS segments) over HTTP on loopback: the server fetches the playlist and
+    each segment itself (its URL guard; this server allows loopback) and sends the events of the file read whole."""
+    from support.http_folder import serve_folder
+    from support.videos import hls_vod
+
+    name = hls_vod(env["video"], tmp_path / "hls", segment_s=2.0)
+    body = {"queries": [{"id": "q", "text": "a person"}], "options": OPTIONS}
+    with serve_folder(tmp_path / "hls") as url:
+        status, events = sse(env, {**body, "source": f"{url}/{name}"})
+        assert status == 200, events
+        missing, _ = sse(env, {**body, "source": f"{url}/nothing.m3u8"})
+    assert missing == 400
+    _, from_file = sse(env, {**body, "source": str(env["video"])})
+    assert [e["type"] for e in events if e["type"] == "error"] == []
+
+    def progress(evs):
+        return [(p["media_time"], p["windows"]) for p in evs if p["type"] == "progress"]
+
+    assert progress(events) == progress(from_file) and progress(events)
+    assert events[-1]["type"] == "session.closed" and events[-1]["media_time"] == from_file[-1]["media_time"]
+    assert wait_free(env)["streams"] == 0
+
+
 def test_server_read_refusals(env, tmp_path):
     base = {"queries": [{"text": "x"}], "options": OPTIONS}
     cases = [
         ({**base, "source": str(env["video"])}, {}, 401),
         ({**base, "source": str(tmp_path / "outside.mp4")}, AUTH, 403),
         ({**base, "source": "rtsp://camera.example/live"}, AUTH, 400),
-        ({**base, "source": "https://example.com/live.m3u8"}, AUTH, 400),
+        ({**base, "source": "http://127.0.0.1:9/live.m3u8"}, AUTH, 400),  # its playlist cannot be fetched
         ({**base, "source": str(env["video"]), "options": {"windw_s": 3}}, AUTH, 400),
         ({**base, "source": str(env["video"]), "queries": []}, AUTH, 400),
     ]

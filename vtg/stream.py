@@ -545,15 +545,18 @@ def jpeg_base64(frame: Any, quality: int = 90) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def file_frames(source: str, fps: float, budget: DecodeBudget | None = None) -> Iterator[tuple[Any, float]]:
+def file_frames(
+    source: str, fps: float, budget: DecodeBudget | None = None, fmt: str | None = None
+) -> Iterator[tuple[Any, float]]:
     """(RGB frame [H, W, 3] uint8, media time) of a video file, about `fps` a second (the first frame at or after
-    each 1/fps tick; the rest are not converted). Decoded in one forward pass: memory is one frame."""
+    each 1/fps tick; the rest are not converted). Decoded in one forward pass: memory is one frame. `fmt`: the
+    container, where probing cannot tell (a short MPEG-TS segment: "mpegts")."""
     from vtg.data.video import NO_BUDGET, VideoError, _open_container, local_file
 
     budget = budget or NO_BUDGET
     step, next_t = 1.0 / fps, 0.0
     with local_file(source) as path:
-        container = _open_container(path, source)
+        container = _open_container(path, source, fmt)
         try:
             stream = container.streams.video[0]
             stream.codec_context.options = budget.decoder_options()
@@ -577,6 +580,21 @@ def file_frames(source: str, fps: float, budget: DecodeBudget | None = None) -> 
                 raise VideoError(f"{source}: cannot decode: {type(e).__name__}: {e}") from None
         finally:
             container.close()
+
+
+def source_frames(source: str, fps: float, budget: DecodeBudget | None = None) -> Iterator[tuple[Any, float]]:
+    """`file_frames`, or for an HLS playlist URL its segments read one by one through the URL guard (vtg.data.hls;
+    non-public hosts only with VTG_ALLOW_PRIVATE_URLS=1, as for any fetched video)."""
+    import os
+
+    from vtg.data.hls import GuardedFetcher, hls_frames, is_hls_url
+    from vtg.data.video import MAX_DOWNLOAD_BYTES
+
+    if not is_hls_url(source):
+        return file_frames(source, fps, budget)
+    allow_private = os.environ.get("VTG_ALLOW_PRIVATE_URLS") == "1"
+    fetcher = GuardedFetcher(max_segment_bytes=MAX_DOWNLOAD_BYTES, allow_private=allow_private)
+    return hls_frames(source, fps, budget, fetcher=fetcher)
 
 
 def replay_asks(

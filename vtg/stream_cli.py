@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Watch SOURCE (a video file) causally, as if it were live, and print each event (session.created, "
         "moment.started / updated / ended, progress, session.closed) as one JSON line when it happens.",
     )
-    p.add_argument("source", metavar="SOURCE", help="a video file (or an http(s) URL of one)")
+    p.add_argument("source", metavar="SOURCE", help="a video file, an http(s) URL of one, or an HLS playlist URL")
     p.add_argument("--model", help="model folder (local mode)")
     p.add_argument("--query", action="append", default=[], required=True, help="what to watch for (repeatable)")
     p.add_argument("--realtime", action="store_true", help="pace the file at its own speed (default: as fast as "
@@ -73,7 +73,7 @@ def _local(args: argparse.Namespace, options: dict) -> int:
 
     from vtg.model_folder import ModelFolder
     from vtg.request import Requests
-    from vtg.stream import StreamSession, StreamSettings, file_frames, llm_generate, replay
+    from vtg.stream import StreamSession, StreamSettings, llm_generate, replay, source_frames
     from vtg.vllm_engine import close_llm, make_llm
 
     folder = ModelFolder.read(args.model)
@@ -82,7 +82,7 @@ def _local(args: argparse.Namespace, options: dict) -> int:
     for q in args.query:
         session.add_query(q)
     texts = dict(session.queries)
-    frames = file_frames(args.source, session.ring.fps, requests.budget)
+    frames = source_frames(args.source, session.ring.fps, requests.budget)
     llm = make_llm(args.model)
     try:
         generate = llm_generate(llm, SamplingParams(max_tokens=args.max_tokens or 64, temperature=0.0))
@@ -136,7 +136,7 @@ async def _remote(args: argparse.Namespace, options: dict) -> int:
 
     import websockets
 
-    from vtg.stream import file_frames, jpeg_base64
+    from vtg.stream import jpeg_base64, source_frames
 
     url = args.endpoint.rstrip("/")
     url = "ws" + url[4:] if url.startswith("http") else url
@@ -175,7 +175,7 @@ async def _remote(args: argparse.Namespace, options: dict) -> int:
             if event.get("type") == "error" and event["error"].get("event_id") == "create":
                 return 2
         reader = asyncio.ensure_future(receive())
-        frames = file_frames(args.source, float(event["session"]["fps"]))
+        frames = source_frames(args.source, float(event["session"]["fps"]))
         start = None
         try:
             while not closed.is_set():
