@@ -22,6 +22,7 @@ import math
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -152,23 +153,31 @@ class Outbox:
 # ---- one session on the engine ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SessionOptions:
+    settings: StreamSettings  # vtg.stream's: window, stride, fps, thresholds
+    max_tokens: int  # each window's answer budget
+    think: bool  # a reasoning block before each window's answer
+
+
 class Live:
     """A `StreamSession` on the server's engine: `push` frames; whenever a window is due, it is asked in the
     background (one ask at a time, in an engine slot like any request) and its events go to the outbox."""
 
-    def __init__(self, streams: Streams, session: StreamSession, texts: dict[str, str], out: Outbox, max_tokens: int):
+    def __init__(self, streams: Streams, session: StreamSession, texts: dict[str, str], out: Outbox, opts):
         from vtg.serve.serving import sampling_params
 
         self.streams, self.serving, self.session, self.texts, self.out = streams, streams.serving, session, texts, out
         self.id = f"strm_{uuid.uuid4().hex[:20]}"
-        self.params = sampling_params(max_tokens=max_tokens, temperature=0.0)
+        self.think = opts.think
+        self.params = sampling_params(max_tokens=opts.max_tokens, temperature=0.0)
         self.task: asyncio.Task | None = None
         self.fatal: E.APIError | None = None  # the engine stopped: the session cannot go on
         self._idle = asyncio.Event()
         self._idle.set()
 
     def created(self) -> dict[str, Any]:
-        session = {"id": self.id, **self.session.describe(), "max_tokens": self.params.max_tokens}
+        session = {"id": self.id, **self.session.describe(), "max_tokens": self.params.max_tokens, "think": self.think}
         return {"type": "session.created", "session": session}
 
     def add_query(self, text: str, query_id: str | None) -> str:
@@ -282,10 +291,10 @@ class Streams:
 
     # -- shared
 
-    def settings(self, options: dict[str, Any], param: str) -> tuple[StreamSettings, int]:
-        """The served model's stream settings (its window length and fps) with the client's options on top, its
-        queries capped by `limits.max_stream_queries`; and each window's answer budget: the option `max_tokens`
-        (at most `limits.max_tokens`) or `/v1/grounding`'s default."""
+    def options(self, options: dict[str, Any], param: str) -> SessionOptions:
+        """A session's options: the served model's stream settings (its window length and fps) with the client's on
+        top, its queries capped by `limits.max_stream_queries`; each window's answer budget, `max_tokens` (at most
+        `limits.max_tokens`; default `/v1/grounding`'s); `think` (a reasoning block before each window's answer)."""
         options = dict(options)
         asked_tokens = options.pop("max_tokens", None)
         if asked_tokens is not None and not (
@@ -293,6 +302,9 @@ class Streams:
         ):
             raise E.bad_request(f"{param}.max_tokens must be an integer >= 1, got {asked_tokens!r}", param)
         max_tokens = self.serving._token_budget(asked_tokens, f"{param}.max_tokens")
+        think = options.pop("think", False)
+        if not isinstance(think, bool):
+            raise E.bad_request(f"{param}.think must be true or false, got {think!r}", param)
         limit = self.lim.max_stream_queries
         asked = options.get("max_queries")
         if isinstance(asked, int) and asked > limit:
@@ -305,12 +317,12 @@ class Streams:
                 settings = settings.updated({"max_queries": min(settings.max_queries, limit)})
         except UserError as e:
             raise E.bad_request(f"{param}: {e}", param) from None
-        return settings, max_tokens
+        return SessionOptions(settings, max_tokens, think)
 
-    def session(self, settings: StreamSettings, queries: list[StreamQueryIn], param: str) -> tuple[StreamSession, dict]:
-        requests = self.serving.served.requests.asking(mode="multi", think=False)
+    def session(self, opts: SessionOptions, queries: list[StreamQueryIn], param: str) -> tuple[StreamSession, dict]:
+        requests = self.serving.served.requests.asking(mode="multi", think=opts.think)
         try:
-            session = StreamSession(requests, settings, source="stream")
+            session = StreamSession(requests, opts.settings, source="stream")
         except UserError as e:
             raise E.bad_request(str(e), param) from None
         texts = {}
@@ -351,8 +363,8 @@ class Streams:
         slot = self.slots.take()
         opened = None
         try:
-            settings, max_tokens = self.settings(req.options, "options")
-            session, texts = self.session(settings, req.queries, "queries")
+            opts = self.options(req.options, "options")
+            session, texts = self.session(opts, req.queries, "queries")
             _refuse_live_url(req.source)
             if is_hls_url(req.source):
                 path, frames = req.source, await self._hls(req.source, session)
@@ -368,7 +380,7 @@ class Streams:
             slot.release()
             raise
         out = Outbox(self.lim.max_stream_backlog)
-        live = Live(self, session, texts, out, max_tokens)
+        live = Live(self, session, texts, out, opts)
         reader = asyncio.ensure_future(self._read_source(live, frames, path, req, on_failure))
 
         async def events() -> AsyncIterator[str]:
@@ -648,9 +660,9 @@ class _Connection:
         if isinstance(event, SessionCreate):
             if live is not None:
                 raise E.bad_request(f"the session {live.id} is already created", "type")
-            settings, max_tokens = self.streams.settings(event.session.options, "session.options")
-            session, texts = self.streams.session(settings, event.session.queries, "session.queries")
-            self.live = Live(self.streams, session, texts, self.out, max_tokens)
+            opts = self.streams.options(event.session.options, "session.options")
+            session, texts = self.streams.session(opts, event.session.queries, "session.queries")
+            self.live = Live(self.streams, session, texts, self.out, opts)
             self.out.put(self.live.created())
             self.idle_deadline = self.loop.time() + self.lim.stream_idle_s
             return False

@@ -112,7 +112,7 @@ def test_session_over_websocket(env):
     created, rest, code = run(go())
     s = created["session"]
     assert s["window_s"] == 4 and s["stride_s"] == 2 and s["fps"] == 2.0 and s["id"].startswith("strm_")
-    assert s["max_tokens"] == 8  # the session's own answer budget
+    assert s["max_tokens"] == 8 and s["think"] is False  # the session's own answer budget, no reasoning
     assert s["queries"] == [{"id": "q0", "text": "a person"}] and created["event_id"].startswith("evt_")
     kinds = [e["type"] for e in rest]
     assert "query.added" in kinds and "query.removed" in kinds and "error" not in kinds, rest
@@ -199,6 +199,8 @@ def test_auth_limits_and_denials(env):
                 await ws2.send(create(options={**OPTIONS, "max_tokens": 65}))  # over limits.max_tokens (64)
                 err = (await events_until(ws2, "error"))[-1]["error"]
                 assert "session.options.max_tokens=65" in err["message"] and "limits.max_tokens" in err["message"]
+                await ws2.send(create(options={**OPTIONS, "think": "yes"}))
+                assert "think must be true or false" in (await events_until(ws2, "error"))[-1]["error"]["message"]
             assert health(env)["streams"] == 1
 
     run(go())
@@ -310,6 +312,12 @@ def test_server_reads_a_file_as_a_stream(env):
     assert all(p["skipped"] == 0 and p["lag"] == 0 for p in progress)
     assert [p["media_time"] for p in progress][:2] == [2.0, 4.0]
     assert events[-1]["windows"] == len(progress) and events[-1]["queries"][0]["id"] == "q"
+
+    # with reasoning: the windows' answers carry a <think> block, read by the same parser
+    status, events = sse(env, {"source": str(env["short"]), "queries": [{"text": "x"}],
+                               "options": {**OPTIONS, "think": True, "max_tokens": 24}})  # fmt: skip
+    assert status == 200 and events[0]["session"]["think"] is True and events[-1]["type"] == "session.closed"
+    assert [e for e in events if e["type"] == "error"] == [] and events[-1]["windows"] >= 1
 
     t0 = time.monotonic()  # realtime: paced at the file's own speed (4 s)
     status, events = sse(env, {"source": str(env["short"]), "queries": [{"text": "x"}], "options": OPTIONS,

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", help="the server's API key (or set VTG_API_KEY)")
     p.add_argument("--max-tokens", type=int, default=None,
                    help="tokens per window answer (default: 64 locally, the server's with --endpoint)")  # fmt: skip
+    p.add_argument("--think", action="store_true", help="a reasoning block before each window's answer")
     p.add_argument("--jpeg-quality", type=int, default=90, help="--endpoint: JPEG quality of the frames sent")
     p.set_defaults(func=_stream)
 
@@ -77,7 +78,7 @@ def _local(args: argparse.Namespace, options: dict) -> int:
     from vtg.vllm_engine import close_llm, make_llm
 
     folder = ModelFolder.read(args.model)
-    requests = Requests.for_model(folder)
+    requests = Requests.for_model(folder, think=args.think)
     session = StreamSession(requests, StreamSettings.for_model(folder, options), source=args.source)
     for q in args.query:
         session.add_query(q)
@@ -146,6 +147,8 @@ async def _remote(args: argparse.Namespace, options: dict) -> int:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if args.max_tokens is not None:  # a session option on the server (at most its limits.max_tokens)
         options = {**options, "max_tokens": args.max_tokens}
+    if args.think:
+        options = {**options, "think": True}
     create = {"type": "session.create", "event_id": "create",
               "session": {"queries": [{"text": q} for q in args.query], "options": options}}  # fmt: skip
     try:
