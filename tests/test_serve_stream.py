@@ -255,7 +255,7 @@ def test_client_that_vanishes_or_stops_reading_frees_its_session(env):
 
 def test_ordinary_requests_are_served_while_streams_run(env):
     """Stream asks take the same engine slots as every request, one at a time per stream, first come first served:
-    a grounding request sent while two streams push frames as fast as they can still gets its answer."""
+    a grounding request sent while two streams push frames far faster than real time still gets its answer."""
     sent = frames(env["video"])
 
     async def stream(stop: asyncio.Event):
@@ -264,9 +264,10 @@ def test_ordinary_requests_are_served_while_streams_run(env):
             t = 0.0
             while not stop.is_set():
                 for image, _ in sent:
-                    if t < 50:  # limits.max_stream_s is 60
+                    if t < 50 and not stop.is_set():  # limits.max_stream_s is 60
                         await ws.send(append(image, t))
                         t += 0.5
+                        await asyncio.sleep(0.02)  # 50 frames/s: 25x the 2-fps stream, ~2 s of sending per 50 s
                 await asyncio.sleep(0.05)
             await ws.send(json.dumps({"type": "session.close"}))
             return [e for e in await events_until(ws, "session.closed") if e["type"] == "progress"]
@@ -277,7 +278,9 @@ def test_ordinary_requests_are_served_while_streams_run(env):
         await asyncio.sleep(1.0)
         async with httpx.AsyncClient(timeout=120) as client:
             t0 = time.monotonic()
-            body = {"video": str(env["video"]), "query": "a person", "strategy": "direct"}
+            # short answers, like the streams': the sessions stop sending at 50 s of media and would go idle
+            # (limits.stream_idle_s, 3 s) if this request took much longer
+            body = {"video": str(env["video"]), "query": "a person", "strategy": "direct", "max_tokens": 8}
             r = await client.post(env["url"] + "/v1/grounding", headers=AUTH, json=body)
             took = time.monotonic() - t0
         stop.set()
