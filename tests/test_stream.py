@@ -95,8 +95,9 @@ def track(settings: StreamSettings, answers):
     return tracker, out
 
 
-# the tracker's mechanics, not the chosen defaults: scores of 0.8-0.9 count, one window starts or ends a moment
-S = StreamSettings(window_s=10.0, stride_s=2.0, start_score=0.5, keep_score=0.3, confirm=1, release=1)
+# the tracker's mechanics, not the chosen defaults: scores of 0.8-0.9 count, one window starts or ends a moment;
+# `end_rule: seen` (a window that sees the end ends the moment) unless a test says `gone`
+S = StreamSettings(window_s=10.0, stride_s=2.0, start_score=0.5, keep_score=0.3, confirm=1, release=1, end_rule="seen")
 
 
 def test_tracker_announces_start_then_end_of_an_ongoing_moment():
@@ -117,7 +118,8 @@ def test_tracker_short_moment_is_started_and_ended_at_once():
 
 
 def test_tracker_hysteresis_and_release():
-    settings = StreamSettings(window_s=10.0, stride_s=2.0, start_score=0.6, keep_score=0.3, confirm=1, release=2)
+    settings = StreamSettings(window_s=10.0, stride_s=2.0, start_score=0.6, keep_score=0.3, confirm=1, release=2,
+                              end_rule="seen")  # fmt: skip
     tracker, events = track(settings, [
         (0, 10, [(8.0, 10.0, 0.5)]),  # under start_score: no evidence
         (2, 12, [(8.0, 12.0, 0.7)]),  # started
@@ -160,9 +162,50 @@ def test_tracker_second_moment_after_the_first():
     ]  # fmt: skip
 
 
+def test_tracker_end_rule_seen_fragments_a_long_event_and_gone_keeps_it_one_moment():
+    """A 12-s event (8-20 s) under 10-s windows that each answer it as ending a little before their own end (what a
+    model trained on whole clips tends to say): `seen` ends it in the first such window and starts it again in the
+    next; `gone` keeps one moment until `release` windows no longer show it, ended at the latest end seen."""
+    windows = [
+        (0, 10, [(8.0, 10.0, 0.9)]),  # ongoing
+        (2, 12, [(8.0, 10.5, 0.9)]),  # "ended" at 10.5, inside the window
+        (4, 14, [(8.0, 12.5, 0.9)]),
+        (6, 16, [(8.0, 14.5, 0.9)]),
+        (10, 20, [(10.0, 18.5, 0.9)]),
+        (12, 22, [(12.0, 20.0, 0.9)]),  # the true end seen
+        (14, 24, [(14.0, 20.0, 0.9)]),  # the same end again
+        (16, 26, [(16.0, 20.0, 0.9)]),
+        (18, 28, []),  # gone from the trailing window
+        (20, 30, []),
+    ]
+    _, seen = track(S, windows)
+    assert [e[0] for e in seen].count("moment.started") >= 4  # one fragment per window
+    gone = dataclasses.replace(S, end_rule="gone", release=2)
+    tracker, events = track(gone, windows)
+    assert events == [("moment.started", 8.0, None, 10), ("moment.ended", 8.0, 20.0, 30)]
+    assert tracker.spans(30) == [(8.0, 20.0, 0.9, False)]
+
+
+def test_tracker_end_rule_gone_starts_after_the_last_end_and_moves_starts_only_earlier():
+    gone = dataclasses.replace(S, end_rule="gone", release=1)
+    tracker, events = track(gone, [
+        (0, 10, [(3.0, 5.0, 0.8)]),  # over inside the window: started, not yet ended
+        (2, 12, [(4.0, 6.0, 0.8)]),  # later and touching: more of the same moment (the start does not move later)
+        (4, 14, [(8.0, 14.0, 0.9), (2.0, 6.0, 0.4)]),  # ... and a new ongoing one: touching too, so still one
+        (6, 16, []),  # released
+        (8, 18, [(5.0, 14.0, 0.9)]),  # overlaps the ended moment, ends before its end: that moment seen again
+        (10, 20, [(17.0, 20.0, 0.9)]),  # after it: a second moment
+    ])  # fmt: skip
+    assert events == [("moment.started", 3.0, None, 10), ("moment.ended", 3.0, 14.0, 16),
+                      ("moment.started", 17.0, None, 20)]  # fmt: skip
+    assert tracker.spans(20) == [(3.0, 14.0, 0.9, False), (17.0, 20.0, 0.9, True)]
+
+
 def test_settings_refuse_impossible_values():
     with pytest.raises(StreamError.__mro__[1], match="stride_s"):
         StreamSettings(window_s=4.0, stride_s=5.0)
+    with pytest.raises(StreamError.__mro__[1], match="end_rule"):
+        StreamSettings(end_rule="never")
     with pytest.raises(StreamError.__mro__[1], match="keep_score <= start_score"):
         StreamSettings(start_score=0.2, keep_score=0.4)
     with pytest.raises(StreamError.__mro__[1], match="unknown"):

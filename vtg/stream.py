@@ -10,7 +10,8 @@ feed one `MomentTracker` per query. The tracker turns window answers into events
 
     moment.started   a moment seen in `confirm` successive windows (score >= start_score); carries its start
     moment.updated   the start moved by more than `update_s` (a later window saw the event's beginning better)
-    moment.ended     the moment ended inside a window, or `release` successive windows no longer see it
+    moment.ended     `release` successive windows no longer see it (`end_rule: gone`, the default), at the latest
+                     end seen; or (`end_rule: seen`) as soon as one window sees it end inside the window
 
 A moment still running at the trailing window's end is "ongoing": it has a start and no end yet. Each event carries
 the media time at which it was emitted, so a replay can score how early it came.
@@ -61,15 +62,20 @@ class StreamSettings:
     fps: float | None = None  # frames per second kept and shown; None: the model's own
     min_window_s: float = 4.0  # the first ask waits until this much of the stream is buffered
     score: str = "likelihood"  # how a window's answer is scored (vtg.grounding.SCORES, without `agreement`)
-    # the four trigger settings: chosen on validation streams (experiments/stream_thresholds), the same point in the
-    # distractor and the one-object world
-    start_score: float = 0.85  # a window moment scored lower is no evidence of a new moment
-    keep_score: float = 0.85  # ... and an active moment needs at least this to stay (lower: hysteresis)
+    # the trigger settings: chosen on validation streams (experiments/stream_thresholds, then with `end_rule`
+    # experiments/stream_release), the same point in the distractor and the one-object world
+    start_score: float = 0.7  # a window moment scored lower is no evidence of a new moment
+    keep_score: float = 0.7  # ... and an active moment needs at least this to stay (lower: hysteresis)
     confirm: int = 1  # successive windows of evidence before moment.started
     release: int = 2  # successive windows without the moment before moment.ended
     edge_s: float = 1.0  # a moment ending within this of the window's end is ongoing
     update_s: float = 1.0  # a start that moves more than this is announced (moment.updated)
     max_queries: int = 8
+    # "gone": a moment ends once `release` successive windows show nothing touching it, at the latest end seen
+    # (a later moment.ended, about a window; one event stays one moment while the trailing window still holds it);
+    # "seen": it ends as soon as one window's answer ends inside the window (each later window that still shows
+    # the event then starts a new moment: fragments). Chosen on validation streams (experiments/stream_release).
+    end_rule: str = "gone"
 
     def __post_init__(self) -> None:
         if not self.window_s > 0:
@@ -82,6 +88,8 @@ class StreamSettings:
             raise UserError(
                 f"stream.min_window_s must be in (0, window_s={self.window_s:g}], got {self.min_window_s!r}"
             )
+        if self.end_rule not in ("gone", "seen"):
+            raise UserError(f"stream.end_rule must be 'gone' or 'seen', got {self.end_rule!r}")
         if self.score not in ("likelihood", "not_present"):
             raise UserError(f"stream.score must be 'likelihood' or 'not_present', got {self.score!r}")
         if not 0 <= self.keep_score <= self.start_score <= 1:
@@ -285,7 +293,7 @@ class MomentTracker:
     evidence: int = 0
     missed: int = 0
     closed_until: float = -math.inf  # the end of the last ended moment: answers before it are that moment again
-    last_seen: float = 0.0  # the last window end at which the active moment was ongoing
+    last_seen: float = 0.0  # the active moment's latest end seen (a window's end while it was ongoing there)
     at: float = 0.0  # media time of the answer being observed (events are emitted then)
 
     @property
@@ -312,9 +320,16 @@ class MomentTracker:
         self.missed = 0
         active.score = max(active.score, c.score)
         events = []
+        gone = s.end_rule == "gone"
+        # the window saw the beginning: a better start (with `gone`, only an earlier one: a later candidate touching
+        # the moment is more of it, not its beginning)
         if c.start > window_start + s.edge_s and abs(c.start - active.start) > s.update_s:
-            active.start = max(c.start, self.closed_until)  # the window saw the beginning: a better start
-            events.append(self._event("moment.updated", active, now))
+            if not gone or c.start < active.start:
+                active.start = max(c.start, self.closed_until)
+                events.append(self._event("moment.updated", active, now))
+        if gone:
+            self.last_seen = max(self.last_seen, now if c.end >= now - s.edge_s else c.end)
+            return events
         if c.end >= now - s.edge_s:
             self.last_seen = now
             return events
@@ -332,9 +347,10 @@ class MomentTracker:
         start = max(c.start, self.closed_until)
         m = TrackedMoment(f"mom_{uuid.uuid4().hex[:12]}", start, None, c.score, started_at=now)
         self.moments.append(m)
-        self.evidence, self.missed, self.last_seen = 0, 0, now
+        ongoing = c.end >= now - s.edge_s
+        self.evidence, self.missed, self.last_seen = 0, 0, now if ongoing else max(c.end, start)
         events = [self._event("moment.started", m, now)]
-        if c.end < now - s.edge_s:  # over within the window already: started and ended at once
+        if not ongoing and s.end_rule == "seen":  # over within the window already: started and ended at once
             events += self._end(m, max(c.end, start), now)
         return events
 
