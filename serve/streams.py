@@ -164,7 +164,9 @@ class Live:
     """A `StreamSession` on the server's engine: `push` frames; whenever a window is due, it is asked in the
     background (one ask at a time, in an engine slot like any request) and its events go to the outbox."""
 
-    def __init__(self, streams: Streams, session: StreamSession, texts: dict[str, str], out: Outbox, opts):
+    def __init__(
+        self, streams: Streams, session: StreamSession, texts: dict[str, str], out: Outbox, opts: SessionOptions
+    ):
         from vtg.serve.serving import sampling_params
 
         self.streams, self.serving, self.session, self.texts, self.out = streams, streams.serving, session, texts, out
@@ -442,10 +444,12 @@ class Streams:
         from vtg.serve.serving import video_error
 
         loop = asyncio.get_running_loop()
-        start = None
+        start, reading = None, None
         try:
             while live.fatal is None and not live.out.overflow.is_set():
-                item = await asyncio.to_thread(next, frames, None)
+                reading = asyncio.ensure_future(asyncio.to_thread(next, frames, None))
+                item = await asyncio.shield(reading)  # a cancel leaves the worker's read to finish (below)
+                reading = None
                 if item is None:
                     break
                 frame, t = item
@@ -464,6 +468,11 @@ class Streams:
             on_failure(400)
             live.out.put(error_event(E.bad_request(str(e), "source"), media_time=round(live.session.now, 3)))
         finally:
+            # cancelled mid-read (the client went): the worker thread is still in `next(frames)` (an HLS segment
+            # may take seconds to fetch); closing the generator under it would fail, so let that read end first
+            if reading is not None:
+                with contextlib.suppress(BaseException):
+                    await reading
             await asyncio.to_thread(frames.close)
         if live.fatal is not None:
             on_failure(live.fatal.status)

@@ -352,6 +352,35 @@ def test_server_reads_an_hls_playlist(env, tmp_path):
     assert wait_free(env)["streams"] == 0
 
 
+def test_a_client_gone_during_a_slow_hls_segment_frees_the_session(env, tmp_path):
+    """The client leaves while the server is still fetching a segment (here: one held back 2 s): the read in flight
+    is let finish before the source is closed, the session is freed, and the server logs no error."""
+    from support.http_folder import _Quiet, serve_folder
+    from support.videos import hls_vod
+
+    name = hls_vod(env["short"], tmp_path / "hls", segment_s=2.0)
+    log = env["server"].log
+    before = log.read_text(errors="replace")
+
+    class Slow(_Quiet):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if self.path.endswith(".ts"):
+                time.sleep(2.0)
+            super().do_GET()
+
+    body = {"queries": [{"text": "x"}], "options": OPTIONS}
+    with serve_folder(tmp_path / "hls", Slow) as url:
+        with httpx.stream("POST", env["url"] + "/v1/streams/read", json={**body, "source": f"{url}/{name}"},
+                          headers=AUTH, timeout=60) as r:  # fmt: skip
+            assert r.status_code == 200
+            assert json.loads(next(r.iter_lines())[6:])["type"] == "session.created"
+        # gone, with the first segment still on its way
+        assert wait_free(env)["streams"] == 0
+        time.sleep(2.5)  # the held-back segment arrives: the reader ends
+    new = log.read_text(errors="replace")[len(before) :]
+    assert "Traceback" not in new and "generator already executing" not in new, new[-3000:]
+
+
 def test_server_read_refusals(env, tmp_path):
     base = {"queries": [{"text": "x"}], "options": OPTIONS}
     cases = [
