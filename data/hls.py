@@ -147,22 +147,22 @@ def hls_frames(
     url, current = playlist or open_playlist(url, fetcher)
     stall_s = stall_s if stall_s is not None else 3 * current.target_s
     start_t, last_seq, last_new = 0.0, None, clock()
-    inits: dict[str, bytes] = {}
+    init_url, init = None, b""  # the fMP4 init section last fetched (it rarely changes)
     with tempfile.TemporaryDirectory(prefix="vtg-hls-") as tmp:
         while True:
             fresh = [s for s in current.segments if last_seq is None or s.seq > last_seq]
             for seg in fresh:
                 path = os.path.join(tmp, "segment")
                 fetcher.file(seg.url, path)
-                if seg.init:
-                    if seg.init not in inits:
+                if seg.init:  # an fMP4 segment decodes after its init section
+                    if seg.init != init_url:
                         fetcher.file(seg.init, path + ".init")
                         with open(path + ".init", "rb") as f:
-                            inits = {seg.init: f.read()}  # one init section kept
+                            init_url, init = seg.init, f.read()
                     with open(path, "rb") as f:
                         body = f.read()
                     with open(path, "wb") as f:
-                        f.write(inits[seg.init] + body)
+                        f.write(init + body)
                 first = None
                 try:
                     for frame, t in file_frames(path, fps, budget, None if seg.init else "mpegts"):

@@ -150,15 +150,26 @@ class MediaPolicy:
         finally:
             self.fetched.release(path)
 
-    async def _fetch(self, url: str, param: str) -> str:
-        from vtg.data.fetch import FetchError, fetch
-
+    def require_url_fetch(self, param: str) -> None:
         if not self.allow_url_fetch:
             raise forbidden(
                 f"{param}: fetching videos from URLs is disabled (start the server with "
                 "--allow-url-fetch, or use a file under an allowed root)",
                 param,
             )
+
+    def hls_fetcher(self):
+        """Playlist and segment fetches of an HLS source (vtg.data.hls) under this policy's guard and byte cap."""
+        from vtg.data.hls import GuardedFetcher
+
+        return GuardedFetcher(
+            max_segment_bytes=self.max_bytes, allow_private=self.allow_private_urls, timeout_s=self.fetch_timeout_s
+        )
+
+    async def _fetch(self, url: str, param: str) -> str:
+        from vtg.data.fetch import FetchError, fetch
+
+        self.require_url_fetch(param)
         dest = self.fetched.path_for(url)
         self.fetched.hold(dest)
         try:
@@ -173,8 +184,7 @@ class MediaPolicy:
                 )
         except FetchError as e:
             self.fetched.release(dest)
-            status = {"private": forbidden, "too_large": too_large}.get(e.kind, bad_request)
-            raise status(f"{param}: {e}", param) from None
+            raise fetch_refused(e, f"{param}: {e}", param) from None
         except BaseException:
             self.fetched.release(dest)
             raise
@@ -183,6 +193,12 @@ class MediaPolicy:
 
     def close(self) -> None:
         self.fetched.close()
+
+
+def fetch_refused(e, message: str, param: str):
+    """The API error for a URL the guard or the download refused (`vtg.data.fetch.FetchError`): 403 for a non-public
+    host, 413 over the byte cap, else 400."""
+    return {"private": forbidden, "too_large": too_large}.get(e.kind, bad_request)(message, param)
 
 
 class FetchCache:

@@ -416,24 +416,18 @@ class Streams:
     async def _hls(self, url: str, session: StreamSession):
         """An HLS source's frames; its playlist fetched (and refused) before the first byte of the response."""
         from vtg.data.fetch import FetchError
-        from vtg.data.hls import GuardedFetcher, hls_frames, open_playlist
+        from vtg.data.hls import hls_frames, open_playlist
         from vtg.data.video import VideoError
+        from vtg.serve.media import fetch_refused
 
-        media = self.serving.media
-        if not media.allow_url_fetch:
-            raise E.forbidden(
-                "source: reading URLs is disabled (start the server with --allow-url-fetch, or use a file under an "
-                "allowed root)",
-                "source",
-            )
-        fetcher = GuardedFetcher(max_segment_bytes=self.lim.max_video_bytes, allow_private=media.allow_private_urls,
-                                 timeout_s=media.fetch_timeout_s)  # fmt: skip
+        self.serving.media.require_url_fetch("source")
+        fetcher = self.serving.media.hls_fetcher()
         try:
             playlist = await asyncio.to_thread(open_playlist, url, fetcher)
         except VideoError as e:
-            kind = e.__cause__.kind if isinstance(e.__cause__, FetchError) else None
-            status = {"private": E.forbidden, "too_large": E.too_large}.get(kind, E.bad_request)
-            raise status(f"source: {e}", "source") from None
+            if isinstance(e.__cause__, FetchError):
+                raise fetch_refused(e.__cause__, f"source: {e}", "source") from None
+            raise E.bad_request(f"source: {e}", "source") from None
         if playlist[1].ended:
             self._check_length(sum(s.duration for s in playlist[1].segments))
         return hls_frames(url, session.ring.fps, self.serving.served.requests.budget, fetcher=fetcher,

@@ -350,6 +350,8 @@ def test_event_stream_of_a_client_that_stops_reading_is_cut_off():
     from vtg.serve.serving import EventStream
     from vtg.serve.streams import Outbox, _sse
 
+    from support.server import free_port
+
     closed = threading.Event()
     app = FastAPI()
 
@@ -374,9 +376,7 @@ def test_event_stream_of_a_client_that_stops_reading_is_cut_off():
 
         return EventStreamResponse(EventStream(stream(), close, abort=out.overflow))
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
